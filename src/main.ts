@@ -1,0 +1,43 @@
+import { isatty } from 'node:tty';
+import closeWithGrace from 'close-with-grace';
+import { buildApp, LOG_REDACT } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+
+/** The only place that reads process.env, listens, and shuts down. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`execd: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  const pretty = isatty(1) && process.env.NO_COLOR === undefined;
+  const app = await buildApp(config, {
+    logger: {
+      level: config.logLevel,
+      redact: { paths: LOG_REDACT, censor: '[redacted]' },
+      ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
+    },
+  });
+
+  const address = await app.listen({ host: config.host, port: config.port });
+  const url = address.replace('[::1]', 'localhost');
+  app.log.info({ url, pid: process.pid, spawner: app.services.runContext.spawner.name }, `execd listening on ${url}`);
+  if (config.tokenGenerated) {
+    // Printed once, on stderr, so that a log shipper reading stdout does not store it.
+    process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);
+  }
+
+  closeWithGrace({ delay: config.killGraceMs + 5000 }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'shutting down after an error');
+    else app.log.info({ signal }, 'shutting down');
+    await app.close();
+  });
+}
+
+void main();

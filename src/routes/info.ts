@@ -1,0 +1,56 @@
+import { availableParallelism, hostname, loadavg, userInfo } from 'node:os';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { problems, V1_ERRORS } from '../schemas/common.js';
+import { Info } from '../schemas/info.js';
+
+function userName(uid: number): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(uid);
+  }
+}
+
+const infoRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/info',
+    {
+      schema: {
+        operationId: 'getInfo',
+        tags: ['process info'],
+        summary: "The server process, like Python's os.getpid(), os.getcwd(), os.getuid()…",
+        response: { 200: Info, ...problems(...V1_ERRORS) },
+      },
+    },
+    async () => {
+      const { services } = app;
+      const mem = process.memoryUsage();
+      const cpu = process.cpuUsage();
+      const uid = process.getuid!();
+      return {
+        pid: process.pid,
+        ppid: process.ppid,
+        cwd: process.cwd(),
+        uid,
+        gid: process.getgid!(),
+        euid: process.geteuid!(),
+        egid: process.getegid!(),
+        groups: process.getgroups!(),
+        user: userName(uid),
+        hostname: hostname(),
+        platform: process.platform,
+        arch: process.arch,
+        nodeVersion: process.version,
+        startedAt: services.startedAt.toISOString(),
+        uptimeMs: Date.now() - services.startedAt.getTime(),
+        memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal, externalBytes: mem.external },
+        cpu: { userMs: Math.round(cpu.user / 1000), systemMs: Math.round(cpu.system / 1000), count: availableParallelism() },
+        loadavg: loadavg(),
+        spawner: services.runContext.spawner.name,
+        instanceId: services.instanceId,
+      };
+    },
+  );
+};
+
+export default infoRoutes;

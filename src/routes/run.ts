@@ -1,0 +1,88 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { ApiError } from '../errors.js';
+import { problems, V1_ERRORS } from '../schemas/common.js';
+import { RunRequest, RunResult } from '../schemas/run.js';
+import { encodeBytes } from '../services/encoding.js';
+import { pyRepr } from '../services/pyrepr.js';
+import type { CompletedRun } from '../services/runner/index.js';
+import { toRunSpec } from '../services/spec.js';
+import { runSync } from '../services/sync.js';
+import type { Encoding } from '../schemas/common.js';
+
+export function toRunResult(run: CompletedRun, encoding: Encoding): RunResult {
+  const o = run.outcome;
+  return {
+    exitCode: o.exitCode,
+    signal: o.signal,
+    returncode: run.returncode,
+    stdout: encodeBytes(run.stdout, encoding),
+    stderr: encodeBytes(run.stderr, encoding),
+    encoding,
+    truncated: run.truncated,
+    timedOut: o.timedOut,
+    durationMs: o.durationMs,
+    pid: o.pid,
+    startedAt: o.startedAt.toISOString(),
+    finishedAt: o.finishedAt.toISOString(),
+  };
+}
+
+/** Python's CalledProcessError wording. */
+export function calledProcessErrorMessage(cmd: string | string[], returncode: number, signal: string | null): string {
+  if (returncode < 0 && signal) return `Command ${pyRepr(cmd)} died with <Signals.${signal}: ${-returncode}>.`;
+  return `Command ${pyRepr(cmd)} returned non-zero exit status ${returncode}.`;
+}
+
+const wantsText = (accept: string | undefined): boolean => {
+  if (!accept) return false;
+  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
+  const text = types.indexOf('text/plain');
+  const json = types.findIndex((t) => t === 'application/json' || t === '*/*');
+  return text >= 0 && (json < 0 || text < json);
+};
+
+const runRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/run',
+    {
+      schema: {
+        operationId: 'run',
+        tags: ['run'],
+        summary: 'Run a command and answer with its exit status and output',
+        description:
+          'Like subprocess.run(). With `Accept: text/plain` the body is the raw stdout and the headers ' +
+          '`X-Exit-Code`, `X-Signal` and `X-Returncode` carry the status.',
+        body: RunRequest,
+        response: { 200: RunResult, ...problems(...V1_ERRORS, 422) },
+      },
+    },
+    async (request, reply) => {
+      const { config } = app.services;
+      const body = request.body;
+      const spec = toRunSpec(body, config, { timeoutMs: config.syncTimeoutMs, allowStreamStdin: false });
+      const run = await runSync(app.services, spec, reply);
+      const encoding = body.encoding ?? 'utf8';
+      const result = toRunResult(run, encoding);
+      const cmd = body.argv ?? body.command!;
+      request.log.info({ argv: body.argv, command: body.command, returncode: run.returncode, timedOut: result.timedOut, durationMs: result.durationMs }, 'run finished');
+      if (body.check && result.timedOut) {
+        throw new ApiError('TIMEOUT_EXPIRED', `Command ${pyRepr(cmd)} timed out after ${spec.timeoutMs! / 1000} seconds`, { result });
+      }
+      if (body.check && run.returncode !== 0) {
+        throw new ApiError('COMMAND_FAILED', calledProcessErrorMessage(cmd, run.returncode, result.signal), { result });
+      }
+      if (wantsText(request.headers.accept)) {
+        return reply
+          .header('x-exit-code', result.exitCode === null ? '' : String(result.exitCode))
+          .header('x-signal', result.signal ?? '')
+          .header('x-returncode', String(result.returncode))
+          .header('x-timed-out', String(result.timedOut))
+          .type(encoding === 'base64' ? 'application/octet-stream' : 'text/plain; charset=utf-8')
+          .send(run.stdout as never);
+      }
+      return result;
+    },
+  );
+};
+
+export default runRoutes;

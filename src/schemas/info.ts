@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { IsoTime } from './common.js';
+
+export const Info = z
+  .object({
+    pid: z.int().meta({ description: 'os.getpid()' }),
+    ppid: z.int().meta({ description: 'os.getppid()' }),
+    cwd: z.string().meta({ description: 'os.getcwd()' }),
+    uid: z.int().meta({ description: 'os.getuid()' }),
+    gid: z.int().meta({ description: 'os.getgid()' }),
+    euid: z.int().meta({ description: 'os.geteuid()' }),
+    egid: z.int().meta({ description: 'os.getegid()' }),
+    groups: z.array(z.int()).meta({ description: 'os.getgroups()' }),
+    user: z.string().meta({ description: 'getpass.getuser()' }),
+    hostname: z.string(),
+    platform: z.string(),
+    arch: z.string(),
+    nodeVersion: z.string(),
+    startedAt: IsoTime,
+    uptimeMs: z.int(),
+    memory: z.object({ rssBytes: z.int(), heapUsedBytes: z.int(), heapTotalBytes: z.int(), externalBytes: z.int() }),
+    cpu: z.object({ userMs: z.int(), systemMs: z.int(), count: z.int() }),
+    loadavg: z.array(z.number()).length(3),
+    spawner: z.string().meta({ description: 'How children are spawned (child_process or a native spawner).' }),
+    instanceId: z.string(),
+  })
+  .meta({ id: 'Info' });
+export type Info = z.infer<typeof Info>;

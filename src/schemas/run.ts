@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { Encoding, IsoTime } from './common.js';
+
+/** The longest timeout a request may ask for: one week. */
+export const MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
+
+export const EnvMap = z
+  .record(
+    z.string().min(1).max(4096).regex(/^[^=]+$/, 'environment variable names must not contain "="'),
+    z.string().max(1 << 20),
+  )
+  .meta({ description: 'Variables added to the small base environment (PATH, HOME, LANG…).' });
+
+export const commandSpecShape = {
+  argv: z.array(z.string()).min(1).max(65536).optional().meta({ description: 'Program and arguments, run without a shell.' }),
+  command: z.string().min(1).optional().meta({ description: 'A shell command line, run with /bin/sh -c.' }),
+  cwd: z.string().min(1).max(4096).optional(),
+  env: EnvMap.optional(),
+  stdin: z
+    .union([z.string(), z.strictObject({ stream: z.literal(true) })])
+    .optional()
+    .meta({ description: 'Bytes sent to stdin, then EOF; {"stream":true} (jobs only) keeps it open for WebSocket writers.' }),
+  stdinEncoding: Encoding.optional(),
+  encoding: Encoding.optional().meta({ description: 'How stdout and stderr are returned (default utf8).' }),
+  stderr: z.enum(['pipe', 'merge']).optional().meta({ description: '`merge` interleaves stderr into stdout, as 2>&1.' }),
+  timeoutMs: z.int().min(1).max(MAX_TIMEOUT_MS).optional(),
+  killGraceMs: z.int().min(0).max(600_000).optional(),
+  maxOutputBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+};
+
+type SpecLike = { argv?: unknown; command?: unknown };
+
+/** Exactly one of argv and command. */
+export const exactlyOneProgram = (spec: SpecLike, ctx: z.RefinementCtx) => {
+  if ((spec.argv === undefined) === (spec.command === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'give exactly one of "argv" and "command"', path: [] });
+  }
+};
+
+export const CommandSpec = z
+  .strictObject(commandSpecShape)
+  .superRefine(exactlyOneProgram)
+  .meta({ id: 'CommandSpec' });
+export type CommandSpec = z.infer<typeof CommandSpec>;
+
+export const RunRequest = z
+  .strictObject({
+    ...commandSpecShape,
+    check: z.boolean().optional().meta({ description: 'Answer 422 COMMAND_FAILED on a non-zero returncode (422 TIMEOUT_EXPIRED on timeout).' }),
+  })
+  .superRefine(exactlyOneProgram)
+  .meta({ id: 'RunRequest' });
+export type RunRequest = z.infer<typeof RunRequest>;
+
+export const RunStatus = {
+  exitCode: z.int().nullable().meta({ description: 'Null when a signal ended the process.' }),
+  signal: z.string().nullable().meta({ description: 'Signal name such as "SIGKILL", or null.' }),
+  returncode: z.int().meta({ description: "Python's view: the exit code, or minus the signal number." }),
+  truncated: z.object({ stdout: z.boolean(), stderr: z.boolean() }),
+  timedOut: z.boolean(),
+  durationMs: z.int(),
+  pid: z.int(),
+  startedAt: IsoTime,
+  finishedAt: IsoTime,
+};
+
+export const RunResult = z
+  .object({
+    ...RunStatus,
+    stdout: z.string(),
+    stderr: z.string(),
+    encoding: Encoding,
+  })
+  .meta({ id: 'RunResult' });
+export type RunResult = z.infer<typeof RunResult>;

@@ -1,0 +1,124 @@
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { SpawnError, toSpawnError } from './errors.js';
+import type { OutputSink, StreamName } from './output.js';
+import { prepareSpawn, type PrepareContext } from './prepare.js';
+import type { ChildHandle, Spawner } from './spawn.js';
+import { killProcessGroup, terminateProcessGroup } from './terminate.js';
+import type { RunOutcome, RunSpec, TerminationReason } from './types.js';
+
+export interface RunContext extends PrepareContext {
+  spawner: Spawner;
+  /** How long to wait for the pipes to close after the process exits (a grandchild may hold them). */
+  pipeDrainMs: number;
+}
+
+export interface RunHandle {
+  readonly pid: number;
+  readonly startedAt: Date;
+  /** Resolves when the process has exited and its output has been drained. Never rejects. */
+  readonly done: Promise<RunOutcome>;
+  /** Signal the whole process group. False when it is gone. */
+  signal(signal: NodeJS.Signals): boolean;
+  /** SIGTERM to the group, SIGKILL after the grace; the first reason given wins. */
+  terminate(reason: TerminationReason): void;
+  /** Write to a streaming stdin; false when stdin is closed or was not requested as a stream. */
+  writeStdin(data: Buffer): boolean;
+  endStdin(): void;
+}
+
+/**
+ * Start a process in its own group and watch it. Rejects with SpawnError when
+ * it cannot start; afterwards every outcome arrives through `done`.
+ */
+export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext): Promise<RunHandle> {
+  const options = await prepareSpawn(spec, ctx);
+  let child: ChildHandle;
+  try {
+    child = await ctx.spawner.spawn(options);
+  } catch (err) {
+    throw toSpawnError(err, JSON.stringify(spec.argv?.[0] ?? '/bin/sh'));
+  }
+  const startedAt = new Date();
+  const t0 = process.hrtime.bigint();
+  const pid = child.pid;
+
+  let reason: TerminationReason | null = null;
+  let exited = false;
+  let cancelKill: () => void = () => {};
+  let timer: NodeJS.Timeout | undefined;
+
+  const terminate = (why: TerminationReason) => {
+    if (reason !== null || exited) return;
+    reason = why;
+    cancelKill = terminateProcessGroup(pid, spec.killGraceMs);
+  };
+  if (spec.timeoutMs !== undefined) timer = setTimeout(() => terminate('timeout'), spec.timeoutMs);
+
+  const stdin = child.stdin;
+  if (stdin) {
+    stdin.on('error', () => {}); // EPIPE when the child does not read its stdin
+    if (Buffer.isBuffer(spec.stdin)) stdin.end(spec.stdin);
+  }
+
+  const pipesClosed = Promise.all([pump(child.stdout, 'stdout', sink), pump(child.stderr, 'stderr', sink)]);
+
+  const done = (async (): Promise<RunOutcome> => {
+    const status = await child.exited;
+    exited = true;
+    const finishedAt = new Date();
+    const durationMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
+    if (timer) clearTimeout(timer);
+    // A grandchild may hold the pipes open: wait a bounded time, then let go of them.
+    await Promise.race([pipesClosed, delay(ctx.pipeDrainMs)]);
+    child.stdout.destroy();
+    child.stderr.destroy();
+    stdin?.destroy();
+    // Whatever the leader left in its group does not outlive the run.
+    if (reason !== null) {
+      cancelKill();
+      killProcessGroup(pid, 'SIGKILL');
+    } else {
+      terminateProcessGroup(pid, spec.killGraceMs);
+    }
+    await pipesClosed;
+    return {
+      pid,
+      exitCode: status.code,
+      signal: status.signal,
+      timedOut: reason === 'timeout',
+      terminationReason: reason,
+      startedAt,
+      finishedAt,
+      durationMs,
+    };
+  })();
+
+  return {
+    pid,
+    startedAt,
+    done,
+    signal: (sig) => !exited && killProcessGroup(pid, sig),
+    terminate,
+    writeStdin: (data) => {
+      if (!stdin || spec.stdin !== 'stream' || stdin.writableEnded || stdin.destroyed) return false;
+      stdin.write(data);
+      return true;
+    },
+    endStdin: () => {
+      if (stdin && spec.stdin === 'stream' && !stdin.writableEnded) stdin.end();
+    },
+  };
+}
+
+function pump(stream: Readable, name: StreamName, sink: OutputSink): Promise<void> {
+  stream.on('data', (chunk: Buffer) => sink.write(name, chunk));
+  return once(stream, 'close').then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export { SpawnError };

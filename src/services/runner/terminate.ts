@@ -1,0 +1,37 @@
+import { constants } from 'node:os';
+
+/** Send a signal to a whole process group. Returns false when the group no longer exists. */
+export function killProcessGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  if (!Number.isInteger(pgid) || pgid <= 1) return false;
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True while any process of the group is alive (zombies included). */
+export const processGroupAlive = (pgid: number): boolean => killProcessGroup(pgid, 0);
+
+/**
+ * SIGTERM to the group now, SIGKILL after `graceMs` if anything in it still
+ * lives. The returned function cancels the pending SIGKILL.
+ */
+export function terminateProcessGroup(pgid: number, graceMs: number): () => void {
+  if (!killProcessGroup(pgid, 'SIGTERM')) return () => {};
+  if (graceMs === 0) {
+    killProcessGroup(pgid, 'SIGKILL');
+    return () => {};
+  }
+  const timer = setTimeout(() => killProcessGroup(pgid, 'SIGKILL'), graceMs);
+  return () => clearTimeout(timer);
+}
+
+/** Signal names the API accepts, and their numbers. */
+export const SIGNALS = constants.signals as Record<string, number>;
+
+export const signalNumber = (name: string): number | undefined => SIGNALS[name];
+
+export const isSignalName = (name: string): name is NodeJS.Signals =>
+  Object.prototype.hasOwnProperty.call(SIGNALS, name);

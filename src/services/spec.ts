@@ -1,0 +1,44 @@
+import type { Config } from '../config.js';
+import { ApiError } from '../errors.js';
+import type { CommandSpec } from '../schemas/run.js';
+import { decodeBytes } from './encoding.js';
+import type { RunSpec } from './runner/index.js';
+
+export interface SpecDefaults {
+  timeoutMs: number | undefined;
+  allowStreamStdin: boolean;
+}
+
+/** Translate an API CommandSpec into the runner's RunSpec, enforcing the server's bounds. */
+export function toRunSpec(body: CommandSpec, config: Config, defaults: SpecDefaults): RunSpec {
+  let stdin: RunSpec['stdin'];
+  if (typeof body.stdin === 'string') stdin = decodeBytes(body.stdin, body.stdinEncoding ?? 'utf8', 'stdin');
+  else if (body.stdin) {
+    if (!defaults.allowStreamStdin) {
+      throw new ApiError('VALIDATION_FAILED', 'stdin {"stream":true} is only for jobs: a synchronous run has no one to write to it', {
+        errors: [{ in: 'body', path: '/stdin', message: 'streaming stdin is only for jobs' }],
+      });
+    }
+    stdin = 'stream';
+  }
+  const maxOutputBytes = body.maxOutputBytes ?? config.maxOutputBytes;
+  if (maxOutputBytes > config.maxOutputBytes) {
+    throw new ApiError('VALIDATION_FAILED', `maxOutputBytes must be at most ${config.maxOutputBytes} on this server`, {
+      errors: [{ in: 'body', path: '/maxOutputBytes', message: `must be at most ${config.maxOutputBytes}` }],
+    });
+  }
+  const spec: RunSpec = {
+    envMode: 'add',
+    mergeStderr: body.stderr === 'merge',
+    killGraceMs: body.killGraceMs ?? config.killGraceMs,
+    maxOutputBytes,
+  };
+  if (body.argv) spec.argv = body.argv;
+  if (body.command !== undefined) spec.command = body.command;
+  if (body.cwd !== undefined) spec.cwd = body.cwd;
+  if (body.env) spec.env = body.env;
+  if (stdin !== undefined) spec.stdin = stdin;
+  const timeoutMs = body.timeoutMs ?? defaults.timeoutMs;
+  if (timeoutMs !== undefined) spec.timeoutMs = timeoutMs;
+  return spec;
+}
