@@ -11,6 +11,7 @@ import processRoutes from './routes/processes.js';
 import runRoutes from './routes/run.js';
 import subprocessRoutes from './routes/subprocess.js';
 import opsRoutes from './routes/ops.js';
+import jobRoutes from './routes/jobs.js';
 
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
@@ -67,6 +68,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(processRoutes);
       await v1.register(runRoutes);
       await v1.register(subprocessRoutes);
+      await v1.register(jobRoutes);
     },
     { prefix: '/v1' },
   );
