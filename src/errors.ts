@@ -9,8 +9,6 @@ export const ERROR_CODES = {
   FORBIDDEN: { status: 403, title: 'Forbidden' },
   COMMAND_NOT_ALLOWED: { status: 403, title: 'Command not allowed by policy' },
   NOT_FOUND: { status: 404, title: 'Not found' },
-  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
-  NOT_ACCEPTABLE: { status: 406, title: 'Not acceptable' },
   CONFLICT: { status: 409, title: 'Conflict' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
@@ -21,7 +19,6 @@ export const ERROR_CODES = {
   INTERNAL: { status: 500, title: 'Internal server error' },
   QUEUE_FULL: { status: 503, title: 'Queue is full' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
-  OVERLOADED: { status: 503, title: 'Server is overloaded' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -25,9 +25,9 @@ async function main(): Promise<void> {
     },
   });
 
-  const address = await app.listen({ host: config.host, port: config.port });
-  const url = address.replace('[::1]', 'localhost');
-  app.log.info({ url, pid: process.pid, spawner: app.services.runContext.spawner.name }, `execd listening on ${url}`);
+  // The first log line says where execd listens.
+  const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
+  app.log.info({ url, pid: process.pid, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
   if (config.tokenGenerated) {
     // Printed once, on stderr, so that a log shipper reading stdout does not store it.
     process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);

@@ -26,6 +26,7 @@ const FASTIFY_DETAIL: Record<string, string> = {
 
 export function sendProblem(reply: FastifyReply, body: Problem, retryAfter?: number): FastifyReply {
   if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+  if (body.status === 401) reply.header('www-authenticate', 'Bearer realm="execd"');
   return reply.code(body.status).type('application/problem+json').send(JSON.stringify(body));
 }
 

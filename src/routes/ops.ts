@@ -7,7 +7,7 @@ const Health = z.object({ status: z.enum(['ok', 'draining', 'unavailable']) }).m
 const opsRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/healthz',
-    { schema: { operationId: 'healthz', tags: ['operations'], summary: 'Alive', response: { 200: Health } } },
+    { schema: { operationId: 'healthz', tags: ['operations'], summary: 'Alive', security: [], response: { 200: Health } } },
     async () => ({ status: 'ok' as const }),
   );
   app.get(
@@ -17,6 +17,7 @@ const opsRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'readyz',
         tags: ['operations'],
         summary: 'Ready to take work: 503 while draining or when the queue backend is unreachable',
+        security: [],
         response: { 200: Health, ...problems(503) },
       },
     },

@@ -3,7 +3,7 @@ import { ApiError } from '../errors.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { RunRequest, RunResult } from '../schemas/run.js';
 import { encodeBytes } from '../services/encoding.js';
-import { pyRepr } from '../services/pyrepr.js';
+import { pyStr } from '../services/pyrepr.js';
 import type { CompletedRun } from '../services/runner/index.js';
 import { toRunSpec } from '../services/spec.js';
 import { runSync } from '../services/sync.js';
@@ -29,8 +29,8 @@ export function toRunResult(run: CompletedRun, encoding: Encoding): RunResult {
 
 /** Python's CalledProcessError wording. */
 export function calledProcessErrorMessage(cmd: string | string[], returncode: number, signal: string | null): string {
-  if (returncode < 0 && signal) return `Command ${pyRepr(cmd)} died with <Signals.${signal}: ${-returncode}>.`;
-  return `Command ${pyRepr(cmd)} returned non-zero exit status ${returncode}.`;
+  if (returncode < 0 && signal) return `Command '${pyStr(cmd)}' died with <Signals.${signal}: ${-returncode}>.`;
+  return `Command '${pyStr(cmd)}' returned non-zero exit status ${returncode}.`;
 }
 
 const wantsText = (accept: string | undefined): boolean => {
@@ -66,7 +66,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
       const cmd = body.argv ?? body.command!;
       request.log.info({ argv: body.argv, command: body.command, returncode: run.returncode, timedOut: result.timedOut, durationMs: result.durationMs }, 'run finished');
       if (body.check && result.timedOut) {
-        throw new ApiError('TIMEOUT_EXPIRED', `Command ${pyRepr(cmd)} timed out after ${spec.timeoutMs! / 1000} seconds`, { result });
+        throw new ApiError('TIMEOUT_EXPIRED', `Command '${pyStr(cmd)}' timed out after ${spec.timeoutMs! / 1000} seconds`, { result });
       }
       if (body.check && run.returncode !== 0) {
         throw new ApiError('COMMAND_FAILED', calledProcessErrorMessage(cmd, run.returncode, result.signal), { result });

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+describe('config', () => {
+  it('has the documented defaults', () => {
+    const c = parseConfig({});
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, queueCapacity: 10000, syncTimeoutMs: 60000, maxOutputBytes: 67108864, bodyLimit: 1048576, logLevel: 'info', queueBackend: 'memory', tokenGenerated: true });
+    expect(c.tokens).toHaveLength(1);
+    expect(c.tokens[0]!.length).toBeGreaterThanOrEqual(32);
+    expect(c.queues).toEqual([{ name: 'default', concurrency: expect.any(Number) }]);
+    expect(c.jobTimeoutMs).toBeUndefined();
+  });
+
+  it('parses queues, tokens and numbers', () => {
+    const c = parseConfig({ EXECD_QUEUES: 'default:4, cpu:2,io:32', EXECD_TOKEN: 'aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb', EXECD_PORT: '0' });
+    expect(c.queues).toEqual([{ name: 'default', concurrency: 4 }, { name: 'cpu', concurrency: 2 }, { name: 'io', concurrency: 32 }]);
+    expect(c.tokens).toEqual(['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb']);
+    expect(c.tokenGenerated).toBe(false);
+    expect(c.port).toBe(0);
+  });
+
+  it.each([
+    [{ EXECD_PORT: 'abc' }, /EXECD_PORT/],
+    [{ EXECD_PORT: '70000' }, /EXECD_PORT/],
+    [{ EXECD_PORT: '80.5' }, /EXECD_PORT/],
+    [{ EXECD_QUEUES: 'default' }, /EXECD_QUEUES/],
+    [{ EXECD_QUEUES: 'a:1,a:2' }, /EXECD_QUEUES/],
+    [{ EXECD_QUEUES: 'bad name:1' }, /EXECD_QUEUES/],
+    [{ EXECD_QUEUES: 'a:0' }, /EXECD_QUEUES/],
+    [{ EXECD_LOG_LEVEL: 'loud' }, /EXECD_LOG_LEVEL/],
+    [{ EXECD_QUEUE_BACKEND: 'kafka' }, /EXECD_QUEUE_BACKEND/],
+    [{ EXECD_QUEUE_BACKEND: 'redis' }, /EXECD_REDIS_URL/],
+    [{ EXECD_TOKEN: 'short' }, /EXECD_TOKEN/],
+    [{ EXECD_HOST: 'not a host' }, /EXECD_HOST/],
+    [{ EXECD_HOST: '0.0.0.0' }, /non-loopback.*EXECD_TOKEN/],
+    [{ EXECD_HOST: '::' }, /non-loopback.*EXECD_TOKEN/],
+  ])('refuses %o with one clear line', (env, message) => {
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    try {
+      parseConfig(env);
+    } catch (err) {
+      expect((err as Error).message).toMatch(message);
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+
+  it('allows a non-loopback host with a token', () => {
+    expect(parseConfig({ EXECD_HOST: '0.0.0.0', EXECD_TOKEN: 'x'.repeat(16) }).host).toBe('0.0.0.0');
+  });
+});
