@@ -30,15 +30,16 @@ export function pyStr(value: string | string[]): string {
 }
 
 /**
- * Python's repr() of a float, as `timed out after {timeout} seconds` prints a
- * timeout that arrived as JSON. JSON cannot tell `2` from `2.0`: an integral
- * value prints as Python's int would (`2`), anything else as repr(float):
- * the shortest round-tripping digits (the same digits JavaScript picks), in
- * fixed notation for exponents -4..15 and otherwise as `1e-05` / `1.5e+16`.
+ * How Python prints a number it parsed from a JSON body, as `timed out after
+ * {timeout} seconds` does. JSON cannot tell `2` from `2.0` and JavaScript
+ * writes integral values below 1e21 as integers, which Python reads as int:
+ * those print as ints (`2`). Anything else prints as repr(float): the
+ * shortest round-tripping digits (the same digits JavaScript picks), in fixed
+ * notation for exponents -4..15 and otherwise as `1e-05` / `1.5e+16`.
  */
 export function pyFloat(n: number): string {
   if (!Number.isFinite(n)) return Number.isNaN(n) ? 'nan' : n > 0 ? 'inf' : '-inf';
-  if (Number.isInteger(n) && Math.abs(n) < 1e16) return String(n);
+  if (Number.isInteger(n) && Math.abs(n) < 1e21) return String(n);
   const [mantissa, expText] = n.toExponential().split('e') as [string, string];
   const exp = Number(expText);
   if (exp >= -4 && exp < 16) {

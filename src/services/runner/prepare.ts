@@ -103,8 +103,13 @@ export async function prepareSpawn(spec: RunSpec, ctx: PrepareContext): Promise<
   if (badArg >= 0) throw new SpawnError('EINVAL', `argv[${badArg}] contains a NUL byte`);
   const file = await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
   if (spec.mergeStderr) {
-    // No shell parsing of user input: the script is fixed and argv travels as positional parameters.
-    return { file: SHELL, argv: [SHELL, '-c', 'exec "$0" "$@" 2>&1', file, ...argv.slice(1)], cwd, env, stdin, uid: spec.uid, gid: spec.gid };
+    // child_process cannot dup2 one pipe onto fds 1 and 2, so a fixed shell script does it and
+    // execs the program: no shell parsing of user input, argv travels as positional parameters
+    // (argv[0] as given: the shell finds it on the same PATH we just checked). The shell would
+    // add PWD to the environment; it is dropped unless the request set it.
+    const script = `${'PWD' in env ? '' : 'unset PWD; '}exec "$0" "$@" 2>&1`;
+    const program = argv[0]!.startsWith('-') ? file : argv[0]!; // never let exec read it as an option
+    return { file: SHELL, argv: [SHELL, '-c', script, program, ...argv.slice(1)], cwd, env, stdin, uid: spec.uid, gid: spec.gid };
   }
   return { file, argv, cwd, env, stdin, uid: spec.uid, gid: spec.gid };
 }
