@@ -49,7 +49,7 @@ export async function startExecd(env: Record<string, string> = {}): Promise<{ ur
   const root = new URL('..', import.meta.url).pathname;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: root,
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_PORT: '0', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_PORT: '0', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
@@ -59,6 +59,7 @@ export async function startExecd(env: Record<string, string> = {}): Promise<{ ur
       const m = /execd listening on (http:\/\/[^"\s]+)/.exec(line);
       if (m) resolve(m[1]!);
     });
+    lines.on('line', () => {}); // keep draining the log so the server never blocks on it
   });
   return {
     url,

@@ -1,10 +1,12 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import { registerErrorHandling } from './plugins/errors.js';
+import { problem } from './errors.js';
+import { registerErrorHandling, sendProblem } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
 import { registerAuth } from './plugins/auth.js';
 import { createServices, type Services } from './services/index.js';
+import { Security } from './services/security.js';
 import type { Spawner } from './services/runner/index.js';
 import infoRoutes from './routes/info.js';
 import processRoutes from './routes/processes.js';
@@ -12,6 +14,7 @@ import runRoutes from './routes/run.js';
 import subprocessRoutes from './routes/subprocess.js';
 import opsRoutes from './routes/ops.js';
 import jobRoutes from './routes/jobs.js';
+import policyRoutes from './routes/policy.js';
 
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
@@ -24,18 +27,39 @@ declare module 'fastify' {
   }
 }
 
-/** Paths and keys that never reach a log line. */
+/** Paths and keys that never reach a log line: tokens, env values, stdin (Python's `input`). */
 export const LOG_REDACT = [
   'req.headers.authorization',
   'req.headers["sec-websocket-protocol"]',
+  'req.headers.cookie',
   'headers.authorization',
+  'headers["sec-websocket-protocol"]',
+  'env',
+  'stdin',
+  'input',
+  'token',
+  'tokens',
+  'sha256',
+  'authorization',
   '*.env',
   '*.stdin',
+  '*.input',
   '*.token',
   '*.tokens',
+  '*.sha256',
+  '*.authorization',
+  '*.*.env',
+  '*.*.stdin',
+  '*.*.input',
 ];
 
 export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
+
+/** How often Node looks for requests past headersTimeout/requestTimeout (its default, 30 s, would let slow clients linger). */
+function checkingInterval(config: Config): number {
+  const shortest = Math.min(config.headersTimeoutMs, config.requestTimeoutMs || Infinity);
+  return Math.max(50, Math.min(30_000, Math.floor(shortest / 4)));
+}
 
 /** Build the execd app without listening: main.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -44,8 +68,24 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     bodyLimit: config.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
-    routerOptions: { ignoreTrailingSlash: false },
+    // maxParamLength above the longest id a schema accepts (job ids: 128), so the schema answers, not the router.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 256 },
+    // Errors the router raises before any route (a malformed %-escape, an over-long path segment) are problems too.
+    frameworkErrors: (err, _request, reply) => {
+      const detail = err.code === 'FST_ERR_BAD_URL' ? 'the URL is malformed' : 'a path segment is too long';
+      void sendProblem(reply, problem('VALIDATION_FAILED', detail));
+    },
+    // Slow clients: headers and the whole request must arrive in time (checked every quarter of the shorter
+    // timeout); the answer itself may take as long as the run. A silent connection is closed after the idle timeout.
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.idleTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: checkingInterval(config),
+    },
   }).withTypeProvider<ZodTypeProvider>();
+  app.server.maxConnections = config.maxConnections;
 
   // JSON only: a text/plain body is 415, not a string that fails validation.
   app.removeContentTypeParser(['text/plain']);
@@ -54,6 +94,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   const services = createServices(config, { spawner: options.spawner, log: app.log });
   app.decorate('services', services);
+  const security = new Security(config, services.runContext, app.log);
+  services.tokens = security.tokens; // one token store: EXECD_TOKEN and EXECD_TOKENS_FILE
+  app.decorate('security', security);
   app.addHook('onClose', async () => services.close());
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -71,6 +114,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(runRoutes);
       await v1.register(subprocessRoutes);
       await v1.register(jobRoutes);
+      await v1.register(policyRoutes);
     },
     { prefix: '/v1' },
   );

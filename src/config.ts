@@ -44,6 +44,24 @@ function parseQueues(value: string, ctx: z.RefinementCtx): QueueSetting[] {
   return out;
 }
 
+/** EXECD_WS_ORIGINS: comma-separated origins, each normalized to scheme://host[:port] as browsers send it. */
+function parseOrigins(value: string, ctx: z.RefinementCtx): string[] {
+  const out: string[] = [];
+  for (const part of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    let origin: string;
+    try {
+      const url = new URL(part);
+      origin = url.origin;
+      if (origin === 'null' || url.pathname.length > 1 || url.search || url.hash) throw new Error('not an origin');
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `EXECD_WS_ORIGINS entry "${part}" must be an origin such as https://dash.example.com:8443` });
+      return z.NEVER;
+    }
+    if (!out.includes(origin)) out.push(origin);
+  }
+  return out;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const envSchema = z.object({
@@ -59,11 +77,30 @@ export const envSchema = z.object({
   EXECD_MAX_SYNC_RUNS: intString('EXECD_MAX_SYNC_RUNS', 1).default(64),
   EXECD_PIPE_DRAIN_MS: intString('EXECD_PIPE_DRAIN_MS', 0, 60000).default(250),
   EXECD_DATA_DIR: z.string().min(1).optional(),
+  EXECD_OUTPUT_MEMORY_BYTES: intString('EXECD_OUTPUT_MEMORY_BYTES', 0).default(1048576),
+  EXECD_RETAIN_JOBS: intString('EXECD_RETAIN_JOBS', 0).default(1000),
+  EXECD_RETAIN_MS: intString('EXECD_RETAIN_MS', 0).default(86400000),
   EXECD_QUEUE_BACKEND: z.enum(['memory', 'redis']).default('memory'),
   EXECD_REDIS_URL: z.string().url().optional(),
   EXECD_BODY_LIMIT: intString('EXECD_BODY_LIMIT', 1024).default(1048576),
   EXECD_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   EXECD_PATH: z.string().min(1).default('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'),
+  EXECD_SPAWNER: z.enum(['auto', 'native', 'child_process']).default('auto'),
+  EXECD_TEST_BALLAST_BYTES: intString('EXECD_TEST_BALLAST_BYTES', 0, 2 ** 32).default(0),
+  // security (docs/security.md)
+  EXECD_TOKENS_FILE: z.string().min(1).optional(),
+  EXECD_POLICY_FILE: z.string().min(1).optional(),
+  EXECD_RUN_AS: z.string().min(1).optional(),
+  EXECD_RATE_LIMIT: intString('EXECD_RATE_LIMIT', 0, 1_000_000).default(0),
+  EXECD_HEADERS_TIMEOUT_MS: intString('EXECD_HEADERS_TIMEOUT_MS', 100, 3_600_000).default(10000),
+  EXECD_REQUEST_TIMEOUT_MS: intString('EXECD_REQUEST_TIMEOUT_MS', 0, 3_600_000).default(30000),
+  EXECD_IDLE_TIMEOUT_MS: intString('EXECD_IDLE_TIMEOUT_MS', 0, 86_400_000).default(0),
+  EXECD_MAX_CONNECTIONS: intString('EXECD_MAX_CONNECTIONS', 1, 1_000_000).default(1024),
+  // WebSocket viewers (docs/websocket.md)
+  EXECD_WS_MAX_BUFFER_BYTES: intString('EXECD_WS_MAX_BUFFER_BYTES', 16384, 2 ** 30).default(1048576),
+  EXECD_WS_TOTAL_BUFFER_BYTES: intString('EXECD_WS_TOTAL_BUFFER_BYTES', 65536, 2 ** 34).default(67108864),
+  EXECD_WS_ORIGINS: z.string().transform(parseOrigins).optional(),
+  EXECD_WS_PING_MS: intString('EXECD_WS_PING_MS', 10, 3_600_000).default(30000),
 });
 
 export interface Config {
@@ -82,12 +119,46 @@ export interface Config {
   maxSyncRuns: number;
   pipeDrainMs: number;
   dataDir: string;
+  /** Bytes of each running job's stream kept in memory before the log spills to a file under dataDir. */
+  outputMemoryBytes: number;
+  /** Most finished jobs kept (record and output); the oldest-finished go first. */
+  retainJobs: number;
+  /** How long a finished job is kept, from its finish. */
+  retainMs: number;
   queueBackend: 'memory' | 'redis';
   redisUrl: string | undefined;
   bodyLimit: number;
   logLevel: (typeof LOG_LEVELS)[number];
   /** PATH given to children. */
   childPath: string;
+  /** How children are started: the native spawn helper when built (auto), or Node's child_process. */
+  spawner: 'auto' | 'native' | 'child_process';
+  /** Test only (benchmarks): bytes the server allocates and touches at start, to measure spawning from a big process. */
+  testBallastBytes: number;
+  /** Scoped tokens ({id, token | sha256, scopes}), JSON or YAML; re-read on SIGHUP. */
+  tokensFile: string | undefined;
+  /** The command policy, JSON or YAML; re-read on SIGHUP. Unset: every command is allowed. */
+  policyFile: string | undefined;
+  /** User (name, uid or uid:gid) commands run as when the server is root and no policy rule says otherwise. */
+  runAs: string | undefined;
+  /** Requests a minute per token id (token bucket, bursts up to the same number); 0 is no limit. */
+  rateLimitPerMinute: number;
+  /** Longest wait for a request's headers (slow clients are cut off). */
+  headersTimeoutMs: number;
+  /** Longest wait for a whole request, headers and body (0: none); the response may take longer. */
+  requestTimeoutMs: number;
+  /** A connection silent this long is closed (0: never; long runs and follows are silent). */
+  idleTimeoutMs: number;
+  /** Most simultaneous connections; more are closed at once. */
+  maxConnections: number;
+  /** A WebSocket viewer's send buffer: past it the viewer is throttled (replay) or skips to the live edge with a gap frame. */
+  wsMaxBufferBytes: number;
+  /** All viewers' send buffers together: past it every viewer holding more than a small share is treated as slow. */
+  wsTotalBufferBytes: number;
+  /** Browser origins (scheme://host[:port]) allowed to open WebSockets; a request with another Origin is 403, one without Origin passes. */
+  wsOrigins: string[];
+  /** Ping interval of WebSocket viewers; one that answers nothing (no pong, no progress) for a whole interval is terminated. */
+  wsPingMs: number;
 }
 
 export class ConfigError extends Error {
@@ -122,14 +193,17 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError('invalid setting EXECD_TOKEN: every token must be at least 16 characters');
   }
   let tokenGenerated = false;
-  if (tokens.length === 0) {
+  if (tokens.length === 0 && e.EXECD_TOKENS_FILE === undefined) {
     if (!isLoopback(e.EXECD_HOST)) {
       throw new ConfigError(
-        `refusing to listen on non-loopback EXECD_HOST=${e.EXECD_HOST} without a configured token: set EXECD_TOKEN`,
+        `refusing to listen on non-loopback EXECD_HOST=${e.EXECD_HOST} without a configured token: set EXECD_TOKEN or EXECD_TOKENS_FILE`,
       );
     }
     tokens.push(randomBytes(24).toString('base64url'));
     tokenGenerated = true;
+  }
+  if (e.EXECD_REQUEST_TIMEOUT_MS > 0 && e.EXECD_HEADERS_TIMEOUT_MS > e.EXECD_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('invalid setting EXECD_HEADERS_TIMEOUT_MS: must not exceed EXECD_REQUEST_TIMEOUT_MS');
   }
   if (e.EXECD_QUEUE_BACKEND === 'redis' && !e.EXECD_REDIS_URL) {
     throw new ConfigError('invalid setting EXECD_REDIS_URL: required when EXECD_QUEUE_BACKEND=redis');
@@ -148,11 +222,28 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxSyncRuns: e.EXECD_MAX_SYNC_RUNS,
     pipeDrainMs: e.EXECD_PIPE_DRAIN_MS,
     dataDir: e.EXECD_DATA_DIR ?? join(tmpdir(), `execd-${process.pid}`),
+    outputMemoryBytes: e.EXECD_OUTPUT_MEMORY_BYTES,
+    retainJobs: e.EXECD_RETAIN_JOBS,
+    retainMs: e.EXECD_RETAIN_MS,
     queueBackend: e.EXECD_QUEUE_BACKEND,
     redisUrl: e.EXECD_REDIS_URL,
     bodyLimit: e.EXECD_BODY_LIMIT,
     logLevel: e.EXECD_LOG_LEVEL,
     childPath: e.EXECD_PATH,
+    spawner: e.EXECD_SPAWNER,
+    testBallastBytes: e.EXECD_TEST_BALLAST_BYTES,
+    tokensFile: e.EXECD_TOKENS_FILE,
+    policyFile: e.EXECD_POLICY_FILE,
+    runAs: e.EXECD_RUN_AS,
+    rateLimitPerMinute: e.EXECD_RATE_LIMIT,
+    headersTimeoutMs: e.EXECD_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: e.EXECD_REQUEST_TIMEOUT_MS,
+    idleTimeoutMs: e.EXECD_IDLE_TIMEOUT_MS,
+    maxConnections: e.EXECD_MAX_CONNECTIONS,
+    wsMaxBufferBytes: e.EXECD_WS_MAX_BUFFER_BYTES,
+    wsTotalBufferBytes: e.EXECD_WS_TOTAL_BUFFER_BYTES,
+    wsOrigins: e.EXECD_WS_ORIGINS ?? [],
+    wsPingMs: e.EXECD_WS_PING_MS,
   };
 }
 

@@ -1,21 +1,126 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import { bearerToken, type Principal } from '../services/auth.js';
+import { bearerToken, hasScope, type Principal, type Scope } from '../services/auth.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** Facts for this request's audit line (command, cwd, uid, rule, outcome…); never env values or stdin. */
+    audit: Record<string, unknown>;
+  }
+  interface FastifyContextConfig {
+    /**
+     * The scope a route needs (any one of a list). A /v1 route that declares
+     * none needs `admin`: a route added without thinking is closed, not open.
+     */
+    scope?: Scope | readonly Scope[];
   }
 }
 
-/** Bearer-token auth for every route of the scope it is called in (all of /v1). */
+/** Audit events by operationId; other routes needing run, jobs:write or admin are audited under their operationId. */
+const AUDIT_EVENTS: Record<string, string> = {
+  run: 'run',
+  subprocessGetoutput: 'run',
+  subprocessGetstatusoutput: 'run',
+  subprocessCheckOutput: 'run',
+  subprocessCall: 'run',
+  subprocessRun: 'run',
+  submitJob: 'job.submit',
+  cancelJob: 'job.cancel',
+  signalJob: 'job.signal',
+  deleteJob: 'job.delete',
+};
+const AUDITED_SCOPES: ReadonlySet<Scope> = new Set(['run', 'jobs:write', 'admin']);
+
+const scopesOf = (request: FastifyRequest): readonly Scope[] => {
+  const s = request.routeOptions.config.scope;
+  return s === undefined ? ['admin'] : typeof s === 'string' ? [s] : s;
+};
+
+/**
+ * A browser cannot set headers on a WebSocket, but it does send Origin: a
+ * page of another site must not open one with a token it learned. Non-browser
+ * clients send no Origin and are not affected.
+ */
+function crossOriginUpgrade(request: FastifyRequest): boolean {
+  if (request.headers.upgrade?.toLowerCase() !== 'websocket') return false;
+  const origin = request.headers.origin;
+  if (origin === undefined || origin === 'null') return origin === 'null';
+  try {
+    return new URL(origin).host.toLowerCase() !== (request.headers.host ?? '').toLowerCase();
+  } catch {
+    return true;
+  }
+}
+
+function outcome(request: FastifyRequest, status: number): string {
+  if (status < 400) return 'ok';
+  if (status === 401) return 'unauthorized';
+  if (status === 403) return request.audit.allowed === false ? 'denied' : 'forbidden';
+  if (status === 429) return 'rate_limited';
+  if (status >= 500) return 'error';
+  if (status === 422) return 'failed';
+  return 'refused';
+}
+
+function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
+  const operationId = (request.routeOptions.schema as { operationId?: string } | undefined)?.operationId;
+  const needs = scopesOf(request);
+  const audited = operationId !== undefined && (AUDIT_EVENTS[operationId] !== undefined || needs.some((s) => AUDITED_SCOPES.has(s)));
+  const status = reply.statusCode;
+  if (!audited && status !== 401 && status !== 403) return;
+  const params = request.params as { id?: unknown } | undefined;
+  const body = request.body as { signal?: unknown } | undefined;
+  const event = audited ? (AUDIT_EVENTS[operationId] ?? operationId) : status === 401 ? 'auth.failed' : 'forbidden';
+  scope.security.audit.info(
+    {
+      event,
+      tokenId: request.principal?.id ?? null,
+      reqId: request.id,
+      method: request.method,
+      route: request.routeOptions.url ?? null,
+      ...(typeof params?.id === 'string' ? { jobId: params.id } : {}),
+      ...(operationId === 'signalJob' && typeof body?.signal === 'string' ? { signal: body.signal.slice(0, 32) } : {}),
+      ...request.audit,
+      status,
+      outcome: outcome(request, status),
+      ...(audited ? {} : { ip: request.ip }),
+    },
+    event,
+  );
+}
+
+/**
+ * Bearer-token auth, per-token rate limit and scopes for every route of the
+ * scope it is called in (all of /v1), and the audit line of each action.
+ */
 export function registerAuth(scope: FastifyInstance): void {
   if (!scope.hasRequestDecorator('principal')) scope.decorateRequest('principal', null);
+  if (!scope.hasRequestDecorator('audit')) scope.decorateRequest('audit', null as unknown as Record<string, unknown>);
+
   scope.addHook('onRequest', async (request) => {
+    request.audit = {};
+    if (crossOriginUpgrade(request)) throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
     const token = bearerToken(request.headers.authorization, request.headers['sec-websocket-protocol'] as string | undefined);
     if (token === null) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
-    const principal = scope.services.tokens.authenticate(token);
+    const { security } = scope;
+    const principal = security.tokens.authenticate(token);
     if (!principal) throw new ApiError('UNAUTHORIZED', 'the bearer token is not valid');
     request.principal = principal;
+    const wait = security.rateLimit?.take(principal.id) ?? 0;
+    if (wait > 0) {
+      throw new ApiError('RATE_LIMITED', `token ${JSON.stringify(principal.id)} is over EXECD_RATE_LIMIT (${security.rateLimit!.perMinute} requests a minute)`, {}, { retryAfter: wait });
+    }
+    const needs = scopesOf(request);
+    if (!needs.some((s) => hasScope(principal, s))) {
+      const named = needs.map((s) => `"${s}"`).join(' or ');
+      throw new ApiError('FORBIDDEN', `this needs the scope ${named}, which token ${JSON.stringify(principal.id)} does not hold`, { scope: needs.length === 1 ? needs[0] : needs });
+    }
+  });
+
+  scope.addHook('onResponse', async (request, reply) => {
+    if (request.audit === null) request.audit = {};
+    auditResponse(scope, request, reply);
   });
 }
+

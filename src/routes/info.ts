@@ -15,6 +15,7 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/info',
     {
+      config: { scope: 'info' },
       schema: {
         operationId: 'getInfo',
         tags: ['process info'],
@@ -48,6 +49,7 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
         loadavg: loadavg(),
         spawner: services.runContext.spawner.name,
         instanceId: services.instanceId,
+        runAs: { uid: app.security.policy.defaultRunAs.uid, gid: app.security.policy.defaultRunAs.gid, user: app.security.policy.defaultRunAs.name },
       };
     },
   );

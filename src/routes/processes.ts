@@ -29,6 +29,7 @@ const processRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/processes',
     {
+      config: { scope: 'processes' },
       schema: {
         operationId: 'listProcesses',
         tags: ['process info'],
@@ -54,6 +55,7 @@ const processRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/processes/:pid',
     {
+      config: { scope: 'processes' },
       schema: {
         operationId: 'getProcess',
         tags: ['process info'],

@@ -4,12 +4,11 @@ import { problems, V1_ERRORS } from '../schemas/common.js';
 import { RunRequest, RunResult } from '../schemas/run.js';
 import { encodeBytes } from '../services/encoding.js';
 import { pyStr } from '../services/pyrepr.js';
-import type { CompletedRun } from '../services/runner/index.js';
 import { toRunSpec } from '../services/spec.js';
-import { runSync } from '../services/sync.js';
+import { runSync, type SyncRun } from '../services/sync.js';
 import type { Encoding } from '../schemas/common.js';
 
-export function toRunResult(run: CompletedRun, encoding: Encoding): RunResult {
+export function toRunResult(run: SyncRun, encoding: Encoding): RunResult {
   const o = run.outcome;
   return {
     exitCode: o.exitCode,
@@ -24,6 +23,9 @@ export function toRunResult(run: CompletedRun, encoding: Encoding): RunResult {
     pid: o.pid,
     startedAt: o.startedAt.toISOString(),
     finishedAt: o.finishedAt.toISOString(),
+    usage: o.usage,
+    uid: run.uid,
+    gid: run.gid,
   };
 }
 
@@ -55,6 +57,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         body: RunRequest,
         response: { 200: RunResult, ...problems(...V1_ERRORS, 422) },
       },
+      config: { scope: 'run' },
     },
     async (request, reply) => {
       const { config } = app.services;

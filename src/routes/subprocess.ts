@@ -37,6 +37,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/subprocess/getoutput',
     {
+      config: { scope: 'run' },
       schema: {
         operationId: 'subprocessGetoutput',
         tags: ['subprocess'],
@@ -56,6 +57,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/subprocess/getstatusoutput',
     {
+      config: { scope: 'run' },
       schema: {
         operationId: 'subprocessGetstatusoutput',
         tags: ['subprocess'],
@@ -77,6 +79,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/subprocess/check_output',
     {
+      config: { scope: 'run' },
       schema: {
         operationId: 'subprocessCheckOutput',
         tags: ['subprocess'],
@@ -96,6 +99,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/subprocess/call',
     {
+      config: { scope: 'run' },
       schema: {
         operationId: 'subprocessCall',
         tags: ['subprocess'],
@@ -115,6 +119,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/subprocess/run',
     {
+      config: { scope: 'run' },
       schema: {
         operationId: 'subprocessRun',
         tags: ['subprocess'],

@@ -23,6 +23,13 @@ export const Info = z
     loadavg: z.array(z.number()).length(3),
     spawner: z.string().meta({ description: 'How children are spawned (child_process or a native spawner).' }),
     instanceId: z.string(),
+    runAs: z
+      .object({ uid: z.int(), gid: z.int(), user: z.string() })
+      .meta({
+        description:
+          'Who commands run as: EXECD_RUN_AS, or the server itself. A policy rule with `runAs` overrides it for the commands it allows. ' +
+          'Children get this uid and gid and no supplementary groups.',
+      }),
   })
   .meta({ id: 'Info' });
 export type Info = z.infer<typeof Info>;

@@ -11,6 +11,18 @@ export const EnvMap = z
   )
   .meta({ description: 'Variables added to the small base environment (PATH, HOME, LANG…).' });
 
+/** Per-run resource limits, applied with prlimit(1); a policy rule's limits are ceilings over these. */
+export const ResourceLimits = z
+  .strictObject({
+    cpuSeconds: z.int().min(1).max(Number.MAX_SAFE_INTEGER).optional().meta({ description: 'RLIMIT_CPU: CPU seconds; the kernel sends SIGXCPU, then SIGKILL.' }),
+    memoryBytes: z.int().min(1).max(Number.MAX_SAFE_INTEGER).optional().meta({ description: 'RLIMIT_AS: address space in bytes.' }),
+    fileSizeBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional().meta({ description: 'RLIMIT_FSIZE: largest file the process may write (SIGXFSZ beyond).' }),
+    openFiles: z.int().min(1).max(1 << 30).optional().meta({ description: 'RLIMIT_NOFILE: open file descriptors.' }),
+    processes: z.int().min(1).max(1 << 30).optional().meta({ description: "RLIMIT_NPROC: processes of the run's user (does not bind root)." }),
+  })
+  .meta({ id: 'ResourceLimits' });
+export type ResourceLimits = z.infer<typeof ResourceLimits>;
+
 export const commandSpecShape = {
   argv: z.array(z.string()).min(1).max(65536).optional().meta({ description: 'Program and arguments, run without a shell.' }),
   command: z.string().min(1).optional().meta({ description: 'A shell command line, run with /bin/sh -c.' }),
@@ -26,6 +38,7 @@ export const commandSpecShape = {
   timeoutMs: z.int().min(1).max(MAX_TIMEOUT_MS).optional(),
   killGraceMs: z.int().min(0).max(600_000).optional(),
   maxOutputBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  limits: ResourceLimits.optional().meta({ description: 'Resource limits for the process, applied with prlimit (util-linux).' }),
 };
 
 type SpecLike = { argv?: unknown; command?: unknown };
@@ -52,6 +65,15 @@ export const RunRequest = z
   .meta({ id: 'RunRequest' });
 export type RunRequest = z.infer<typeof RunRequest>;
 
+/** What the kernel counted for the run (wait4's rusage of the process and the children it waited for). */
+export const ResourceUsage = z
+  .object({
+    userCpuMs: z.int().min(0).meta({ description: 'CPU time in user mode (rounded to the millisecond).' }),
+    systemCpuMs: z.int().min(0).meta({ description: 'CPU time in the kernel (rounded to the millisecond).' }),
+    maxRssBytes: z.int().min(0).meta({ description: 'Peak resident set size of the process (or of the largest child it waited for).' }),
+  })
+  .meta({ id: 'ResourceUsage' });
+
 export const RunStatus = {
   exitCode: z.int().nullable().meta({ description: 'Null when a signal ended the process.' }),
   signal: z.string().nullable().meta({ description: 'Signal name such as "SIGKILL", or null.' }),
@@ -62,11 +84,17 @@ export const RunStatus = {
   pid: z.int(),
   startedAt: IsoTime,
   finishedAt: IsoTime,
+  usage: ResourceUsage.nullable().optional().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
+  uid: z.int().optional().meta({ description: 'The uid the command ran as.' }),
+  gid: z.int().optional().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
 };
 
 export const RunResult = z
   .object({
     ...RunStatus,
+    usage: ResourceUsage.nullable().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
+    uid: z.int().meta({ description: 'The uid the command ran as.' }),
+    gid: z.int().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
     stdout: z.string(),
     stderr: z.string(),
     encoding: Encoding,

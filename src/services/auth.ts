@@ -1,4 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../config.js';
 
 export const SCOPES = ['info', 'processes', 'run', 'jobs:read', 'jobs:write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -9,6 +13,17 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
 }
 
+/** `admin` holds every scope. */
+export const hasScope = (principal: Principal, scope: Scope): boolean => principal.scopes.has(scope) || principal.scopes.has('admin');
+
+/**
+ * Whether `principal` may see a job owned by the token id `ownerId`: its own
+ * jobs, or any job with `admin`. A job without an owner is visible to admins only.
+ * The jobs code answers 404 (never 403) when this is false, so ids do not leak.
+ */
+export const canSee = (principal: Principal, ownerId: string | null | undefined): boolean =>
+  (ownerId !== null && ownerId !== undefined && principal.id === ownerId) || principal.scopes.has('admin');
+
 interface TokenEntry {
   principal: Principal;
   digest: Buffer;
@@ -16,19 +31,123 @@ interface TokenEntry {
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
+const TOKEN_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
+
+/** One entry of EXECD_TOKENS_FILE. */
+const TokenFileEntry = z
+  .strictObject({
+    id: z.string().regex(TOKEN_ID, 'ids are 1-64 of A-Z a-z 0-9 . _ : @ - (starting with a letter or digit)'),
+    token: z.string().min(16, 'tokens must be at least 16 characters').max(4096).regex(/^[\x21-\x7e]+$/, 'tokens are printable ASCII without spaces').optional(),
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'sha256 is the hex SHA-256 of the token (64 hex digits)').optional(),
+    scopes: z.array(z.enum(SCOPES)).min(1),
+  })
+  .refine((e) => (e.token === undefined) !== (e.sha256 === undefined), { message: 'give exactly one of "token" and "sha256"' });
+
+/** A list of entries, or `{tokens: [...]}`. */
+const TokenFile = z.array(TokenFileEntry);
+const unwrapTokens = (data: unknown): unknown =>
+  data !== null && typeof data === 'object' && !Array.isArray(data) && Object.keys(data).length === 1 && 'tokens' in data ? data.tokens : data;
+
+/** Parse a JSON or YAML settings file (YAML 1.2 reads JSON too); duplicate keys are an error. */
+export function readSettingsFile(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${what} ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    return parseYaml(text, { uniqueKeys: true, prettyErrors: false });
+  } catch (err) {
+    // YAML's message quotes the offending line, which may hold a token: name the position only.
+    const pos = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0];
+    throw new ConfigError(`${what} ${path}: not valid JSON or YAML${pos ? ` (line ${pos.line}, column ${pos.col})` : ''}`);
+  }
+}
+
+/** A zod failure as one line that names the path but never echoes the value (it may be a token). */
+export function describeIssue(error: z.ZodError, prefix: string[] = []): string {
+  const issue = error.issues[0]!;
+  const path = [...prefix, ...issue.path.map(String)];
+  const where = path.length ? path.join('.') : '(top level)';
+  return `${where}: ${issue.message}`;
+}
+
+export interface TokenFileResult {
+  entries: TokenEntry[];
+  warnings: string[];
+}
+
+/** Read EXECD_TOKENS_FILE; throws ConfigError naming the file and the bad entry, never the token. */
+export function loadTokensFile(path: string, reservedIds: ReadonlySet<string>): TokenFileResult {
+  const data = readSettingsFile(path, 'EXECD_TOKENS_FILE');
+  const list = unwrapTokens(data);
+  const parsed = TokenFile.safeParse(list);
+  if (!parsed.success) throw new ConfigError(`EXECD_TOKENS_FILE ${path}: ${describeIssue(parsed.error, list === data ? [] : ['tokens'])}`);
+  const entries: TokenEntry[] = [];
+  const seen = new Set<string>();
+  const digests = new Set<string>();
+  for (const e of parsed.data) {
+    if (reservedIds.has(e.id)) throw new ConfigError(`EXECD_TOKENS_FILE ${path}: id "${e.id}" is reserved for the tokens of EXECD_TOKEN`);
+    if (seen.has(e.id)) throw new ConfigError(`EXECD_TOKENS_FILE ${path}: id "${e.id}" appears twice`);
+    seen.add(e.id);
+    const digest = e.token !== undefined ? sha256(e.token) : Buffer.from(e.sha256!, 'hex');
+    if (digests.has(digest.toString('hex'))) throw new ConfigError(`EXECD_TOKENS_FILE ${path}: entry "${e.id}" has the same token as another entry`);
+    digests.add(digest.toString('hex'));
+    entries.push({ principal: { id: e.id, scopes: new Set(e.scopes) }, digest });
+  }
+  const warnings: string[] = [];
+  if (parsed.data.some((e) => e.token !== undefined)) {
+    try {
+      if ((statSync(path).mode & 0o077) !== 0) warnings.push(`EXECD_TOKENS_FILE ${path} holds plain tokens and is readable by group or others: chmod 600 it, or store sha256 digests`);
+    } catch {
+      // read above; a race here only loses the warning
+    }
+  }
+  return { entries, warnings };
+}
+
 /**
  * Bearer tokens, kept only as SHA-256 digests and compared in constant time:
  * every entry is compared, whatever matched, so timing reveals neither which
  * token nor how much of it was right.
+ *
+ * Tokens of EXECD_TOKEN hold every scope (ids `env`, or `env-1`, `env-2`…);
+ * EXECD_TOKENS_FILE adds scoped ones and is re-read by `reload()` (SIGHUP).
  */
 export class TokenStore {
-  private entries: TokenEntry[] = [];
+  private readonly envEntries: TokenEntry[];
+  private entries: TokenEntry[];
+  /** Warnings of the last file read (e.g. a world-readable file of plain tokens). */
+  warnings: string[] = [];
 
-  constructor(tokens: string[]) {
-    this.entries = tokens.map((t, i) => ({
+  constructor(
+    tokens: string[],
+    private readonly file?: string,
+  ) {
+    this.envEntries = tokens.map((t, i) => ({
       principal: { id: tokens.length === 1 ? 'env' : `env-${i + 1}`, scopes: new Set(SCOPES) },
       digest: sha256(t),
     }));
+    this.entries = this.envEntries;
+    if (file !== undefined) this.reload();
+  }
+
+  /**
+   * Re-read the tokens file. On an error the tokens in force stay as they were
+   * and the ConfigError is thrown for the caller to log. Returns the warnings.
+   */
+  reload(): { tokens: number; warnings: string[] } {
+    if (this.file === undefined) return { tokens: this.entries.length, warnings: [] };
+    const reserved = new Set(['env', ...this.envEntries.map((e) => e.principal.id)]);
+    const { entries, warnings } = loadTokensFile(this.file, reserved);
+    this.entries = [...this.envEntries, ...entries];
+    this.warnings = warnings;
+    return { tokens: this.entries.length, warnings };
+  }
+
+  get size(): number {
+    return this.entries.length;
   }
 
   authenticate(token: string): Principal | null {

@@ -2,9 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
 import { TokenStore } from './auth.js';
-import { childProcessSpawner, type RunContext, type Spawner } from './runner/index.js';
+import type { RunContext, Spawner } from './runner/index.js';
+import { selectSpawner } from './runner/native.js';
 import { RunTracker } from './tracker.js';
 import { SyncLimiter } from './limiter.js';
+import { createJobQueue, type JobQueue } from '../queue/index.js';
+import { toRunSpec } from './spec.js';
 
 export interface Services {
   config: Config;
@@ -14,28 +17,43 @@ export interface Services {
   runContext: RunContext;
   tracker: RunTracker;
   syncRuns: SyncLimiter;
+  /** Asynchronous jobs, whichever backend runs them. */
+  jobs: JobQueue;
   startedAt: Date;
+  /** Test only (EXECD_TEST_BALLAST_BYTES): touched memory held for the server's life, so benchmarks can spawn from a big process. */
+  ballast: Buffer | null;
   close(): Promise<void>;
 }
 
 export function createServices(config: Config, deps: { spawner?: Spawner | undefined; log: FastifyBaseLogger }): Services {
   const instanceId = randomUUID();
   const tracker = new RunTracker();
+  const runContext: RunContext = {
+    // EXECD_SPAWNER; selecting the native spawner starts its helper, before any ballast makes forking it slow.
+    spawner: deps.spawner ?? selectSpawner(config.spawner),
+    pipeDrainMs: config.pipeDrainMs,
+    childPath: config.childPath,
+    marker: { EXECD_INSTANCE: instanceId },
+  };
+  const jobs = createJobQueue(config, {
+    runContext,
+    prepareRun: (spec) => toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }),
+    log: deps.log,
+    onRunStart: (handle, jobId) => tracker.add({ handle, kind: 'job', jobId }),
+  });
   return {
     config,
     tokens: new TokenStore(config.tokens),
     instanceId,
-    runContext: {
-      spawner: deps.spawner ?? childProcessSpawner,
-      pipeDrainMs: config.pipeDrainMs,
-      childPath: config.childPath,
-      marker: { EXECD_INSTANCE: instanceId },
-    },
+    runContext,
     tracker,
     syncRuns: new SyncLimiter(config.maxSyncRuns),
+    jobs,
     startedAt: new Date(),
+    ballast: config.testBallastBytes > 0 ? Buffer.alloc(config.testBallastBytes, 1) : null,
     async close() {
-      await tracker.terminateAll();
+      // Jobs first: queued ones are canceled and running ones terminated; then any sync run left.
+      await Promise.all([jobs.close(), tracker.terminateAll()]);
     },
   };
 }

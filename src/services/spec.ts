@@ -37,6 +37,7 @@ export function toRunSpec(body: CommandSpec, config: Config, defaults: SpecDefau
   if (body.command !== undefined) spec.command = body.command;
   if (body.cwd !== undefined) spec.cwd = body.cwd;
   if (body.env) spec.env = body.env;
+  if (body.limits && Object.keys(body.limits).length > 0) spec.limits = body.limits;
   if (stdin !== undefined) spec.stdin = stdin;
   const timeoutMs = body.timeoutMs ?? defaults.timeoutMs;
   if (timeoutMs !== undefined) spec.timeoutMs = timeoutMs;

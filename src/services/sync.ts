@@ -1,17 +1,23 @@
 import type { FastifyReply } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { Services } from './index.js';
+import { admitCommand } from './policy-gate.js';
 import { runToCompletion, SpawnError, type CompletedRun, type RunSpec } from './runner/index.js';
 
+/** A finished sync run and the identity it ran as. */
+export type SyncRun = CompletedRun & { uid: number; gid: number };
+
 /**
- * Run a command for a synchronous request: bounded by the sync-run limit,
- * tracked (so /v1/processes marks it and shutdown stops it), and terminated
- * when the client goes away before the answer.
+ * Run a command for a synchronous request: admitted by the policy gate (403
+ * COMMAND_NOT_ALLOWED; run-as user, cwd, ceilings and limits applied),
+ * bounded by the sync-run limit, tracked (so /v1/processes marks it and
+ * shutdown stops it), and terminated when the client goes away before the answer.
  */
-export async function runSync(services: Services, spec: RunSpec, reply: FastifyReply): Promise<CompletedRun> {
+export async function runSync(services: Services, asked: RunSpec, reply: FastifyReply): Promise<SyncRun> {
+  const { spec } = await admitCommand(reply.request, asked);
   const release = services.syncRuns.acquire();
   try {
-    return await runToCompletion(spec, services.runContext, {
+    const run = await runToCompletion(spec, services.runContext, {
       onStart: (handle) => {
         services.tracker.add({ handle, kind: 'run' });
         const onClose = () => {
@@ -21,8 +27,15 @@ export async function runSync(services: Services, spec: RunSpec, reply: FastifyR
         void handle.done.then(() => reply.raw.removeListener('close', onClose));
       },
     });
+    const ran = { ...run, uid: spec.uid ?? process.getuid!(), gid: spec.gid ?? process.getgid!() };
+    const o = run.outcome;
+    Object.assign(reply.request.audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
+    return ran;
   } catch (err) {
-    if (err instanceof SpawnError) throw new ApiError('SPAWN_FAILED', err.message, { errno: err.errno });
+    if (err instanceof SpawnError) {
+      reply.request.audit.errno = err.errno;
+      throw new ApiError('SPAWN_FAILED', err.message, { errno: err.errno });
+    }
     throw err;
   } finally {
     release();

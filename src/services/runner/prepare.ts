@@ -4,11 +4,11 @@ import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { SpawnError } from './errors.js';
 import type { SpawnOptions } from './spawn.js';
-import type { RunSpec } from './types.js';
+import type { ResourceLimits, RunSpec } from './types.js';
 
 const SHELL = '/bin/sh';
 /** Python's os.defpath: the search path when the environment has no PATH. */
-const DEFAULT_SEARCH_PATH = '/bin:/usr/bin';
+export const DEFAULT_SEARCH_PATH = '/bin:/usr/bin';
 
 export interface PrepareContext {
   /** PATH of the base environment. */
@@ -27,7 +27,7 @@ export function buildEnv(spec: RunSpec, ctx: PrepareContext): Record<string, str
   const base: Record<string, string> =
     spec.envMode === 'replace'
       ? {}
-      : { PATH: ctx.childPath, HOME: homedir(), LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL, TERM: 'dumb' };
+      : { PATH: ctx.childPath, HOME: spec.home ?? homedir(), LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL, TERM: 'dumb' };
   return { ...base, ...spec.env, ...ctx.marker };
 }
 
@@ -78,8 +78,45 @@ export async function resolveExecutable(name: string, searchPath: string, cwd: s
   throw new SpawnError(errno, `${JSON.stringify(name)}: ${sawEacces ? 'permission denied' : 'command not found'}`);
 }
 
-/** Turn a RunSpec into what a Spawner needs, checking what the OS would refuse. */
+/** Turn a RunSpec into what a Spawner needs, checking what the OS would refuse; limits wrap it in prlimit. */
 export async function prepareSpawn(spec: RunSpec, ctx: PrepareContext): Promise<SpawnOptions> {
+  const options = await prepareProgram(spec, ctx);
+  return spec.limits ? withLimits(options, spec.limits, ctx) : options;
+}
+
+const PRLIMIT_FLAGS: Array<[keyof ResourceLimits, string]> = [
+  ['cpuSeconds', '--cpu'],
+  ['memoryBytes', '--as'],
+  ['fileSizeBytes', '--fsize'],
+  ['openFiles', '--nofile'],
+  ['processes', '--nproc'],
+];
+
+let prlimitPath: Promise<string> | undefined;
+
+/**
+ * Run the program under prlimit(1) (util-linux): `prlimit --cpu=N … -- file args`.
+ * prlimit sets soft and hard limits on itself, then execs the program in the
+ * same process (same pid and process group). The program's argv[0] becomes
+ * its resolved path. RLIMIT_NPROC does not bind root: run as another user.
+ */
+async function withLimits(options: SpawnOptions, limits: ResourceLimits, ctx: PrepareContext): Promise<SpawnOptions> {
+  const flags = PRLIMIT_FLAGS.filter(([k]) => limits[k] !== undefined).map(([k, flag]) => `${flag}=${limits[k]}`);
+  if (flags.length === 0) return options;
+  prlimitPath ??= resolveExecutable('prlimit', ctx.childPath, '/').catch((err) => {
+    prlimitPath = undefined;
+    throw err;
+  });
+  let file: string;
+  try {
+    file = await prlimitPath;
+  } catch {
+    throw new SpawnError('ENOENT', 'resource limits need prlimit (util-linux), which is not installed on this server');
+  }
+  return { ...options, file, argv: ['prlimit', ...flags, '--', options.file, ...options.argv.slice(1)] };
+}
+
+async function prepareProgram(spec: RunSpec, ctx: PrepareContext): Promise<SpawnOptions> {
   const env = buildEnv(spec, ctx);
   const cwd = spec.cwd ?? ctx.defaultCwd ?? homedir();
   for (const [k, v] of Object.entries(env)) {
@@ -91,25 +128,13 @@ export async function prepareSpawn(spec: RunSpec, ctx: PrepareContext): Promise<
 
   if (spec.command !== undefined) {
     if (hasNul(spec.command)) throw new SpawnError('EINVAL', 'command contains a NUL byte');
-    // stderr merge: an outer shell dups fd 2 onto fd 1 and execs the real one.
-    const argv = spec.mergeStderr
-      ? [SHELL, '-c', `exec ${SHELL} -c "$0" 2>&1`, spec.command]
-      : [SHELL, '-c', spec.command];
-    return { file: SHELL, argv, cwd, env, stdin, uid: spec.uid, gid: spec.gid };
+    // stderr merge: the spawner dup2s one pipe onto fds 1 and 2 (child_process through a fixed shell script).
+    return { file: SHELL, argv: [SHELL, '-c', spec.command], cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
   }
 
   const argv = spec.argv!;
   const badArg = argv.findIndex(hasNul);
   if (badArg >= 0) throw new SpawnError('EINVAL', `argv[${badArg}] contains a NUL byte`);
   const file = await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
-  if (spec.mergeStderr) {
-    // child_process cannot dup2 one pipe onto fds 1 and 2, so a fixed shell script does it and
-    // execs the program: no shell parsing of user input, argv travels as positional parameters
-    // (argv[0] as given: the shell finds it on the same PATH we just checked). The shell would
-    // add PWD to the environment; it is dropped unless the request set it.
-    const script = `${'PWD' in env ? '' : 'unset PWD; '}exec "$0" "$@" 2>&1`;
-    const program = argv[0]!.startsWith('-') ? file : argv[0]!; // never let exec read it as an option
-    return { file: SHELL, argv: [SHELL, '-c', script, program, ...argv.slice(1)], cwd, env, stdin, uid: spec.uid, gid: spec.gid };
-  }
-  return { file, argv, cwd, env, stdin, uid: spec.uid, gid: spec.gid };
+  return { file, argv, cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
 }

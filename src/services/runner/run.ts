@@ -24,6 +24,8 @@ export interface RunHandle {
   terminate(reason: TerminationReason): void;
   /** Write to a streaming stdin; false when stdin is closed or was not requested as a stream. */
   writeStdin(data: Buffer): boolean;
+  /** Resolves once the streaming stdin has room again (its buffer is below the high-water mark) or is gone: back-pressure for writers. */
+  stdinDrained(): Promise<void>;
   endStdin(): void;
 }
 
@@ -91,6 +93,7 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
       startedAt,
       finishedAt,
       durationMs,
+      usage: status.usage ?? null,
     };
   })();
 
@@ -104,6 +107,18 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
       if (!stdin || spec.stdin !== 'stream' || stdin.writableEnded || stdin.destroyed) return false;
       stdin.write(data);
       return true;
+    },
+    stdinDrained: () => {
+      if (!stdin || !stdin.writableNeedDrain || stdin.destroyed) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          stdin.off('drain', done);
+          stdin.off('close', done);
+          resolve();
+        };
+        stdin.on('drain', done);
+        stdin.on('close', done);
+      });
     },
     endStdin: () => {
       if (stdin && spec.stdin === 'stream' && !stdin.writableEnded) stdin.end();

@@ -3,7 +3,7 @@ import type { Readable, Writable } from 'node:stream';
 
 /**
  * The spawn step, behind a small interface so a faster spawner (posix_spawn
- * from a small address space) can replace Node's fork-based child_process.
+ * from a small address space, native.ts) can replace Node's fork-based child_process.
  */
 export interface SpawnOptions {
   /** Program to execute: an absolute path, or a name searched on env.PATH. */
@@ -14,13 +14,30 @@ export interface SpawnOptions {
   env: Record<string, string>;
   /** 'pipe' opens a pipe to the child's stdin; 'ignore' gives it /dev/null. */
   stdin: 'pipe' | 'ignore';
+  /**
+   * Interleave stderr into stdout, as `2>&1`: fds 1 and 2 of the child are the same pipe
+   * and the handle's stderr stream is empty. A spawner that can dup2 does it directly.
+   */
+  mergeStderr?: boolean | undefined;
   uid?: number | undefined;
   gid?: number | undefined;
+}
+
+/** What the kernel counted for a process and the children it waited for (wait4's rusage). */
+export interface ResourceUsage {
+  /** CPU time in user mode, whole milliseconds. */
+  userCpuMs: number;
+  /** CPU time in the kernel, whole milliseconds. */
+  systemCpuMs: number;
+  /** Peak resident set size. */
+  maxRssBytes: number;
 }
 
 export interface ExitStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** Null or absent when the spawner cannot tell (child_process). */
+  usage?: ResourceUsage | null;
 }
 
 export interface ChildHandle {
@@ -38,15 +55,31 @@ export interface Spawner {
   spawn(options: SpawnOptions): Promise<ChildHandle>;
 }
 
+const SHELL = '/bin/sh';
+
+/**
+ * child_process cannot dup2 one pipe onto fds 1 and 2, so for a merge a fixed shell script
+ * does it and execs the program: no shell parsing of user input, argv travels as positional
+ * parameters (argv[0] as given: the shell finds it on the PATH prepare.ts checked). The shell
+ * would add PWD to the environment; it is dropped unless the request set it.
+ */
+export function mergeTrampoline(options: SpawnOptions): Pick<SpawnOptions, 'file' | 'argv'> {
+  const script = `${'PWD' in options.env ? '' : 'unset PWD; '}exec "$0" "$@" 2>&1`;
+  const argv0 = options.argv[0]!;
+  const program = argv0.startsWith('-') || argv0 === '' ? options.file : argv0; // never let exec read it as an option
+  return { file: SHELL, argv: [SHELL, '-c', script, program, ...options.argv.slice(1)] };
+}
+
 /** Spawner over Node's child_process (libuv fork + exec). Every child leads its own process group. */
 export const childProcessSpawner: Spawner = {
   name: 'child_process',
   spawn(options) {
+    const { file, argv } = options.mergeStderr ? mergeTrampoline(options) : options;
     return new Promise((resolve, reject) => {
       let child: ChildProcess;
       try {
-        child = cpSpawn(options.file, options.argv.slice(1), {
-          argv0: options.argv[0],
+        child = cpSpawn(file, argv.slice(1), {
+          argv0: argv[0],
           cwd: options.cwd,
           env: options.env,
           stdio: [options.stdin, 'pipe', 'pipe'],
@@ -60,7 +93,7 @@ export const childProcessSpawner: Spawner = {
         return;
       }
       const exited = new Promise<ExitStatus>((res) => {
-        child.once('exit', (code, signal) => res({ code, signal }));
+        child.once('exit', (code, signal) => res({ code, signal, usage: null }));
       });
       child.once('error', reject);
       child.once('spawn', () => {

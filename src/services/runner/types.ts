@@ -1,3 +1,5 @@
+import type { ResourceUsage } from './spawn.js';
+
 /** A command to run, as the runner sees it (routes translate their request bodies into this). */
 export interface RunSpec {
   /** Exactly one of argv (no shell) and command (`/bin/sh -c`). */
@@ -14,8 +16,22 @@ export interface RunSpec {
   timeoutMs?: number;
   killGraceMs: number;
   maxOutputBytes: number;
+  /** Set by the policy gate when the server is root: the user the command runs as (no supplementary groups). */
   uid?: number;
   gid?: number;
+  /** HOME of the base environment (the run-as user's); the server's own by default. */
+  home?: string;
+  /** Resource limits, applied by wrapping the program with prlimit(1). */
+  limits?: ResourceLimits;
+}
+
+/** RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC of a run. */
+export interface ResourceLimits {
+  cpuSeconds?: number | undefined;
+  memoryBytes?: number | undefined;
+  fileSizeBytes?: number | undefined;
+  openFiles?: number | undefined;
+  processes?: number | undefined;
 }
 
 export type TerminationReason = 'timeout' | 'cancel' | 'shutdown';
@@ -31,4 +47,6 @@ export interface RunOutcome {
   startedAt: Date;
   finishedAt: Date;
   durationMs: number;
+  /** CPU time and peak RSS from the kernel (wait4); null when the spawner cannot tell (child_process). */
+  usage: ResourceUsage | null;
 }

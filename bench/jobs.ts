@@ -1,0 +1,226 @@
+/**
+ * Jobs benchmark (figures printed, not asserted), each against a peer measured
+ * on the same machine in the same run:
+ *  1. N jobs of /bin/true end to end (submitted over HTTP, until all finished),
+ *     jobs/s, vs a raw child_process.spawn loop of /bin/true at the same
+ *     concurrency (target ≥ 80 %).
+ *  2. POST /v1/jobs accepted/s vs a bare Fastify POST route answering 202
+ *     (target ≥ 70 %), both with autocannon, both servers in their own process.
+ *  3. RSS of the server with 100,000 jobs queued (target ≤ 2 KiB per job).
+ *
+ *   npx tsx bench/jobs.ts [jobs=20000] [concurrency=8] [post-rounds=5] [queued=100000]
+ * (jobs=0 skips the first part.)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import autocannon from 'autocannon';
+import { closedLoop, rawSpawnTrue, rssBytes, TOKEN } from './lib.js';
+
+const [JOBS = 20_000, CONCURRENCY = 8, POST_ROUNDS = 5, QUEUED = 100_000] = process.argv.slice(2).map(Number);
+const ROOT = new URL('..', import.meta.url).pathname;
+const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+
+interface Server {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  return port;
+}
+
+/** A node process running `args`, ready once GET `readyPath` answers. */
+async function startServer(args: string[], env: Record<string, string>, readyPath: string): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', PORT: String(port), EXECD_PORT: String(port), ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const ok = await fetch(`${url}${readyPath}`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (i > 300) throw new Error('server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+const startExecd = (env: Record<string, string>) =>
+  startServer(['--import', 'tsx', 'src/main.ts'], { EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env }, '/healthz');
+
+const BARE_FASTIFY = `
+import Fastify from 'fastify';
+const app = Fastify({ logger: false });
+let n = 0;
+app.post('/v1/jobs', async (request, reply) => reply.code(202).send({ id: String(++n), state: 'queued' }));
+app.get('/healthz', async () => ({ status: 'ok' }));
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
+`;
+
+/** The execd app itself with one authenticated no-op POST route: what every /v1 route pays before its own work. */
+const EXECD_NOOP = `
+import { buildApp, LOG_REDACT } from '${ROOT}src/app.ts';
+import { parseConfig } from '${ROOT}src/config.ts';
+import { registerAuth } from '${ROOT}src/plugins/auth.ts';
+const config = parseConfig({ EXECD_TOKEN: '${TOKEN}', EXECD_QUEUES: 'hold:1' });
+const app = await buildApp(config, { logger: { level: 'warn', redact: { paths: LOG_REDACT, censor: '[redacted]' } } });
+await app.register(async (v1) => {
+  registerAuth(v1);
+  v1.post('/jobs', async (request, reply) => reply.code(202).send({ id: '1', state: 'queued' }));
+}, { prefix: '/noop' });
+await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
+`;
+
+async function api<T>(server: Server, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${server.url}${path}`, { method: body === undefined ? 'GET' : 'POST', headers: AUTH, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+const queueInfo = async (server: Server, name: string) =>
+  (await api<{ name: string; queued: number; running: number; processed: number }[]>(server, '/v1/queues')).find((q) => q.name === name)!;
+
+const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
+
+async function endToEnd(): Promise<void> {
+  console.log(`\n1. ${JOBS} jobs of /bin/true end to end, ${CONCURRENCY} workers`);
+  await closedLoop(CONCURRENCY, 500, rawSpawnTrue); // warm-up
+  let left = JOBS;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (left-- > 0) await rawSpawnTrue();
+    }),
+  );
+  const raw = JOBS / ((performance.now() - t0) / 1000);
+  console.log(`   raw spawn loop      ${raw.toFixed(1)} spawns/s`);
+
+  const execd = await startExecd({ EXECD_QUEUES: `bench:${CONCURRENCY}`, EXECD_QUEUE_CAPACITY: String(JOBS + 1000), EXECD_RETAIN_JOBS: '1000' });
+  try {
+    const t1 = performance.now();
+    let toSubmit = JOBS;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (toSubmit-- > 0) await api(execd, '/v1/jobs', { argv: ['/bin/true'], queue: 'bench' });
+      }),
+    );
+    const submitted = performance.now();
+    for (;;) {
+      const q = await queueInfo(execd, 'bench');
+      if (q.processed >= JOBS) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seconds = (performance.now() - t1) / 1000;
+    const rate = JOBS / seconds;
+    console.log(`   execd jobs          ${rate.toFixed(1)} jobs/s  (all ${JOBS} accepted in ${((submitted - t1) / 1000).toFixed(1)} s, finished in ${seconds.toFixed(1)} s)`);
+    console.log(`   ratio ${pct(rate, raw)} of the raw spawn rate (target ≥ 80 %)`);
+  } finally {
+    await execd.stop();
+  }
+}
+
+/** autocannon POSTs of one job body to `url`. */
+async function cannon(url: string, seconds: number, amount?: number): Promise<{ accepted: number; other: number; rate: number; p50: number; p99: number }> {
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    headers: AUTH,
+    body: JSON.stringify({ argv: ['/bin/true'], queue: 'hold' }),
+    connections: 32,
+    ...(amount === undefined ? { duration: seconds } : { amount }),
+  });
+  const accepted = result['2xx'];
+  return { accepted, other: result.non2xx + result.errors, rate: accepted / (result.duration || seconds), p50: result.latency.p50, p99: result.latency.p99 };
+}
+
+/** CPU seconds (user + system) the process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+type Peer = { name: string; server: Server; path: string };
+
+/** Alternate short autocannon rounds over the servers so that a busy neighbour hits them alike. */
+async function compareRounds(peers: Peer[], rounds: number, seconds: number) {
+  const rate = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const cpu = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  const ratio = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+  for (let i = 0; i < rounds; i++) {
+    let base = 0;
+    for (const p of peers) {
+      const c0 = cpuSeconds(p.server.child.pid!);
+      const r = await cannon(p.server.url + p.path, seconds);
+      rate.get(p.name)!.push(r.rate);
+      cpu.get(p.name)!.push(((cpuSeconds(p.server.child.pid!) - c0) / (r.accepted + r.other)) * 1e6);
+      if (p === peers[0]) base = r.rate;
+      ratio.get(p.name)!.push(r.rate / base);
+    }
+  }
+  return peers.map((p) => ({ name: p.name, rate: median(rate.get(p.name)!), rounds: rate.get(p.name)!, cpu: median(cpu.get(p.name)!), ratio: median(ratio.get(p.name)!) }));
+}
+
+async function acceptAndQueue(): Promise<void> {
+  const rounds = Math.max(1, Math.round(POST_ROUNDS));
+  console.log(`\n2. POST /v1/jobs accepted/s, autocannon, 32 connections, ${rounds} alternating rounds of 2 s per server`);
+  const bare = await startServer(['--input-type=module', '-e', BARE_FASTIFY], {}, '/healthz');
+  const noop = await startServer(['--import', 'tsx', '--input-type=module', '-e', EXECD_NOOP], {}, '/healthz');
+  const execd = await startExecd({ EXECD_QUEUES: 'hold:1', EXECD_QUEUE_CAPACITY: '10000000' });
+  try {
+    await api(execd, '/v1/jobs', { argv: ['sleep', '3600'], queue: 'hold' }); // the blocker: everything after it stays queued
+    await new Promise((r) => setTimeout(r, 500));
+    const rssBefore = rssBytes(execd.child.pid!);
+    const heapBefore = (await api<{ memory: { heapUsedBytes: number } }>(execd, '/v1/info')).memory.heapUsedBytes;
+    const peers: Peer[] = [
+      { name: 'bare Fastify 202', server: bare, path: '/v1/jobs' },
+      { name: 'execd no-op route', server: noop, path: '/noop/jobs' },
+      { name: 'execd POST /v1/jobs', server: execd, path: '/v1/jobs' },
+    ];
+    for (const p of peers) await cannon(p.server.url + p.path, 1); // warm-up
+    for (const r of await compareRounds(peers, rounds, 2)) {
+      console.log(`   ${r.name.padEnd(20)} ${r.rate.toFixed(0).padStart(6)} req/s  ${(r.ratio * 100).toFixed(1).padStart(5)} % of bare  server CPU ${r.cpu.toFixed(1)} µs/request  (rounds ${r.rounds.map((x) => x.toFixed(0)).join(', ')})`);
+    }
+    console.log('   target: POST /v1/jobs ≥ 70 % of bare Fastify (median of per-round ratios); the no-op line is the floor every authenticated /v1 route starts from');
+    await bare.stop();
+    await noop.stop();
+
+    console.log(`\n3. RSS with ${QUEUED} jobs queued`);
+    const have = (await queueInfo(execd, 'hold')).queued;
+    if (have < QUEUED) await cannon(`${execd.url}/v1/jobs`, 0, QUEUED - have);
+    const q = await queueInfo(execd, 'hold');
+    await new Promise((r) => setTimeout(r, 1000));
+    const rssAfter = rssBytes(execd.child.pid!);
+    const heapAfter = (await api<{ memory: { heapUsedBytes: number } }>(execd, '/v1/info')).memory.heapUsedBytes;
+    const per = (rssAfter - rssBefore) / q.queued;
+    console.log(`   queued ${q.queued}, running ${q.running}`);
+    console.log(`   RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB -> ${(rssAfter / 2 ** 20).toFixed(1)} MiB: ${(per / 1024).toFixed(2)} KiB per queued job (target ≤ 2 KiB)`);
+    console.log(`   V8 heap used ${(heapBefore / 2 ** 20).toFixed(1)} MiB -> ${(heapAfter / 2 ** 20).toFixed(1)} MiB: ${((heapAfter - heapBefore) / q.queued / 1024).toFixed(2)} KiB per queued job`);
+  } finally {
+    await execd.stop();
+    for (const s of [bare, noop]) if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
+  }
+}
+
+console.log(`bench/jobs.ts: node ${process.version}, execd log level warn, every server in its own process`);
+if (JOBS > 0) await endToEnd();
+await acceptAndQueue();

@@ -1,0 +1,345 @@
+/*
+ * execd-spawn-helper: a small process that starts execd's children for it.
+ *
+ * Why (docs/design-native-spawn.md has the measurements):
+ * - Node starts children with fork(), whose cost grows with the server's
+ *   memory; here a child is clone(CLONE_VM|CLONE_VFORK)'d, like posix_spawn,
+ *   from an address space of about 1 MB: nothing is copied;
+ * - the server's event loop never sits in a vfork waiting for the child to
+ *   exec (1-5 ms per spawn on a small VM): it writes a request and goes on;
+ * - CLONE_PARENT makes every child the *server's* child: the server reaps it
+ *   (pidfd + wait4, native/channel.c), ppid is the server, and a child does
+ *   not care whether this helper lives on;
+ * - the child's exec folds the old address space's peak RSS into its own
+ *   ru_maxrss. From the server that would be the server's size; from here it
+ *   is about 1 MB, so RunResult.usage.maxRssBytes means the child's peak.
+ *
+ * Channels (set up by src/services/runner/native-helper.ts; layouts in protocol.h):
+ *   fd 0  requests from the server (end of input: exit)
+ *   fd 3  replies, AF_UNIX SOCK_SEQPACKET; SPAWNED carries the server's ends
+ *         of the child's pipes as SCM_RIGHTS
+ * Every fd here is O_CLOEXEC, and the child closes everything from 3 up
+ * before exec, so a child sees exactly 0, 1 and 2.
+ *
+ * The child does what glibc's posix_spawn child does (own process group,
+ * chdir, dup2s, default signal dispositions, empty mask), plus run-as
+ * (setgroups/setgid/setuid, as libuv does) which posix_spawn cannot; a failure
+ * before exec comes back to us through the shared memory, as in glibc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#define REQ_FD 0
+#define REPLY_FD 3
+#define MAX_FRAME (256u << 20) /* far above ARG_MAX: a bigger frame is a protocol error */
+#define CHILD_STACK (256u << 10)
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+static void fatal(const char *what) {
+  fprintf(stderr, "execd-spawn-helper: %s: %s\n", what, strerror(errno));
+  exit(2);
+}
+
+/* ---------- replies ---------- */
+
+/* One packet; the fds (if any) ride along. The server gone means we are done. */
+static void send_reply(const struct reply *r, const int *fds, int nfds) {
+  struct iovec iov = {.iov_base = (void *)r, .iov_len = sizeof *r};
+  union {
+    char buf[CMSG_SPACE(3 * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  for (;;) {
+    if (sendmsg(REPLY_FD, &msg, MSG_NOSIGNAL) >= 0) return;
+    if (errno == EINTR) continue;
+    exit(0); /* EPIPE / ECONNRESET: the server is gone, and its children with it are its business */
+  }
+}
+
+static void reply_failed(uint32_t id, int err, pid_t pid) {
+  struct reply r;
+  memset(&r, 0, sizeof r);
+  r.type = REPLY_FAILED;
+  r.id = id;
+  r.pid = pid;
+  r.err = err;
+  send_reply(&r, NULL, 0);
+}
+
+/* ---------- the child ---------- */
+
+struct request {
+  uint32_t id, flags, uid, gid;
+  const char *file, *cwd;
+  char **argv, **envp;
+};
+
+/* Signals whose disposition is not the default here (SIGPIPE, which we ignore), found once at start. */
+static int non_default[NSIG];
+static int n_non_default;
+
+static void find_non_default_signals(void) {
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction cur;
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL) non_default[n_non_default++] = sig;
+  }
+}
+
+struct child_args {
+  const struct request *q;
+  int in_fd, out_fd, err_fd;
+  volatile int err; /* written by the child before _exit when something failed */
+};
+
+/*
+ * Runs on its own stack in our address space (CLONE_VM) while we are
+ * suspended (CLONE_VFORK), with every signal blocked: only plain syscalls
+ * here, no allocation, nothing that takes a lock.
+ */
+static int child_main(void *arg) {
+  struct child_args *a = arg;
+  const struct request *q = a->q;
+  struct sigaction dfl;
+  sigset_t none;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  /* Our dispositions are copied, not shared (no CLONE_SIGHAND): put ours back to default. */
+  for (int i = 0; i < n_non_default; i++) sigaction(non_default[i], &dfl, NULL);
+  if (setpgid(0, 0) != 0) goto fail;
+  if (chdir(q->cwd) != 0) goto fail;
+  if (a->in_fd >= 0) {
+    if (dup2(a->in_fd, 0) < 0) goto fail;
+  } else {
+    int dn = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (dn < 0 || dup2(dn, 0) < 0) goto fail;
+  }
+  if (dup2(a->out_fd, 1) < 0 || dup2(a->err_fd, 2) < 0) goto fail;
+  /* Everything of ours is O_CLOEXEC already; this also catches anything that is not. */
+  syscall(SYS_close_range, 3u, ~0u, 0u);
+  /* Run-as, as libuv does it: drop supplementary groups, then gid, then uid. Raw syscalls:
+     glibc's wrappers would try to change the credentials of every thread of a process. */
+  if (q->flags & (REQ_SET_UID | REQ_SET_GID)) {
+    if (syscall(SYS_setgroups, 0, NULL) != 0 && errno != EPERM) goto fail;
+    if ((q->flags & REQ_SET_GID) && syscall(SYS_setgid, (gid_t)q->gid) != 0) goto fail;
+    if ((q->flags & REQ_SET_UID) && syscall(SYS_setuid, (uid_t)q->uid) != 0) goto fail;
+  }
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(q->file, q->argv, q->envp);
+fail:
+  a->err = errno ? errno : EIO;
+  _exit(127);
+}
+
+static void *child_stack;
+
+/* Start the child as the server's (CLONE_PARENT); 0 and *pid, or an errno (and *pid > 0 if a child must be reaped). */
+static int start_child(const struct request *q, int in_fd, int out_fd, int err_fd, pid_t *pid) {
+  struct child_args a = {.q = q, .in_fd = in_fd, .out_fd = out_fd, .err_fd = err_fd, .err = 0};
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  *pid = clone(child_main, (char *)child_stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
+  int clone_err = errno;
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  if (*pid < 0) return clone_err;
+  return a.err; /* non-zero: it died before exec, as the server's zombie */
+}
+
+/* ---------- requests ---------- */
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+static void handle_request(const struct request *q) {
+  int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  int merge = (q->flags & REQ_MERGE_STDERR) != 0;
+  int err = 0;
+  pid_t pid = -1;
+  if ((q->flags & REQ_STDIN_PIPE) && pipe2(in_pipe, O_CLOEXEC) != 0) err = errno;
+  if (!err && pipe2(out_pipe, O_CLOEXEC) != 0) err = errno;
+  if (!err && !merge && pipe2(err_pipe, O_CLOEXEC) != 0) err = errno;
+  if (!err) err = start_child(q, in_pipe[0], out_pipe[1], merge ? out_pipe[1] : err_pipe[1], &pid);
+  close_fd(&in_pipe[0]);
+  close_fd(&out_pipe[1]);
+  close_fd(&err_pipe[1]);
+  if (err) {
+    close_fd(&in_pipe[1]);
+    close_fd(&out_pipe[0]);
+    close_fd(&err_pipe[0]);
+    reply_failed(q->id, err, pid);
+    return;
+  }
+  int fds[3], nfds = 0;
+  if (in_pipe[1] >= 0) fds[nfds++] = in_pipe[1];
+  fds[nfds++] = out_pipe[0];
+  if (err_pipe[0] >= 0) fds[nfds++] = err_pipe[0];
+  struct reply r;
+  memset(&r, 0, sizeof r);
+  r.type = REPLY_SPAWNED;
+  r.id = q->id;
+  r.pid = pid;
+  r.nfds = (uint32_t)nfds;
+  send_reply(&r, fds, nfds);
+  /* The server holds its own copies now. */
+  close_fd(&in_pipe[1]);
+  close_fd(&out_pipe[0]);
+  close_fd(&err_pipe[0]);
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* Point `out` at `count` NUL-terminated strings starting at *pos; 0 when the frame is short. */
+static int take_strings(char *body, size_t len, size_t *pos, uint32_t count, char **out) {
+  for (uint32_t i = 0; i < count; i++) {
+    if (*pos >= len) return 0;
+    char *s = body + *pos;
+    char *nul = memchr(s, '\0', len - *pos);
+    if (!nul) return 0;
+    out[i] = s;
+    *pos = (size_t)(nul - body) + 1;
+  }
+  return 1;
+}
+
+static void handle_frame(char *body, size_t len) {
+  errno = EPROTO;
+  if (len < REQ_HEADER_WORDS * 4) fatal("short request frame");
+  const unsigned char *h = (const unsigned char *)body;
+  struct request q;
+  memset(&q, 0, sizeof q);
+  q.id = get_u32(h);
+  q.flags = get_u32(h + 4);
+  q.uid = get_u32(h + 8);
+  q.gid = get_u32(h + 12);
+  uint32_t argc = get_u32(h + 16), envc = get_u32(h + 20);
+  if (argc == 0 || argc > len || envc > len) fatal("malformed request frame");
+  char **argv = calloc((size_t)argc + 1, sizeof *argv);
+  char **envp = calloc((size_t)envc + 1, sizeof *envp);
+  if (!argv || !envp) {
+    free(argv);
+    free(envp);
+    reply_failed(q.id, ENOMEM, -1);
+    return;
+  }
+  char *fc[2];
+  size_t pos = REQ_HEADER_WORDS * 4;
+  if (!take_strings(body, len, &pos, 2, fc) || !take_strings(body, len, &pos, argc, argv) ||
+      !take_strings(body, len, &pos, envc, envp)) {
+    errno = EPROTO;
+    fatal("truncated request strings");
+  }
+  q.file = fc[0];
+  q.cwd = fc[1];
+  q.argv = argv;
+  q.envp = envp;
+  handle_request(&q);
+  free(argv);
+  free(envp);
+}
+
+static unsigned char *inbuf;
+static size_t in_len, in_cap;
+
+/* Read what fd 0 has (blocking until something comes) and handle every whole frame; 0 at end of input. */
+static int read_requests(void) {
+  if (in_cap - in_len < 65536) {
+    size_t cap = in_cap ? in_cap * 2 : 262144;
+    unsigned char *p = realloc(inbuf, cap);
+    if (!p) fatal("request buffer");
+    inbuf = p;
+    in_cap = cap;
+  }
+  ssize_t n = read(REQ_FD, inbuf + in_len, in_cap - in_len);
+  if (n < 0 && errno == EINTR) return 1;
+  if (n < 0 && errno == ECONNRESET) return 0;
+  if (n < 0) fatal("read requests");
+  if (n == 0) return 0;
+  in_len += (size_t)n;
+  size_t off = 0;
+  while (in_len - off >= 4) {
+    uint32_t flen = get_u32(inbuf + off);
+    if (flen > MAX_FRAME) {
+      errno = EPROTO;
+      fatal("request frame too large");
+    }
+    if (in_len - off - 4 < flen) break;
+    handle_frame((char *)inbuf + off + 4, flen);
+    off += 4 + (size_t)flen;
+  }
+  if (off > 0) {
+    memmove(inbuf, inbuf + off, in_len - off);
+    in_len -= off;
+  }
+  /* Do not keep a big buffer around after a huge request. */
+  if (in_cap > (4u << 20) && in_len < (1u << 20)) {
+    unsigned char *p = realloc(inbuf, 1u << 20);
+    if (p) {
+      inbuf = p;
+      in_cap = 1u << 20;
+    }
+  }
+  return 1;
+}
+
+int main(void) {
+  int type = 0;
+  socklen_t tl = sizeof type;
+  if (getsockopt(REPLY_FD, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_SEQPACKET) {
+    fprintf(stderr, "execd-spawn-helper: run by execd only (fd 3 must be its reply socket)\n");
+    return 2;
+  }
+  /* The channels arrived without close-on-exec. */
+  if (fcntl(REPLY_FD, F_SETFD, FD_CLOEXEC) != 0 || fcntl(REQ_FD, F_SETFD, FD_CLOEXEC) != 0) fatal("fcntl");
+  int fl = fcntl(REQ_FD, F_GETFL);
+  if (fl < 0 || fcntl(REQ_FD, F_SETFL, fl & ~O_NONBLOCK) != 0) fatal("fcntl");
+  signal(SIGPIPE, SIG_IGN); /* children get default dispositions back */
+  find_non_default_signals();
+  /* One stack for every child: a child runs on it only while we are suspended. */
+  child_stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (child_stack == MAP_FAILED) fatal("mmap");
+  while (read_requests()) {}
+  munmap(child_stack, CHILD_STACK);
+  free(inbuf);
+  return 0;
+}

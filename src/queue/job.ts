@@ -1,0 +1,100 @@
+import type { CommandSpec } from '../schemas/run.js';
+
+/**
+ * A job's life: one closed union of states and ONE function, `transition`,
+ * that moves between them. Nothing else writes `state` or the time stamps
+ * (they are readonly everywhere but here).
+ *
+ *   queued ─► running ─► succeeded | failed | timed_out | canceled | lost
+ *      └────► canceled | lost
+ */
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export type TerminalState = Exclude<JobState, 'queued' | 'running'>;
+
+const NEXT: Record<JobState, readonly JobState[]> = {
+  queued: ['running', 'canceled', 'lost'],
+  running: ['succeeded', 'failed', 'timed_out', 'canceled', 'lost'],
+  succeeded: [],
+  failed: [],
+  timed_out: [],
+  canceled: [],
+  lost: [],
+};
+
+export const isTerminal = (state: JobState): state is TerminalState => NEXT[state].length === 0;
+export const canTransition = (from: JobState, to: JobState): boolean => NEXT[from].includes(to);
+
+/** How the process ended: the RunResult without stdout/stderr (times as ISO strings). */
+export interface JobResult {
+  exitCode: number | null;
+  signal: string | null;
+  returncode: number;
+  truncated: { stdout: boolean; stderr: boolean };
+  timedOut: boolean;
+  durationMs: number;
+  pid: number;
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** Why a job did not run as asked (the process could not start, the server shut down…). */
+export interface JobError {
+  code: string;
+  message: string;
+  errno?: string;
+}
+
+export interface JobRecord {
+  readonly id: string;
+  /** Acceptance order across all queues: FIFO order and the list cursor. */
+  readonly seq: number;
+  readonly queue: string;
+  readonly state: JobState;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly startedAt: number | null;
+  readonly finishedAt: number | null;
+  /** The request; env values and stdin are dropped from it once they are no longer needed. */
+  spec: CommandSpec;
+  pid: number | null;
+  result: JobResult | null;
+  error: JobError | null;
+}
+
+export class IllegalTransition extends Error {
+  override name = 'IllegalTransition';
+  constructor(
+    readonly jobId: string,
+    readonly from: JobState,
+    readonly to: JobState,
+  ) {
+    super(`job ${jobId}: no transition ${from} -> ${to}`);
+  }
+}
+
+export function newJobRecord(id: string, seq: number, queue: string, spec: CommandSpec, now = Date.now()): JobRecord {
+  return { id, seq, queue, state: 'queued', createdAt: now, startedAt: null, finishedAt: null, spec, pid: null, result: null, error: null };
+}
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * Move a job to `to`, stamping `startedAt` on running and `finishedAt` on a
+ * terminal state; throws IllegalTransition for any move the graph above lacks.
+ */
+export function transition<J extends JobRecord>(
+  job: J,
+  to: JobState,
+  patch: { result?: JobResult; error?: JobError } = {},
+  now = Date.now(),
+): J {
+  if (!canTransition(job.state, to)) throw new IllegalTransition(job.id, job.state, to);
+  const w = job as Writable<JobRecord>;
+  w.state = to;
+  if (to === 'running') w.startedAt = now;
+  if (isTerminal(to)) w.finishedAt = now;
+  if (patch.result) w.result = patch.result;
+  if (patch.error) w.error = patch.error;
+  return job;
+}

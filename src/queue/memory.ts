@@ -1,0 +1,290 @@
+import { EventEmitter } from 'node:events';
+import { rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.js';
+import { ApiError } from '../errors.js';
+import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
+import type { CommandSpec } from '../schemas/run.js';
+import { startRun, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
+import { returncodeOf } from '../services/runner/result.js';
+import { Fifo } from './fifo.js';
+import { requestDigest } from './idempotency.js';
+import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from './job.js';
+import { JobOutput } from './job-output.js';
+import { finalState, SHUTDOWN_ERROR, startError, toJobResult } from './outcome.js';
+import { WorkerPool } from './pool.js';
+import { newMemoryJob, type MemoryJob } from './memory-job.js';
+import { JobStore } from './store.js';
+import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
+import { redactSpec, toJobView } from './view.js';
+import { Waiters } from './waiters.js';
+
+interface Lane {
+  name: string;
+  fifo: Fifo<MemoryJob>;
+  pool: WorkerPool<MemoryJob>;
+  processed: number;
+  failed: number;
+}
+
+export interface QueueDeps {
+  runContext: RunContext;
+  /** The runner's spec for a job, built when a worker takes it (the server's defaults and policy apply here). */
+  prepareRun: (spec: CommandSpec) => RunSpec;
+  log: FastifyBaseLogger;
+  /** Each job process once started (the run tracker marks it for /v1/processes). */
+  onRunStart?: (handle: RunHandle, jobId: string) => void;
+}
+
+/** The default backend: queues, workers, records and output in this process. */
+export class MemoryJobQueue implements JobQueue {
+  readonly backend = 'memory';
+  readonly events = new EventEmitter<JobQueueEvents>();
+  private readonly lanes = new Map<string, Lane>();
+  private readonly store: JobStore<MemoryJob>;
+  private readonly waiters = new Waiters();
+  private readonly running = new Set<MemoryJob>();
+  private readonly outputDir: string;
+  private seq = 0;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly deps: QueueDeps,
+  ) {
+    this.outputDir = join(config.dataDir, 'jobs');
+    this.store = new JobStore<MemoryJob>({
+      retainJobs: config.retainJobs,
+      retainMs: config.retainMs,
+      onRemove: (job) => (job as MemoryJob).output?.dispose(),
+    });
+    for (const q of config.queues) {
+      const lane: Lane = { name: q.name, fifo: new Fifo(config.queueCapacity, (job, t) => (job.ticket = t)), pool: null!, processed: 0, failed: 0 };
+      lane.pool = new WorkerPool(q.concurrency, () => this.take(lane), (job) => this.run(job, lane));
+      this.lanes.set(q.name, lane);
+    }
+  }
+
+  async submit({ queue, spec, idempotencyKey }: SubmitRequest): Promise<Submitted> {
+    if (this.closing) throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new jobs');
+    const lane = this.lanes.get(queue);
+    if (!lane) throw unknownQueue(queue, [...this.lanes.keys()], 'body');
+    let idempotency: MemoryJob['idempotency'] = null;
+    if (idempotencyKey !== undefined) {
+      idempotency = { key: idempotencyKey, digest: requestDigest(queue, spec) };
+      const prior = this.store.byIdempotencyKey(idempotencyKey);
+      if (prior && prior.idempotency!.digest === idempotency.digest) return { job: this.view(prior), created: false };
+      if (prior) throw new ApiError('CONFLICT', `Idempotency-Key was already used for job ${prior.id} with another body`, { jobId: prior.id });
+    }
+    if (lane.fifo.full) {
+      throw new ApiError('QUEUE_FULL', `queue "${queue}" already holds ${lane.fifo.capacity} waiting jobs`, { queue }, { retryAfter: 1 });
+    }
+    const job = newMemoryJob(++this.seq, queue, spec, idempotency);
+    job.ticket = lane.fifo.push(job);
+    this.store.add(job);
+    lane.pool.kick();
+    this.emit('queued', job);
+    return { job: this.view(job), created: true };
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const job = this.store.get(id);
+    return job && this.view(job);
+  }
+
+  async list({ state, queue, limit, cursor }: ListRequest): Promise<JobList> {
+    if (queue !== undefined && !this.lanes.has(queue)) throw unknownQueue(queue, [...this.lanes.keys()], 'querystring');
+    const { items, more } = this.store.list({ state, queue }, cursor === undefined ? 0 : Number(cursor), limit);
+    return { items: items.map((j) => this.view(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
+  }
+
+  async cancel(id: string): Promise<Job> {
+    const job = this.mustGet(id);
+    if (job.state === 'queued') {
+      this.lanes.get(job.queue)!.fifo.remove(job.ticket!);
+      job.ticket = null;
+      this.finish(job, 'canceled');
+    } else if (job.state === 'running') {
+      if (job.handle) job.handle.terminate('cancel');
+      else job.stopReason ??= 'cancel';
+      const grace = job.spec.killGraceMs ?? this.config.killGraceMs;
+      await this.waiters.wait(job.id, grace + this.config.pipeDrainMs + 10_000);
+    }
+    return this.view(job);
+  }
+
+  async signal(id: string, signal: NodeJS.Signals): Promise<Job> {
+    const job = this.mustGet(id);
+    if (job.state !== 'running') {
+      throw new ApiError('CONFLICT', `job ${id} is ${job.state}; only a running job can be signaled`, { state: job.state });
+    }
+    if (!job.handle || !job.handle.signal(signal)) {
+      throw new ApiError('CONFLICT', `job ${id} has no live process to signal (starting, or just exited)`, { state: job.state });
+    }
+    return this.view(job);
+  }
+
+  async remove(id: string): Promise<void> {
+    const job = this.mustGet(id);
+    if (!isTerminal(job.state)) throw new ApiError('CONFLICT', `job ${id} is ${job.state}; cancel it first, only a finished job can be deleted`, { state: job.state });
+    this.store.remove(job);
+  }
+
+  async waitForTerminal(id: string, timeoutMs: number, abort?: AbortSignal): Promise<Job | undefined> {
+    const job = this.store.get(id);
+    if (!job) return undefined;
+    if (!isTerminal(job.state) && timeoutMs > 0) await this.waiters.wait(id, timeoutMs, abort);
+    return this.view(job);
+  }
+
+  async output(id: string): Promise<JobOutput | undefined> {
+    const job = this.store.get(id);
+    return job && this.outputOf(job);
+  }
+
+  async writeStdin(id: string, data: Buffer | null): Promise<boolean> {
+    const handle = this.store.get(id)?.handle;
+    if (!handle) return false;
+    if (data === null) handle.endStdin();
+    else if (!handle.writeStdin(data)) return false;
+    else await handle.stdinDrained(); // a writer waits while the child does not read: the pipe's buffer stays bounded
+    return true;
+  }
+
+  async queues(): Promise<QueueInfo[]> {
+    return [...this.lanes.values()].map((l) => ({
+      name: l.name,
+      concurrency: l.pool.concurrency,
+      running: l.pool.running,
+      queued: l.fifo.size,
+      capacity: l.fifo.capacity,
+      processed: l.processed,
+      failed: l.failed,
+    }));
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
+    const stopped = [...this.lanes.values()].map((lane) => lane.pool.stop());
+    for (const lane of this.lanes.values()) {
+      const queued = lane.fifo.drain();
+      for (const job of queued) {
+        job.ticket = null;
+        this.finish(job, 'canceled', { error: SHUTDOWN_ERROR }, undefined, false);
+      }
+      if (queued.length > 0) this.deps.log.info({ queue: lane.name, canceled: queued.length }, 'queued jobs canceled at shutdown');
+    }
+    for (const job of this.running) {
+      if (job.handle) job.handle.terminate('shutdown');
+      else job.stopReason ??= 'shutdown';
+    }
+    await Promise.all(stopped);
+    this.waiters.notifyAll();
+    this.store.clear();
+    for (const dir of [this.outputDir, this.config.dataDir]) {
+      try {
+        rmdirSync(dir); // only when empty: never anyone else's files
+      } catch {
+        // not empty, or never created
+      }
+    }
+  }
+
+  private take(lane: Lane): MemoryJob | undefined {
+    const job = lane.fifo.shift();
+    if (job) job.ticket = null;
+    return job;
+  }
+
+  /** A worker's turn: start the job's process and wait for it. */
+  private async run(job: MemoryJob, lane: Lane): Promise<void> {
+    try {
+      transition(job, 'running');
+      this.running.add(job);
+      const spec = job.spec;
+      job.spec = redactSpec(spec);
+      const output = this.outputOf(job);
+      let handle: RunHandle;
+      try {
+        handle = await startRun(this.deps.prepareRun(spec), output, this.deps.runContext);
+      } catch (err) {
+        if (startError(err).code === 'INTERNAL') this.deps.log.error({ err, jobId: job.id }, 'job could not be started');
+        const error = job.stopReason === 'shutdown' ? SHUTDOWN_ERROR : startError(err);
+        this.finish(job, job.stopReason ? 'canceled' : 'failed', { error }, lane);
+        return;
+      }
+      job.pid = handle.pid;
+      job.handle = handle;
+      this.deps.onRunStart?.(handle, job.id);
+      if (job.stopReason) handle.terminate(job.stopReason);
+      this.emit('started', job);
+      const outcome = await handle.done;
+      job.handle = null;
+      const returncode = returncodeOf(outcome);
+      const state = finalState(outcome, returncode);
+      const error = outcome.terminationReason === 'shutdown' ? SHUTDOWN_ERROR : undefined;
+      this.finish(job, state, { result: toJobResult(outcome, returncode, output), ...(error ? { error } : {}) }, lane);
+    } catch (err) {
+      this.deps.log.error({ err, jobId: job.id }, 'job worker failed');
+      if (!isTerminal(job.state)) this.finish(job, 'failed', { error: { code: 'INTERNAL', message: 'the worker failed; the error has been logged' } }, lane);
+    }
+  }
+
+  /** The one way a job ends: stamp it, close its output, count it, wake its waiters, retain it. */
+  private finish(job: MemoryJob, state: TerminalState, patch: { result?: JobResult; error?: JobError } = {}, lane?: Lane, log = true): void {
+    transition(job, state, patch);
+    this.running.delete(job);
+    job.spec = redactSpec(job.spec);
+    job.output?.close();
+    if (lane) {
+      lane.processed++;
+      if (state === 'failed' || state === 'timed_out') lane.failed++;
+    }
+    if (log) this.deps.log.info(
+      { jobId: job.id, queue: job.queue, state, returncode: job.result?.returncode, durationMs: job.result?.durationMs, error: job.error?.code },
+      'job finished',
+    );
+    this.waiters.notify(job.id);
+    this.emit('finished', job);
+    this.store.finish(job);
+  }
+
+  private outputOf(job: MemoryJob): JobOutput {
+    if (!job.output) {
+      job.output = new JobOutput({
+        dir: this.outputDir,
+        jobId: job.id,
+        memoryBytes: this.config.outputMemoryBytes,
+        maxBytes: job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
+        onError: (err, stream) => this.deps.log.warn({ err, jobId: job.id, stream }, 'job output could not be kept; the rest of the stream is dropped'),
+      });
+      if (isTerminal(job.state)) job.output.close();
+    }
+    return job.output;
+  }
+
+  private mustGet(id: string): MemoryJob {
+    const job = this.store.get(id);
+    if (!job) throw new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
+    return job;
+  }
+
+  private view(job: MemoryJob): Job {
+    const position = job.ticket === null ? null : (this.lanes.get(job.queue)!.fifo.positionOf(job.ticket) ?? null);
+    const bytes = job.output ? { stdout: job.output.end('stdout'), stderr: job.output.end('stderr') } : { stdout: 0, stderr: 0 };
+    return toJobView(job, position, bytes);
+  }
+
+  private emit(name: keyof JobQueueEvents, job: MemoryJob): void {
+    if (this.events.listenerCount(name) > 0) this.events.emit(name, this.view(job));
+  }
+}
+
+function unknownQueue(queue: string, known: string[], where: 'body' | 'querystring'): ApiError {
+  const message = `no queue "${queue}" on this server (queues: ${known.join(', ')})`;
+  return new ApiError('VALIDATION_FAILED', message, { errors: [{ in: where, path: '/queue', message }] });
+}

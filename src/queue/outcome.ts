@@ -1,0 +1,34 @@
+import { ApiError } from '../errors.js';
+import { SpawnError, type RunOutcome } from '../services/runner/index.js';
+import type { JobError, JobResult, TerminalState } from './job.js';
+import type { JobOutput } from './job-output.js';
+
+/** The terminal state a finished process puts its job in. */
+export function finalState(outcome: RunOutcome, returncode: number): TerminalState {
+  if (outcome.terminationReason === 'cancel' || outcome.terminationReason === 'shutdown') return 'canceled';
+  if (outcome.timedOut) return 'timed_out';
+  return returncode === 0 ? 'succeeded' : 'failed';
+}
+
+export function toJobResult(outcome: RunOutcome, returncode: number, output: JobOutput): JobResult {
+  return {
+    exitCode: outcome.exitCode,
+    signal: outcome.signal,
+    returncode,
+    truncated: { stdout: output.truncated('stdout'), stderr: output.truncated('stderr') },
+    timedOut: outcome.timedOut,
+    durationMs: outcome.durationMs,
+    pid: outcome.pid,
+    startedAt: outcome.startedAt.toISOString(),
+    finishedAt: outcome.finishedAt.toISOString(),
+  };
+}
+
+/** Why a job's process could not be started, without stacks or server paths. */
+export function startError(err: unknown): JobError {
+  if (err instanceof SpawnError) return { code: 'SPAWN_FAILED', message: err.message, errno: err.errno };
+  if (err instanceof ApiError) return { code: err.code, message: err.message };
+  return { code: 'INTERNAL', message: 'the job could not be started; the error has been logged' };
+}
+
+export const SHUTDOWN_ERROR: JobError = { code: 'SHUTTING_DOWN', message: 'the server shut down' };

@@ -1,0 +1,218 @@
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { LogSubscription, type LogListener, type LogSource } from './log-subscription.js';
+
+export interface OutputLogOptions {
+  /** Where the bytes go once they outgrow memory. */
+  file: string;
+  /** Bytes kept in memory while the log is written; past it everything moves to `file`. */
+  memoryBytes: number;
+  /** The cap (the job's maxOutputBytes): bytes past it are counted and dropped. */
+  maxBytes: number;
+  /** A spill that failed (disk full…): the log keeps what it has and drops the rest. */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * A finished log keeps at most this much in memory; a bigger one moves to its
+ * file when it closes, so retained jobs cost disk, not RAM.
+ */
+export const FINISHED_MEMORY_BYTES = 16 * 1024;
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One stream of one job: bytes at absolute offsets [0, end). The first
+ * `memoryBytes` live in memory; beyond that the log spills to a file and
+ * appends there. Appends are synchronous writes to a local file: the runner's
+ * sink has no back-pressure, and a blocking append is what keeps the server's
+ * memory bounded when a child writes faster than anyone reads. Readers read at
+ * their own pace (`read`) or subscribe (`subscribe`); neither slows the writer.
+ */
+export class OutputLog implements LogSource {
+  private chunks: Buffer[] = [];
+  private starts: number[] = [];
+  private fd: number | null = null;
+  private spilled = false;
+  private fileCreated = false;
+  private removed = false;
+  private cap: number;
+  private length = 0;
+  private droppedBytes = 0;
+  private isClosed = false;
+  private readonly subs = new Set<LogSubscription>();
+
+  constructor(private readonly options: OutputLogOptions) {
+    this.cap = options.maxBytes;
+  }
+
+  /** Offset after the last kept byte: how many bytes a reader can get. */
+  get end(): number {
+    return this.length;
+  }
+
+  /** Bytes produced past the cap and dropped. */
+  get dropped(): number {
+    return this.droppedBytes;
+  }
+
+  get truncated(): boolean {
+    return this.droppedBytes > 0;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** True once the bytes live in the file rather than in memory. */
+  get onDisk(): boolean {
+    return this.spilled;
+  }
+
+  append(chunk: Buffer): void {
+    if (this.isClosed || chunk.length === 0) return;
+    const room = this.cap - this.length;
+    const part = chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room));
+    this.droppedBytes += chunk.length - part.length;
+    if (part.length === 0) return;
+    const offset = this.length;
+    if (!this.spilled && offset + part.length > this.options.memoryBytes && !this.spill()) {
+      this.droppedBytes += part.length;
+      return;
+    }
+    if (this.spilled) {
+      if (!this.writeFile(part, offset)) {
+        this.droppedBytes += part.length;
+        return;
+      }
+    } else {
+      this.chunks.push(part);
+      this.starts.push(offset);
+    }
+    this.length += part.length;
+    for (const sub of this.subs) sub.onAppend(offset, part);
+  }
+
+  /** Up to `length` bytes from `offset` (fewer at the end). RangeError past the end. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (this.removed) throw new Error('the output was removed');
+    if (offset > this.length) throw new RangeError(`offset ${offset} is past the end (${this.length})`);
+    const n = Math.min(length, this.length - offset);
+    if (n <= 0) return EMPTY;
+    return this.spilled ? readFileRange(this.options.file, offset, n) : this.readMemory(offset, n);
+  }
+
+  /** Deliver bytes from `from` on, then live ones; see LogSubscription. */
+  subscribe(from: number, listener: LogListener): LogSubscription {
+    const sub = new LogSubscription(this, from, listener, () => this.subs.delete(sub));
+    if (this.removed) queueMicrotask(() => sub.onRemoved());
+    else this.subs.add(sub);
+    return sub;
+  }
+
+  /** No more bytes: readers get `end` once they have read everything. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (!this.spilled && this.length > FINISHED_MEMORY_BYTES) this.spill();
+    this.closeFd();
+    for (const sub of [...this.subs]) sub.onClose();
+  }
+
+  /** Close, forget the bytes and delete the file. */
+  dispose(): void {
+    this.close();
+    this.removed = true;
+    for (const sub of [...this.subs]) sub.onRemoved();
+    this.chunks = [];
+    this.starts = [];
+    if (this.fileCreated) rmSync(this.options.file, { force: true });
+  }
+
+  private readMemory(offset: number, n: number): Buffer {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    const parts: Buffer[] = [];
+    let at = offset;
+    for (let i = lo; at < offset + n; i++) {
+      const chunk = this.chunks[i]!;
+      const from = at - this.starts[i]!;
+      const part = chunk.subarray(from, Math.min(chunk.length, from + offset + n - at));
+      parts.push(part);
+      at += part.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+  }
+
+  /** Move the memory part to the file; false (and the cap lowered to what is kept) when that fails. */
+  private spill(): boolean {
+    try {
+      mkdirSync(dirname(this.options.file), { recursive: true, mode: 0o700 });
+      this.fd = openSync(this.options.file, 'w', 0o600);
+      this.fileCreated = true;
+      this.spilled = true;
+      for (let i = 0; i < this.chunks.length; i++) {
+        if (!this.writeFile(this.chunks[i]!, this.starts[i]!)) return false;
+      }
+      this.chunks = [];
+      this.starts = [];
+      return true;
+    } catch (err) {
+      this.fail(err as Error);
+      return false;
+    }
+  }
+
+  private writeFile(data: Buffer, position: number): boolean {
+    try {
+      let done = 0;
+      while (done < data.length) done += writeSync(this.fd!, data, done, data.length - done, position + done);
+      return true;
+    } catch (err) {
+      this.fail(err as Error);
+      return false;
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.spilled && this.chunks.length > 0) {
+      // The memory part could not be copied out: keep serving it from memory.
+      this.spilled = false;
+    }
+    this.cap = this.length;
+    this.closeFd();
+    this.options.onError?.(err);
+  }
+
+  private closeFd(): void {
+    if (this.fd === null) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    this.fd = null;
+  }
+}
+
+async function readFileRange(file: string, offset: number, n: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(n);
+    let got = 0;
+    while (got < n) {
+      const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === n ? buf : buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}

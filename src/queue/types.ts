@@ -1,0 +1,74 @@
+import type { EventEmitter } from 'node:events';
+import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
+import type { CommandSpec } from '../schemas/run.js';
+import type { JobState } from './job.js';
+import type { JobOutputReader } from './job-output.js';
+
+/**
+ * The job queue as the rest of execd sees it. The in-memory backend is the
+ * default; a Redis (BullMQ) backend implements the same interface, so routes,
+ * the WebSocket viewers and the operations code never know which one runs.
+ *
+ * Everything crosses this line as plain JSON-able values in the API's shapes
+ * (`Job`, `QueueInfo`), so a backend may keep them anywhere. Refusals are
+ * ApiErrors with the API's codes: VALIDATION_FAILED (unknown queue), NOT_FOUND,
+ * CONFLICT (idempotency key reused with another body; job not in a state that
+ * allows the operation), QUEUE_FULL, SHUTTING_DOWN.
+ */
+export interface JobQueue {
+  readonly backend: string;
+  /** Lifecycle events of every job; listeners must not throw or block. */
+  readonly events: EventEmitter<JobQueueEvents>;
+
+  /** Accept a job (FIFO within its queue). With an idempotency key already used: the same body → that job, created false. */
+  submit(request: SubmitRequest): Promise<Submitted>;
+  get(id: string): Promise<Job | undefined>;
+  /** Ascending acceptance order; a cursor continues after the last job of the previous page, so every job is listed once. */
+  list(request: ListRequest): Promise<JobList>;
+  /** Queued: canceled at once. Running: the group gets SIGTERM, SIGKILL after the grace; resolves once the job is terminal. Terminal: unchanged. */
+  cancel(id: string): Promise<Job>;
+  /** Signal a running job's process group; CONFLICT when it is not running. */
+  signal(id: string, signal: NodeJS.Signals): Promise<Job>;
+  /** Forget a terminal job and its output; CONFLICT when it is not terminal. */
+  remove(id: string): Promise<void>;
+  /** The job once terminal, or as it is after `timeoutMs` (or when `abort` fires); undefined for an unknown id. */
+  waitForTerminal(id: string, timeoutMs: number, abort?: AbortSignal): Promise<Job | undefined>;
+  /** The job's output (empty while queued); undefined for an unknown id. */
+  output(id: string): Promise<JobOutputReader | undefined>;
+  /**
+   * Write to a job's streaming stdin (`stdin: {"stream": true}`); null ends it. False when it cannot take input.
+   * Resolves once the pipe has room again, so a writer that awaits each call never makes the server buffer more than the pipe's high-water mark.
+   */
+  writeStdin(id: string, data: Buffer | null): Promise<boolean>;
+  queues(): Promise<QueueInfo[]>;
+  /** Stop: refuse new jobs, cancel queued ones, terminate running ones, wait for them. Idempotent (same promise). */
+  close(): Promise<void>;
+}
+
+export interface SubmitRequest {
+  queue: string;
+  spec: CommandSpec;
+  idempotencyKey?: string;
+}
+
+export interface Submitted {
+  job: Job;
+  /** False when an earlier job with the same idempotency key and body was answered. */
+  created: boolean;
+}
+
+export interface ListRequest {
+  state?: JobState;
+  queue?: string;
+  limit: number;
+  cursor?: string;
+}
+
+/** `queued` on acceptance, `started` once the process runs (pid set), `finished` on any terminal state. */
+export interface JobQueueEvents {
+  queued: [job: Job];
+  started: [job: Job];
+  finished: [job: Job];
+}
+
+export type JobEventName = keyof JobQueueEvents;

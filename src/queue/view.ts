@@ -1,0 +1,32 @@
+import { REDACTED, type Job, type JobSpecView } from '../schemas/jobs.js';
+import type { CommandSpec } from '../schemas/run.js';
+import type { JobRecord } from './job.js';
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** The spec without env values or stdin bytes. Idempotent: a redacted spec redacts to itself. */
+export function redactSpec(spec: CommandSpec): CommandSpec {
+  if (spec.env === undefined && typeof spec.stdin !== 'string') return spec;
+  const out: CommandSpec = { ...spec };
+  if (spec.env) out.env = Object.fromEntries(Object.keys(spec.env).map((k) => [k, REDACTED]));
+  if (typeof spec.stdin === 'string') out.stdin = REDACTED;
+  return out;
+}
+
+/** A job record in the API's shape. */
+export function toJobView(job: JobRecord, position: number | null, outputBytes: { stdout: number; stderr: number }): Job {
+  return {
+    id: job.id,
+    state: job.state,
+    queue: job.queue,
+    position,
+    createdAt: iso(job.createdAt)!,
+    startedAt: iso(job.startedAt),
+    finishedAt: iso(job.finishedAt),
+    spec: redactSpec(job.spec) as JobSpecView,
+    pid: job.pid,
+    result: job.result,
+    outputBytes,
+    error: job.error,
+  };
+}

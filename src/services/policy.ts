@@ -1,0 +1,384 @@
+import { realpath } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, normalize } from 'node:path';
+import { ConfigError } from '../config.js';
+import { ApiError } from '../errors.js';
+import { BUILTIN_RULES, PolicyFile, type PolicyDecision, type PolicyRule } from '../schemas/policy.js';
+import { describeIssue, hasScope, readSettingsFile, type Principal } from './auth.js';
+import { resolveRunAs, serverUser, usableHome, type RunAsUser } from './identity.js';
+import { loadsCode } from './policy-env.js';
+import { compileGlob, GlobSyntaxError, type Glob } from './policy-glob.js';
+import { DEFAULT_SEARCH_PATH, resolveExecutable } from './runner/prepare.js';
+import type { ResourceLimits, RunSpec } from './runner/types.js';
+
+/**
+ * The command policy (EXECD_POLICY_FILE): which token may run what, where, as
+ * whom and within which limits. `decide` is pure judgement; the gate
+ * (policy-gate.ts) turns a refusal into 403 COMMAND_NOT_ALLOWED and applies
+ * the grant to the RunSpec.
+ *
+ * Which rules apply to a token: the rules naming its id in `tokens`; if none
+ * does, the rules naming one of its scopes in `scopes`; if none does, the
+ * rules with neither. A command is allowed when one applicable rule allows
+ * it (the first, in file order, gives the identity, cwd and ceilings). With a
+ * policy file and no applicable rule, it is refused (`default-deny`).
+ */
+
+/** What the run gets when allowed: JSON-able, so a job can keep it until it starts. */
+export interface Grant {
+  rule: string;
+  /** Set when the command runs as a user other than the server's. */
+  uid?: number;
+  gid?: number;
+  user?: string;
+  home?: string;
+  /** The working directory: the realpath under the rule's cwd roots, or the run-as user's home when none was given. */
+  cwd?: string;
+  timeoutMs?: number;
+  maxOutputBytes?: number;
+  limits?: ResourceLimits;
+}
+
+export interface Decision {
+  allowed: boolean;
+  rule: string;
+  reasons: string[];
+  grant: Grant | null;
+}
+
+interface ArgsPattern {
+  globs: Glob[];
+  /** The pattern ended with "...": any further arguments. */
+  rest: boolean;
+}
+
+interface CompiledRule {
+  name: string;
+  tokens: ReadonlySet<string> | null;
+  scopes: PolicyRule['scopes'] | null;
+  executables: string[] | null;
+  args: ArgsPattern[] | null;
+  shell: boolean;
+  commands: Glob[] | null;
+  cwd: string[] | null;
+  env: Glob[] | null;
+  envExact: ReadonlySet<string>;
+  maxTimeoutMs: number | undefined;
+  maxOutputBytes: number | undefined;
+  runAs: RunAsUser | null;
+  limits: ResourceLimits | undefined;
+}
+
+export interface PolicyContext {
+  /** PATH of the children's base environment: allowed executable names are resolved on it. */
+  childPath: string;
+  /** The runner's cwd when a spec gives none and no run-as user applies. */
+  defaultCwd?: string | undefined;
+  /** EXECD_RUN_AS, resolved. */
+  defaultRunAs: RunAsUser | null;
+}
+
+export const REST_ARGS = '...';
+const SHELL = '/bin/sh';
+
+function compile(source: string, where: string): Glob {
+  try {
+    return compileGlob(source);
+  } catch (err) {
+    if (err instanceof GlobSyntaxError) throw new ConfigError(`${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+function compileRule(rule: PolicyRule, path: string, index: number): CompiledRule {
+  const where = `EXECD_POLICY_FILE ${path}: rules.${index} (${rule.name})`;
+  return {
+    name: rule.name,
+    tokens: rule.tokens ? new Set(rule.tokens) : null,
+    scopes: rule.scopes ?? null,
+    executables: rule.executables ?? null,
+    args:
+      rule.args?.map((p, i) => {
+        const rest = p.length > 0 && p[p.length - 1] === REST_ARGS;
+        return { globs: (rest ? p.slice(0, -1) : p).map((g, j) => compile(g, `${where} args.${i}.${j}`)), rest };
+      }) ?? null,
+    shell: rule.shell ?? false,
+    commands: rule.commands?.map((g, i) => compile(g, `${where} commands.${i}`)) ?? null,
+    cwd: rule.cwd?.map((c) => normalize(c)) ?? null,
+    env: rule.env?.map((g, i) => compile(g, `${where} env.${i}`)) ?? null,
+    envExact: new Set(rule.env ?? []),
+    maxTimeoutMs: rule.maxTimeoutMs,
+    maxOutputBytes: rule.maxOutputBytes,
+    runAs: rule.runAs === undefined ? null : resolveRunAs(rule.runAs, `${where} runAs`),
+    limits: rule.limits,
+  };
+}
+
+/** Read and compile EXECD_POLICY_FILE; throws ConfigError naming the file and the bad rule. */
+export function loadPolicyFile(path: string): CompiledRule[] {
+  const parsed = PolicyFile.safeParse(readSettingsFile(path, 'EXECD_POLICY_FILE'));
+  if (!parsed.success) throw new ConfigError(`EXECD_POLICY_FILE ${path}: ${describeIssue(parsed.error)}`);
+  const names = new Set<string>();
+  for (const r of parsed.data.rules) {
+    if (names.has(r.name)) throw new ConfigError(`EXECD_POLICY_FILE ${path}: rule name "${r.name}" appears twice`);
+    names.add(r.name);
+  }
+  return parsed.data.rules.map((r, i) => compileRule(r, path, i));
+}
+
+const LONE_SURROGATE = /\p{Cs}/u;
+const isWellFormed = (s: string) => !LONE_SURROGATE.test(s);
+
+/** A string that is not well-formed UTF-16 (a lone surrogate) cannot reach a program byte for byte. */
+function checkWellFormed(spec: RunSpec): void {
+  const bad = (where: string, path: string) => {
+    const message = 'contains a lone UTF-16 surrogate, which has no UTF-8 encoding';
+    return new ApiError('VALIDATION_FAILED', `${where} ${message}`, { errors: [{ in: 'body', path, message }] });
+  };
+  spec.argv?.forEach((a, i) => {
+    if (!isWellFormed(a)) throw bad(`argv[${i}]`, `/argv/${i}`);
+  });
+  if (spec.command !== undefined && !isWellFormed(spec.command)) throw bad('command', '/command');
+  if (spec.cwd !== undefined && !isWellFormed(spec.cwd)) throw bad('cwd', '/cwd');
+  for (const [k, v] of Object.entries(spec.env ?? {})) {
+    if (!isWellFormed(k) || !isWellFormed(v)) throw bad(`env ${JSON.stringify(k)}`, '/env');
+  }
+}
+
+const q = (s: string) => JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}…` : s);
+
+const inside = (path: string, root: string) => path === root || root === '/' || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+
+function minDefined(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
+function ceilLimits(asked: ResourceLimits | undefined, ceiling: ResourceLimits | undefined): ResourceLimits | undefined {
+  if (!ceiling) return asked;
+  const out: ResourceLimits = {};
+  for (const k of ['cpuSeconds', 'memoryBytes', 'fileSizeBytes', 'openFiles', 'processes'] as const) {
+    const v = minDefined(asked?.[k], ceiling[k]);
+    if (v !== undefined) out[k] = v;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** The program view of a spec: a shell command line (`command`, or argv `/bin/sh -c …`), or argv. */
+function shellCommandOf(spec: RunSpec): string | undefined {
+  if (spec.command !== undefined) return spec.command;
+  const a = spec.argv!;
+  if (a.length >= 3 && a[0] === SHELL && a[1] === '-c') return a[2];
+  return undefined;
+}
+
+export class CommandPolicy {
+  private rules: CompiledRule[] | null = null;
+  private readonly server = serverUser();
+
+  constructor(
+    private readonly file: string | undefined,
+    private readonly ctx: PolicyContext,
+  ) {
+    if (file !== undefined) this.reload();
+  }
+
+  /** True when a policy file is in force. */
+  get active(): boolean {
+    return this.rules !== null;
+  }
+
+  get ruleCount(): number {
+    return this.rules?.length ?? 0;
+  }
+
+  /** Re-read the policy file; on an error the rules in force stay and the ConfigError is thrown. */
+  reload(): { rules: number } {
+    if (this.file === undefined) return { rules: 0 };
+    this.rules = loadPolicyFile(this.file);
+    return { rules: this.rules.length };
+  }
+
+  /** Who a command runs as when no rule says otherwise. */
+  get defaultRunAs(): RunAsUser {
+    return this.ctx.defaultRunAs ?? this.server;
+  }
+
+  /** Would `principal` be allowed to run `spec`, under which rule, and with what. Throws 400 for ill-formed strings only. */
+  async decide(principal: Principal, spec: RunSpec): Promise<Decision> {
+    checkWellFormed(spec);
+    const envKeys = Object.keys(spec.env ?? {});
+    if (this.rules === null) {
+      const loaders = envKeys.filter(loadsCode);
+      if (loaders.length > 0) {
+        return {
+          allowed: false,
+          rule: BUILTIN_RULES.codeLoadingEnv,
+          reasons: loaders.map((k) => `env ${q(k)} makes programs load code; only a policy rule naming it allows it`),
+          grant: null,
+        };
+      }
+      const grant = await this.grantFor(null, spec, undefined);
+      return { allowed: true, rule: BUILTIN_RULES.noPolicy, reasons: ['no EXECD_POLICY_FILE: every command is allowed'], grant };
+    }
+    const applicable = this.applicable(principal);
+    if (applicable.length === 0) {
+      return {
+        allowed: false,
+        rule: BUILTIN_RULES.defaultDeny,
+        reasons: [`no rule of the policy applies to token ${q(principal.id)}`],
+        grant: null,
+      };
+    }
+    const reasons: string[] = [];
+    for (const rule of applicable) {
+      const failed = await this.check(rule, spec, envKeys);
+      if (failed.reasons.length === 0) {
+        const grant = await this.grantFor(rule, spec, failed.cwd);
+        return { allowed: true, rule: rule.name, reasons: [...reasons, `allowed by rule ${q(rule.name)}`], grant };
+      }
+      for (const r of failed.reasons) reasons.push(`rule ${q(rule.name)}: ${r}`);
+    }
+    return { allowed: false, rule: applicable[0]!.name, reasons, grant: null };
+  }
+
+  /** The decision in the API's shape (POST /v1/policy/explain). */
+  explain(decision: Decision, spec: RunSpec): PolicyDecision {
+    const g = decision.grant;
+    const user = g?.user ?? this.server.name;
+    return {
+      allowed: decision.allowed,
+      rule: decision.rule,
+      reasons: decision.reasons,
+      effective: g
+        ? {
+            uid: g.uid ?? this.server.uid,
+            gid: g.gid ?? this.server.gid,
+            user,
+            cwd: g.cwd ?? spec.cwd ?? null,
+            timeoutMs: g.timeoutMs ?? spec.timeoutMs ?? null,
+            maxOutputBytes: g.maxOutputBytes ?? spec.maxOutputBytes,
+            limits: g.limits ?? spec.limits ?? null,
+          }
+        : null,
+    };
+  }
+
+  private applicable(principal: Principal): CompiledRule[] {
+    const rules = this.rules!;
+    const named = rules.filter((r) => r.tokens?.has(principal.id));
+    if (named.length > 0) return named;
+    const scoped = rules.filter((r) => r.scopes?.some((s) => hasScope(principal, s)));
+    if (scoped.length > 0) return scoped;
+    return rules.filter((r) => r.tokens === null && r.scopes === null);
+  }
+
+  private runAsFor(rule: CompiledRule | null): RunAsUser | null {
+    const user = rule?.runAs ?? this.ctx.defaultRunAs;
+    if (!user || (user.uid === this.server.uid && user.gid === this.server.gid)) return null;
+    return user;
+  }
+
+  /** The cwd the runner would use for this spec under this rule. */
+  private cwdFor(rule: CompiledRule | null, spec: RunSpec): string {
+    if (spec.cwd !== undefined) return spec.cwd;
+    const user = this.runAsFor(rule);
+    if (user) return usableHome(user);
+    return this.ctx.defaultCwd ?? homedir();
+  }
+
+  private async grantFor(rule: CompiledRule | null, spec: RunSpec, resolvedCwd: string | undefined): Promise<Grant> {
+    const grant: Grant = { rule: rule?.name ?? BUILTIN_RULES.noPolicy };
+    const user = this.runAsFor(rule);
+    if (user) {
+      grant.uid = user.uid;
+      grant.gid = user.gid;
+      grant.user = user.name;
+      grant.home = user.home;
+    }
+    if (resolvedCwd !== undefined) grant.cwd = resolvedCwd;
+    else if (spec.cwd === undefined && user) grant.cwd = usableHome(user);
+    const timeoutMs = minDefined(spec.timeoutMs, rule?.maxTimeoutMs);
+    if (timeoutMs !== undefined && timeoutMs !== spec.timeoutMs) grant.timeoutMs = timeoutMs;
+    if (rule?.maxOutputBytes !== undefined && rule.maxOutputBytes < spec.maxOutputBytes) grant.maxOutputBytes = rule.maxOutputBytes;
+    const limits = ceilLimits(spec.limits, rule?.limits);
+    if (limits && rule?.limits) grant.limits = limits;
+    return grant;
+  }
+
+  private async check(rule: CompiledRule, spec: RunSpec, envKeys: string[]): Promise<{ reasons: string[]; cwd?: string }> {
+    const reasons: string[] = [];
+    const cwd = this.cwdFor(rule, spec);
+    const shellCommand = shellCommandOf(spec);
+
+    if (shellCommand !== undefined) {
+      if (!rule.shell) reasons.push('shell commands are not allowed (the rule has no "shell: true")');
+      else if (rule.commands && !rule.commands.some((g) => g.matches(shellCommand))) {
+        reasons.push(`command ${q(shellCommand)} matches none of the rule's command patterns`);
+      }
+    } else {
+      const argv = spec.argv!;
+      if (rule.executables) {
+        const why = await this.executableDenied(rule.executables, argv[0]!, spec, cwd);
+        if (why) reasons.push(why);
+      }
+      if (rule.args && !rule.args.some((p) => argsMatch(p, argv.slice(1)))) {
+        reasons.push(`the arguments of ${q(argv[0]!)} match none of the rule's args patterns`);
+      }
+    }
+
+    let resolvedCwd: string | undefined;
+    if (rule.cwd) {
+      try {
+        resolvedCwd = await realpath(cwd);
+        const roots = await Promise.all(rule.cwd.map((r) => realpath(r).catch(() => null)));
+        if (!roots.some((r) => r !== null && inside(resolvedCwd!, r))) reasons.push(`cwd ${q(cwd)} is outside the rule's directories`);
+      } catch {
+        reasons.push(`cwd ${q(cwd)} does not exist, so it cannot be shown to be inside the rule's directories`);
+      }
+    }
+
+    for (const key of envKeys) {
+      if (loadsCode(key)) {
+        if (!rule.envExact.has(key)) reasons.push(`env ${q(key)} makes programs load code and the rule's env does not name it`);
+      } else if (rule.env && !rule.env.some((g) => g.matches(key))) {
+        reasons.push(`env ${q(key)} is not among the rule's env keys`);
+      }
+    }
+    return resolvedCwd === undefined ? { reasons } : { reasons, cwd: resolvedCwd };
+  }
+
+  /**
+   * argv[0] resolved as the runner will (the request's PATH, its cwd) against
+   * the allowed executables resolved on the server's PATH now: the same path,
+   * or the same file (realpath) under the same name (so /bin/true is
+   * /usr/bin/true, but a multi-call binary's other names stay refused).
+   */
+  private async executableDenied(allowed: string[], program: string, spec: RunSpec, cwd: string): Promise<string | null> {
+    const path = spec.env?.PATH ?? (spec.envMode === 'replace' ? DEFAULT_SEARCH_PATH : this.ctx.childPath);
+    let file: string;
+    try {
+      file = await resolveExecutable(program, path, cwd);
+    } catch {
+      return `executable ${q(program)} was not found (or is not executable), so it is not one the rule allows`;
+    }
+    const real = await realpath(file).catch(() => file);
+    for (const a of allowed) {
+      let candidate: string;
+      try {
+        candidate = a.startsWith('/') ? normalize(a) : await resolveExecutable(a, this.ctx.childPath, '/');
+      } catch {
+        continue;
+      }
+      if (candidate === file) return null;
+      if (basename(candidate) === basename(file) && (await realpath(candidate).catch(() => candidate)) === real) return null;
+    }
+    return `executable ${q(program)} is not one the rule allows`;
+  }
+}
+
+function argsMatch(p: ArgsPattern, args: string[]): boolean {
+  if (p.rest ? args.length < p.globs.length : args.length !== p.globs.length) return false;
+  return p.globs.every((g, i) => g.matches(args[i]!));
+}

@@ -1,0 +1,48 @@
+import type { RawData, WebSocket } from 'ws';
+import type { LaggedFrame } from '../schemas/stream.js';
+import { streamMetrics } from './metrics.js';
+import { Viewer, type ViewerContext } from './viewer.js';
+
+/**
+ * A viewer of GET /v1/events: every job's lifecycle events. One too slow for
+ * them has events dropped (never buffered past its bound) and, once its
+ * buffer drains, a `lagged` frame that counts them.
+ */
+export class EventsViewer extends Viewer {
+  private dropped = 0;
+  private lagging = false;
+  private invalidFrames = 0;
+
+  constructor(ws: WebSocket, ctx: ViewerContext) {
+    super(ws, ctx);
+  }
+
+  /** One event, already serialized (the hub encodes each event once for all viewers). */
+  deliver(frame: Buffer): void {
+    if (this.lagging) {
+      this.dropped++;
+      streamMetrics.eventsDroppedTotal++;
+      return;
+    }
+    this.outbox.send(frame);
+    if (this.outbox.overloaded) {
+      this.lagging = true;
+      this.outbox.waitForDrain();
+    }
+  }
+
+  protected onDrain(): void {
+    if (!this.lagging) return;
+    this.lagging = false;
+    const frame: LaggedFrame = { type: 'lagged', dropped: this.dropped };
+    this.dropped = 0;
+    if (frame.dropped > 0) this.outbox.send(JSON.stringify(frame));
+  }
+
+  protected onMessage(_data: RawData, _isBinary: boolean): void {
+    this.sendError('VALIDATION_FAILED', 'GET /v1/events takes no frames from the client');
+    if (++this.invalidFrames > 32) this.close(1008, 'too many invalid frames');
+  }
+
+  protected dispose(): void {}
+}

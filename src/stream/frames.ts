@@ -1,0 +1,46 @@
+import type { Job } from '../schemas/jobs.js';
+import type { ErrorFrame, ExitFrame, GapFrame, StateFrame } from '../schemas/stream.js';
+import type { StreamName } from '../queue/index.js';
+
+/**
+ * The frames the server sends, as JSON text. Output frames are the hot path
+ * (every byte of every job passes here once per viewer), so they are written
+ * by hand; src/schemas/stream.ts describes them and the tests parse them with it.
+ */
+
+export function textOutputFrame(stream: StreamName, offset: number, text: string): string {
+  return `{"type":"output","stream":"${stream}","offset":${offset},"data":${JSON.stringify(text)}}`;
+}
+
+/** Base64 is plain ASCII: the frame goes out as latin1 bytes, with no UTF-8 encoding pass. */
+export function base64OutputFrame(stream: StreamName, offset: number, bytes: Buffer): Buffer {
+  return Buffer.from(`{"type":"output","stream":"${stream}","offset":${offset},"encoding":"base64","data":"${bytes.toString('base64')}"}`, 'latin1');
+}
+
+export function stateFrame(job: Job): string {
+  const frame: StateFrame = { type: 'state', state: job.state, pid: job.pid, startedAt: job.startedAt, finishedAt: job.finishedAt, error: job.error };
+  return JSON.stringify(frame);
+}
+
+export function exitFrame(job: Job): string {
+  const r = job.result;
+  const frame: ExitFrame = {
+    type: 'exit',
+    state: job.state,
+    exitCode: r?.exitCode ?? null,
+    signal: r?.signal ?? null,
+    returncode: r?.returncode ?? null,
+    timedOut: r?.timedOut ?? false,
+  };
+  return JSON.stringify(frame);
+}
+
+export function gapFrame(stream: StreamName, from: number, to: number): string {
+  const frame: GapFrame = { type: 'gap', stream, from, to };
+  return JSON.stringify(frame);
+}
+
+export function errorFrame(code: string, detail: string): string {
+  const frame: ErrorFrame = { type: 'error', code, detail };
+  return JSON.stringify(frame);
+}

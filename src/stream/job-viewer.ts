@@ -1,0 +1,271 @@
+import type { RawData, WebSocket } from 'ws';
+import { ApiError } from '../errors.js';
+import { isTerminal, type JobState, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
+import type { Encoding } from '../schemas/common.js';
+import type { Job } from '../schemas/jobs.js';
+import { ClientFrame } from '../schemas/stream.js';
+import { isSignalName } from '../services/runner/index.js';
+import { base64OutputFrame, exitFrame, gapFrame, stateFrame, textOutputFrame } from './frames.js';
+import { streamMetrics } from './metrics.js';
+import { Utf8Framer } from './utf8-framer.js';
+import { Viewer, type ViewerContext } from './viewer.js';
+
+export interface JobViewerOptions {
+  jobId: string;
+  encoding: Encoding;
+  /** Byte offset of the first byte wanted, per stream. */
+  offsets: Record<StreamName, number>;
+  /** The token holds jobs:write: stdin and signal frames are taken. */
+  canWrite: boolean;
+  /** The token's id, for audit lines. */
+  tokenId: string | null;
+}
+
+interface Feed {
+  readonly stream: StreamName;
+  sub: LogSubscription | null;
+  /**
+   * The stream's end when the viewer connected. Bytes before it are the
+   * replay: delivered exactly, at the viewer's pace. Bytes after it are live:
+   * a viewer too slow for them skips to the live edge and gets a gap frame.
+   */
+  replayEnd: number;
+  framer: Utf8Framer | null;
+  ended: boolean;
+}
+
+const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
+/** Most bytes of output in one frame (64 KiB: ~87 KiB as base64). */
+export const FRAME_BYTES = 64 * 1024;
+/** Invalid client frames tolerated on one connection; beyond, close 1008. */
+export const MAX_INVALID_FRAMES = 32;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const rank = (state: JobState): number => (state === 'queued' ? 0 : state === 'running' ? 1 : 2);
+
+/**
+ * A viewer of one job (GET /v1/jobs/{id}/stream): the replay, then live
+ * output of both streams, state changes and the exit, as frames; stdin and
+ * signal frames the other way. The job never waits for it.
+ */
+export class JobViewer extends Viewer {
+  private readonly feeds: Feed[];
+  private throttled = false;
+  private sentRank = -1;
+  private finishing = false;
+  private disposed = false;
+  private streamStdin = false;
+  private invalidFrames = 0;
+  /** Client input runs in order, one operation at a time. */
+  private input: Promise<void> = Promise.resolve();
+  private inputBusy = 0;
+
+  constructor(
+    ws: WebSocket,
+    ctx: ViewerContext,
+    readonly options: JobViewerOptions,
+  ) {
+    super(ws, ctx);
+    this.feeds = STREAMS.map((stream) => ({
+      stream,
+      sub: null,
+      replayEnd: 0,
+      framer: options.encoding === 'utf8' ? new Utf8Framer() : null,
+      ended: false,
+    }));
+  }
+
+  get jobId(): string {
+    return this.options.jobId;
+  }
+
+  /** Subscribe to the job's output (the hub registered the viewer for state events already). */
+  async start(): Promise<void> {
+    const { jobs } = this.ctx;
+    const [output, job] = await Promise.all([jobs.output(this.jobId), jobs.get(this.jobId)]);
+    if (this.disposed) return;
+    if (!output || !job) return this.fail('NOT_FOUND', `job ${this.jobId} is gone`);
+    this.streamStdin = typeof job.spec.stdin === 'object';
+    if (!isTerminal(job.state)) this.sendState(job);
+    for (const feed of this.feeds) {
+      feed.replayEnd = output.end(feed.stream);
+      feed.sub = output.subscribe(feed.stream, this.options.offsets[feed.stream], (event) => this.onLog(feed, event));
+    }
+  }
+
+  /** A lifecycle event of this job (from the hub). The terminal state waits for the last output. */
+  onJobEvent(job: Job): void {
+    if (!this.disposed && !isTerminal(job.state)) this.sendState(job);
+  }
+
+  private sendState(job: Job): void {
+    const r = rank(job.state);
+    if (r <= this.sentRank) return;
+    this.sentRank = r;
+    this.outbox.send(stateFrame(job));
+  }
+
+  private onLog(feed: Feed, event: LogEvent): void {
+    if (this.disposed) return;
+    if (event.type === 'data') {
+      this.sendOutput(feed, event.offset, event.data);
+      if (!this.throttled && this.outbox.overloaded) this.throttle();
+    } else if (event.type === 'end') {
+      const tail = feed.framer?.flush();
+      if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.text));
+      feed.ended = true;
+      if (this.feeds.every((f) => f.ended)) void this.finish();
+    } else {
+      this.fail('NOT_FOUND', `job ${this.jobId} was removed, and its output with it`);
+    }
+  }
+
+  private sendOutput(feed: Feed, offset: number, data: Buffer): void {
+    for (let at = 0; at < data.length; at += FRAME_BYTES) {
+      const part = data.length <= FRAME_BYTES ? data : data.subarray(at, at + FRAME_BYTES);
+      if (feed.framer === null) {
+        this.outbox.send(base64OutputFrame(feed.stream, offset + at, part));
+      } else {
+        const piece = feed.framer.push(offset + at, part);
+        if (piece) this.outbox.send(textOutputFrame(feed.stream, piece.offset, piece.text));
+      }
+    }
+  }
+
+  /** The send buffer is full: stop taking output until it drains. */
+  private throttle(): void {
+    this.throttled = true;
+    for (const feed of this.feeds) feed.sub?.pause();
+    this.outbox.waitForDrain();
+  }
+
+  /** Drained: a stream in its live part skips to the live edge (a gap frame says what was skipped); the replay goes on where it stopped. */
+  protected onDrain(): void {
+    if (!this.throttled || this.disposed) return;
+    this.throttled = false;
+    for (const feed of this.feeds) {
+      const sub = feed.sub;
+      if (feed.ended || !sub || sub.position < feed.replayEnd) continue;
+      const { from, to } = sub.skip();
+      if (to <= from) continue;
+      const start = feed.framer?.drop() ?? from;
+      streamMetrics.gapsTotal++;
+      streamMetrics.gapBytesTotal += to - start;
+      this.outbox.send(gapFrame(feed.stream, start, to));
+    }
+    for (const feed of this.feeds) feed.sub?.resume();
+  }
+
+  /** Both streams ended: the terminal state, the exit frame, close 1000. */
+  private async finish(): Promise<void> {
+    if (this.finishing) return;
+    this.finishing = true;
+    let job = await this.ctx.jobs.waitForTerminal(this.jobId, 60_000);
+    while (job && !isTerminal(job.state) && !this.disposed) job = await this.ctx.jobs.waitForTerminal(this.jobId, 60_000);
+    if (this.disposed) return;
+    if (!job) return this.fail('NOT_FOUND', `job ${this.jobId} was removed`);
+    this.sendState(job);
+    this.outbox.send(exitFrame(job));
+    this.close(1000, 'job finished');
+  }
+
+  /** Tell the client why, then close 1001 (the job, or the server, is going away). */
+  private fail(code: string, detail: string): void {
+    this.sendError(code, detail);
+    this.close(1001, detail.slice(0, 120));
+  }
+
+  protected dispose(): void {
+    this.disposed = true;
+    for (const feed of this.feeds) feed.sub?.close();
+  }
+
+  // Client → server frames
+
+  protected onMessage(data: RawData, isBinary: boolean): void {
+    if (isBinary) return this.invalid('frames are JSON text, not binary');
+    let json: unknown;
+    try {
+      json = JSON.parse(String(data));
+    } catch {
+      return this.invalid('the frame is not JSON');
+    }
+    const parsed = ClientFrame.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const where = issue.path.length ? `/${issue.path.join('/')}: ` : '';
+      return this.invalid(`${where}${issue.message} (frames: {"type":"stdin","data":"…"}, {"type":"stdin","eof":true}, {"type":"signal","signal":"SIGINT"})`);
+    }
+    if (!this.options.canWrite) return this.invalid('stdin and signal frames need the scope "jobs:write", which this token does not hold', 'FORBIDDEN');
+    const frame = parsed.data;
+    if (frame.type === 'signal') {
+      const { signal } = frame;
+      if (!isSignalName(signal)) return this.invalid(`unknown signal ${JSON.stringify(signal)}: give a name such as "SIGINT"`);
+      return this.enqueue(() => this.signal(signal));
+    }
+    let bytes: Buffer | null = null;
+    if (frame.data !== undefined) {
+      if (this.options.encoding === 'base64' && !BASE64.test(frame.data)) return this.invalid('/data: not valid base64 (this connection has encoding=base64)');
+      bytes = Buffer.from(frame.data, this.options.encoding);
+    }
+    const eof = frame.eof === true;
+    this.enqueue(() => this.writeStdin(bytes, eof));
+  }
+
+  /** Refuse an invalid frame with an error frame; a client that keeps sending them is closed 1008. */
+  private invalid(detail: string, code = 'VALIDATION_FAILED'): void {
+    streamMetrics.refusedFramesTotal++;
+    this.sendError(code, detail);
+    if (++this.invalidFrames > MAX_INVALID_FRAMES) this.close(1008, 'too many invalid frames');
+  }
+
+  /** Run client input in order; while it waits (a child not reading its stdin), stop reading the socket. */
+  private enqueue(op: () => Promise<void>): void {
+    if (++this.inputBusy >= 2 && !this.readingPaused) {
+      this.readingPaused = true;
+      this.ws.pause();
+    }
+    this.input = this.input
+      .then(op)
+      .catch((err: unknown) => {
+        this.ctx.log.error({ err, jobId: this.jobId }, 'WebSocket input failed');
+        this.sendError('INTERNAL', 'the frame could not be applied; the error has been logged');
+      })
+      .finally(() => {
+        if (--this.inputBusy === 0 && this.readingPaused) {
+          this.readingPaused = false;
+          if (!this.disposed) this.ws.resume();
+        }
+      });
+  }
+
+  private async writeStdin(bytes: Buffer | null, eof: boolean): Promise<void> {
+    if (this.disposed) return;
+    const { jobs } = this.ctx;
+    let ok = this.streamStdin;
+    if (ok && bytes !== null && bytes.length > 0) ok = await jobs.writeStdin(this.jobId, bytes);
+    if (ok && eof) ok = await jobs.writeStdin(this.jobId, null);
+    if (!ok && !this.disposed) this.sendError('CONFLICT', await this.whyNoStdin());
+  }
+
+  private async whyNoStdin(): Promise<string> {
+    if (!this.streamStdin) return `job ${this.jobId} was not created with "stdin": {"stream": true}`;
+    const job = await this.ctx.jobs.get(this.jobId);
+    if (!job || isTerminal(job.state)) return `job ${this.jobId} has ended`;
+    if (job.state === 'queued') return `job ${this.jobId} has not started yet: write once the state frame says "running"`;
+    return `the stdin of job ${this.jobId} is closed (eof was sent, or the process closed it)`;
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    if (this.disposed) return;
+    let outcome = 'ok';
+    try {
+      await this.ctx.jobs.signal(this.jobId, signal);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      outcome = 'refused';
+      this.sendError(err.code, err.message);
+    }
+    this.ctx.audit.info({ event: 'job.signal', via: 'websocket', tokenId: this.options.tokenId, jobId: this.jobId, signal, outcome }, 'job.signal');
+  }
+}

@@ -1,0 +1,314 @@
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nativeSpawner, selectSpawner } from '../src/services/runner/native.js';
+import { helperPid, nativeUnavailableReason, watchedChildren } from '../src/services/runner/native-helper.js';
+import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/services/runner/index.js';
+import { AUTH, startApp, type TestApp } from './helpers/app.js';
+import { membersOfGroup, waitFor } from './helpers/proc.js';
+
+/*
+ * Every runner behaviour through the native spawner (execd-spawn-helper +
+ * the execd_spawn addon), directly and over HTTP. Skipped where the native
+ * spawner was not built, unless EXECD_SPAWNER=native says it must be there.
+ */
+
+const unavailable = nativeUnavailableReason();
+const required = process.env.EXECD_SPAWNER === 'native';
+
+const ctx: RunContext = { spawner: nativeSpawner, pipeDrainMs: 250, childPath: '/usr/local/bin:/usr/bin:/bin' };
+const spec = (over: Partial<RunSpec>): RunSpec => ({ envMode: 'add', mergeStderr: false, killGraceMs: 300, maxOutputBytes: 1 << 20, ...over });
+const run = (over: Partial<RunSpec>) => runToCompletion(spec(over), ctx);
+const text = (b: Buffer) => b.toString('utf8');
+
+/** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** Zombies whose parent is this test process. */
+function ourZombies(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && f[0] === 'Z' && Number(f[1]) === process.pid) out.push(Number(name));
+  }
+  return out;
+}
+
+const options = (over: Partial<SpawnOptions>): SpawnOptions => ({ file: '/bin/true', argv: ['true'], cwd: '/', env: { PATH: '/usr/bin:/bin' }, stdin: 'ignore', ...over });
+
+describe('native spawner availability', () => {
+  it.runIf(required)('is built and usable when EXECD_SPAWNER=native', () => {
+    expect(unavailable).toBeNull();
+  });
+
+  it('EXECD_SPAWNER=child_process selects child_process; auto takes native when built, else says why', () => {
+    expect(selectSpawner('child_process')).toBe(childProcessSpawner);
+    const auto = selectSpawner('auto');
+    if (unavailable === null) expect(auto.name).toBe('native');
+    else expect(auto.name).toBe(`child_process (native spawner unavailable: ${unavailable})`);
+  });
+});
+
+describe.skipIf(unavailable !== null && !required)('native spawner: runner behaviour', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'execd-native-'));
+    writeFileSync(join(dir, 'no-shebang'), 'echo hi\n');
+    chmodSync(join(dir, 'no-shebang'), 0o755);
+    writeFileSync(join(dir, 'not-executable'), '#!/bin/sh\necho hi\n');
+    chmodSync(join(dir, 'not-executable'), 0o644);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('starts each child as this server’s child, leading its own process group', async () => {
+    const r = await run({ argv: ['cat', '/proc/self/stat'] });
+    const stat = text(r.stdout);
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    expect(Number(f[1])).toBe(process.pid); // ppid: CLONE_PARENT, not the helper
+    expect(Number(f[2])).toBe(r.outcome.pid); // pgrp
+    expect(r.outcome.exitCode).toBe(0);
+  });
+
+  it('runs in cwd with the given environment, never the server’s', async () => {
+    process.env.EXECD_NATIVE_CANARY = 'server-only';
+    try {
+      const r = await run({ argv: ['sh', '-c', 'pwd; env'], cwd: dir, env: { FOO: 'bar baz', EMPTY: '' } });
+      const [pwd, ...env] = text(r.stdout).trim().split('\n');
+      expect(pwd).toBe(dir);
+      expect(env).toContain('FOO=bar baz');
+      expect(env).toContain('EMPTY=');
+      expect(env).toContain('LANG=C.UTF-8');
+      expect(text(r.stdout)).not.toContain('server-only');
+    } finally {
+      delete process.env.EXECD_NATIVE_CANARY;
+    }
+  });
+
+  it('sends stdin bytes then EOF; without stdin the child reads /dev/null', async () => {
+    const bytes = Buffer.from([0, 1, 2, 255, 10, 0x61]);
+    const r = await run({ argv: ['cat'], stdin: bytes });
+    expect(r.stdout.equals(bytes)).toBe(true);
+    const empty = await run({ argv: ['readlink', '/proc/self/fd/0'] });
+    expect(text(empty.stdout).trim()).toBe('/dev/null');
+  });
+
+  it('streams stdin when asked, and EOF ends it', async () => {
+    const chunks: Buffer[] = [];
+    const handle = await startRun(spec({ argv: ['cat'], stdin: 'stream' }), { write: (_s, c) => chunks.push(c) }, ctx);
+    expect(handle.writeStdin(Buffer.from('one\n'))).toBe(true);
+    expect(handle.writeStdin(Buffer.from('two\n'))).toBe(true);
+    handle.endStdin();
+    const outcome = await handle.done;
+    expect(outcome.exitCode).toBe(0);
+    expect(Buffer.concat(chunks).toString()).toBe('one\ntwo\n');
+  });
+
+  it('keeps stdout and stderr apart, or merges them in write order (argv and command)', async () => {
+    const script = 'for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done';
+    const apart = await run({ command: script });
+    expect(text(apart.stdout)).toBe('out1\nout2\nout3\nout4\nout5\n');
+    expect(text(apart.stderr)).toBe('err1\nerr2\nerr3\nerr4\nerr5\n');
+    const expected = [1, 2, 3, 4, 5].map((i) => `out${i}\nerr${i}\n`).join('');
+    for (const over of [{ command: script }, { argv: ['sh', '-c', script] }]) {
+      const merged = await run({ ...over, mergeStderr: true });
+      expect(text(merged.stdout)).toBe(expected);
+      expect(merged.stderr.length).toBe(0);
+    }
+  });
+
+  it('merging keeps argv and the environment exactly (no shell in between)', async () => {
+    const argv = await run({ argv: ['cat', '/proc/self/cmdline'], mergeStderr: true });
+    expect(text(argv.stdout)).toBe('cat\0/proc/self/cmdline\0');
+    // A shell would add PWD and drop names it cannot hold, such as B-C.
+    const env = await run({ argv: ['env'], envMode: 'replace', env: { A: '1', 'B-C': 'x y' }, mergeStderr: true });
+    expect(text(env.stdout)).toBe('A=1\nB-C=x y\n');
+  });
+
+  it('times out: SIGTERM to the whole group, nothing of it survives', async () => {
+    const r = await run({ command: 'sleep 30 & sleep 30 & wait', timeoutMs: 300 });
+    expect(r.outcome.timedOut).toBe(true);
+    expect(r.outcome.signal).toBe('SIGTERM');
+    expect(r.returncode).toBe(-15);
+    expect(await waitFor(() => membersOfGroup(r.outcome.pid).length === 0, 3000)).toBe(true);
+  });
+
+  it('SIGKILLs a group that ignores SIGTERM once the grace is over', async () => {
+    const r = await run({ command: 'trap "" TERM; sleep 30 & wait', timeoutMs: 200, killGraceMs: 200 });
+    expect(r.outcome.timedOut).toBe(true);
+    expect(r.outcome.signal).toBe('SIGKILL');
+    expect(await waitFor(() => membersOfGroup(r.outcome.pid).length === 0, 3000)).toBe(true);
+  });
+
+  it('reports exec failures with the errno the kernel gave (ENOEXEC, E2BIG) as SpawnError', async () => {
+    await expect(run({ argv: [join(dir, 'no-shebang')] })).rejects.toMatchObject({ name: 'SpawnError', errno: 'ENOEXEC' });
+    await expect(run({ argv: ['echo', 'x'.repeat(200 * 1024)] })).rejects.toMatchObject({ name: 'SpawnError', errno: 'E2BIG' });
+  });
+
+  it('maps what posix_spawn-style spawning reports: ENOENT, EACCES, ENOEXEC, E2BIG, a bad cwd', async () => {
+    const cases: Array<[Partial<SpawnOptions>, string]> = [
+      [{ file: join(dir, 'missing'), argv: ['missing'] }, 'ENOENT'],
+      [{ file: join(dir, 'not-executable'), argv: ['x'] }, 'EACCES'],
+      [{ file: dir, argv: ['dir'] }, 'EACCES'],
+      [{ file: join(dir, 'no-shebang'), argv: ['x'] }, 'ENOEXEC'],
+      [{ file: '/bin/echo', argv: ['echo', 'y'.repeat(200 * 1024)] }, 'E2BIG'],
+      [{ cwd: join(dir, 'no-such-dir') }, 'ENOENT'],
+      [{ cwd: join(dir, 'no-shebang') }, 'ENOTDIR'],
+    ];
+    for (const [over, errno] of cases) {
+      await expect(nativeSpawner.spawn(options(over)), errno).rejects.toMatchObject({ code: errno });
+    }
+    // The failed children were reaped: no zombie left behind.
+    expect(await waitFor(() => ourZombies().length === 0, 2000)).toBe(true);
+  });
+
+  it('counts CPU time and the child’s own peak memory (wait4 rusage)', async () => {
+    const cpu = await run({ command: 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done' });
+    expect(cpu.outcome.usage!.userCpuMs).toBeGreaterThan(0);
+    expect(cpu.outcome.usage!.userCpuMs + cpu.outcome.usage!.systemCpuMs).toBeLessThanOrEqual(cpu.outcome.durationMs + 50);
+    const io = await run({ command: 'head -c 50M /dev/zero | cat >/dev/null' });
+    expect(io.outcome.usage!.maxRssBytes).toBeGreaterThan(0);
+    expect(io.outcome.usage!.systemCpuMs).toBeGreaterThanOrEqual(0);
+    const big = await run({ argv: ['head', '-c', String(64 << 20), '/dev/zero'], maxOutputBytes: 0 });
+    expect(big.outcome.usage!.maxRssBytes).toBeLessThan(32 << 20); // streaming: small
+  });
+
+  it('reports the child’s peak RSS, not the server’s: a server holding 256 MiB still sees /bin/true at a few MB', async () => {
+    const ballast = Buffer.alloc(256 << 20, 1);
+    try {
+      const r = await run({ argv: ['/bin/true'] });
+      expect(r.outcome.usage!.maxRssBytes).toBeGreaterThan(0);
+      expect(r.outcome.usage!.maxRssBytes).toBeLessThan(16 << 20);
+      const grow = await run({ argv: ['sh', '-c', 'x=$(head -c 40000000 /dev/zero | tr "\\0" a); echo ${#x}'] });
+      expect(text(grow.stdout).trim()).toBe('40000000');
+      expect(grow.outcome.usage!.maxRssBytes).toBeGreaterThan(40e6); // the shell held the 40 MB string
+    } finally {
+      ballast.fill(0, 0, 1);
+    }
+  });
+
+  it('lets no fd of the server reach a child: only 0, 1 and 2', async () => {
+    const handle = await startRun(spec({ argv: ['sleep', '30'], stdin: 'stream' }), { write() {} }, ctx);
+    try {
+      // Right after exec the dynamic loader may hold a library open for a moment: wait for the program itself.
+      const fds = () => readdirSync(`/proc/${handle.pid}/fd`).sort().join(',');
+      await waitFor(() => fds() === '0,1,2', 2000);
+      expect(fds()).toBe('0,1,2');
+      expect(readlinkSync(`/proc/${handle.pid}/fd/0`)).toMatch(/^pipe:/);
+      expect(readlinkSync(`/proc/${handle.pid}/fd/1`)).toMatch(/^pipe:/);
+    } finally {
+      handle.terminate('cancel');
+      await handle.done;
+    }
+  });
+
+  it('runs many spawns at once, each answer going to its own request', async () => {
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => run({ argv: ['sh', '-c', 'echo $0; echo e$0 >&2', String(i)] })));
+    results.forEach((r, i) => {
+      expect(text(r.stdout)).toBe(`${i}\n`);
+      expect(text(r.stderr)).toBe(`e${i}\n`);
+    });
+  });
+
+  it('a thousand spawns leave no zombie and nothing watched', async () => {
+    let next = 0;
+    const worker = async () => {
+      while (next < 1000) {
+        next++;
+        const r = await run({ argv: ['/bin/true'] });
+        expect(r.outcome.exitCode).toBe(0);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    expect(ourZombies()).toEqual([]);
+    expect(watchedChildren()).toBe(0);
+  }, 180_000);
+
+  it.runIf(process.getuid?.() === 0)('runs as another uid/gid with no supplementary groups (root only)', async () => {
+    const r = await run({ argv: ['sh', '-c', 'id -u; id -g; id -G'], uid: 65534, gid: 65534, cwd: '/' });
+    expect(text(r.stdout)).toBe('65534\n65534\n65534\n');
+    expect(r.outcome.usage).not.toBeNull();
+  });
+
+  it('survives the helper dying: running children are still watched, the next spawn starts a new helper', async () => {
+    const handle = await startRun(spec({ argv: ['sleep', '0.5'] }), { write() {} }, ctx);
+    const first = helperPid();
+    expect(first).toBeGreaterThan(0);
+    process.kill(first!, 'SIGKILL'); // the helper this test process started
+    const outcome = await handle.done;
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.usage).not.toBeNull();
+    await waitFor(() => helperPid() !== first, 2000);
+    const r = await run({ argv: ['echo', 'again'] });
+    expect(text(r.stdout)).toBe('again\n');
+    expect(helperPid()).not.toBe(first);
+  });
+});
+
+describe.skipIf(unavailable !== null && !required)('native spawner over HTTP (EXECD_SPAWNER=native)', () => {
+  let t: TestApp;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'execd-native-http-'));
+    writeFileSync(join(dir, 'no-shebang'), 'echo hi\n');
+    chmodSync(join(dir, 'no-shebang'), 0o755);
+    t = await startApp({ EXECD_SPAWNER: 'native' });
+  });
+  afterAll(async () => {
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('says which spawner it uses in /v1/info', async () => {
+    const res = await t.http.get('/v1/info').set(AUTH);
+    expect(res.body.spawner).toBe('native');
+  });
+
+  it('POST /v1/run: cwd, env, stdin, merge, and usage in the RunResult', async () => {
+    const res = await t.http
+      .post('/v1/run')
+      .set(AUTH)
+      .send({ argv: ['sh', '-c', 'pwd; echo $FOO; cat; echo err >&2'], cwd: dir, env: { FOO: 'bar' }, stdin: 'in\n', stderr: 'merge' });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ exitCode: 0, signal: null, returncode: 0, stdout: `${dir}\nbar\nin\nerr\n`, stderr: '', timedOut: false });
+    expect(res.body.usage).toEqual({ userCpuMs: expect.any(Number), systemCpuMs: expect.any(Number), maxRssBytes: expect.any(Number) });
+    expect(res.body.usage.maxRssBytes).toBeGreaterThan(0);
+  });
+
+  it('a timeout kills the group and answers timedOut', async () => {
+    const res = await t.http.post('/v1/run').set(AUTH).send({ command: 'sleep 30 & sleep 30; wait', timeoutMs: 200, killGraceMs: 200 });
+    expect(res.body).toMatchObject({ timedOut: true, signal: 'SIGTERM', returncode: -15 });
+    expect(await waitFor(() => membersOfGroup(res.body.pid).length === 0, 3000)).toBe(true);
+  });
+
+  it('a program that cannot be exec’d is 422 SPAWN_FAILED with its errno', async () => {
+    const res = await t.http.post('/v1/run').set(AUTH).send({ argv: [join(dir, 'no-shebang')] });
+    expect(res.status).toBe(422);
+    expect(res.body).toMatchObject({ code: 'SPAWN_FAILED', errno: 'ENOEXEC' });
+    const big = await t.http.post('/v1/run').set(AUTH).send({ argv: ['echo', 'x'.repeat(200 * 1024)] });
+    expect(big.body).toMatchObject({ code: 'SPAWN_FAILED', errno: 'E2BIG' });
+  });
+});
+
+describe('child_process spawner over HTTP (EXECD_SPAWNER=child_process)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp({ EXECD_SPAWNER: 'child_process' });
+  });
+  afterAll(() => t.close());
+
+  it('reports itself and gives usage null (it cannot tell)', async () => {
+    const info = await t.http.get('/v1/info').set(AUTH);
+    expect(info.body.spawner).toBe('child_process');
+    const res = await t.http.post('/v1/run').set(AUTH).send({ argv: ['sh', '-c', 'echo 1; echo 2 >&2; echo 3'], stderr: 'merge' });
+    expect(res.body).toMatchObject({ stdout: '1\n2\n3\n', stderr: '', usage: null });
+  });
+});
