@@ -134,6 +134,13 @@ describe('POST /v1/run', () => {
     expect(await waitFor(() => membersOfGroup(res.body.pid).length === 0, 2000)).toBe(true);
   });
 
+  it('a stopped process is continued so SIGTERM ends it without waiting for the grace', async () => {
+    const started = Date.now();
+    const res = await run({ command: 'kill -STOP $$; sleep 30', timeoutMs: 200, killGraceMs: 5000 });
+    expect(res.body).toMatchObject({ timedOut: true, signal: 'SIGTERM' });
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
   it('answers on exit even when a grandchild keeps the pipes open, and kills the leftover', async () => {
     const started = Date.now();
     const res = await run({ command: 'sleep 30 & echo parent-done' });

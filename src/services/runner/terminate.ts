@@ -20,6 +20,8 @@ export const processGroupAlive = (pgid: number): boolean => killProcessGroup(pgi
  */
 export function terminateProcessGroup(pgid: number, graceMs: number): () => void {
   if (!killProcessGroup(pgid, 'SIGTERM')) return () => {};
+  // A stopped process cannot act on SIGTERM until it is continued (systemd does the same).
+  killProcessGroup(pgid, 'SIGCONT');
   if (graceMs === 0) {
     killProcessGroup(pgid, 'SIGKILL');
     return () => {};
