@@ -99,40 +99,68 @@ const queueInfo = async (server: Server, name: string) =>
 
 const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
 
-async function endToEnd(): Promise<void> {
-  console.log(`\n1. ${JOBS} jobs of /bin/true end to end, ${CONCURRENCY} workers`);
-  await closedLoop(CONCURRENCY, 500, rawSpawnTrue); // warm-up
-  let left = JOBS;
+/** `n` spawns of /bin/true, `concurrency` at a time, as a bare Node loop would do them; seconds taken. */
+async function rawSpawns(n: number): Promise<number> {
+  let left = n;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (left-- > 0) await rawSpawnTrue();
     }),
   );
-  const raw = JOBS / ((performance.now() - t0) / 1000);
-  console.log(`   raw spawn loop      ${raw.toFixed(1)} spawns/s`);
+  return (performance.now() - t0) / 1000;
+}
 
-  const execd = await startExecd({ EXECD_QUEUES: `bench:${CONCURRENCY}`, EXECD_QUEUE_CAPACITY: String(JOBS + 1000), EXECD_RETAIN_JOBS: '1000' });
+/** `n` jobs of /bin/true submitted over HTTP (16 in flight) until all have finished; seconds taken. */
+async function execdJobs(execd: Server, n: number): Promise<number> {
+  const before = (await queueInfo(execd, 'bench')).processed;
+  let toSubmit = n;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (toSubmit-- > 0) await api(execd, '/v1/jobs', { argv: ['/bin/true'], queue: 'bench' });
+    }),
+  );
+  while ((await queueInfo(execd, 'bench')).processed < before + n) await new Promise((r) => setTimeout(r, 20));
+  return (performance.now() - t0) / 1000;
+}
+
+/**
+ * Interleaved slices (raw, then each execd, ten times) so that a neighbour's
+ * load on this machine weighs on every side alike; the totals are compared.
+ * execd runs twice: with its default spawner (EXECD_SPAWNER=auto: the native
+ * one when built) and with child_process, the raw loop's own mechanism.
+ */
+async function endToEnd(): Promise<void> {
+  const slices = 10;
+  const slice = Math.ceil(JOBS / slices);
+  console.log(`\n1. ${slice * slices} jobs of /bin/true end to end, ${CONCURRENCY} workers, vs a raw child_process.spawn loop at ${CONCURRENCY} in flight (${slices} interleaved slices)`);
+  const env = { EXECD_QUEUES: `bench:${CONCURRENCY}`, EXECD_QUEUE_CAPACITY: String(JOBS + 1000), EXECD_RETAIN_JOBS: '1000' };
+  const servers = [await startExecd({ ...env, EXECD_SPAWNER: 'auto' }), await startExecd({ ...env, EXECD_SPAWNER: 'child_process' })];
   try {
-    const t1 = performance.now();
-    let toSubmit = JOBS;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (toSubmit-- > 0) await api(execd, '/v1/jobs', { argv: ['/bin/true'], queue: 'bench' });
-      }),
-    );
-    const submitted = performance.now();
-    for (;;) {
-      const q = await queueInfo(execd, 'bench');
-      if (q.processed >= JOBS) break;
-      await new Promise((r) => setTimeout(r, 100));
+    const names = await Promise.all(servers.map(async (s) => (await api<{ spawner: string }>(s, '/v1/info')).spawner));
+    await rawSpawns(200); // warm-up
+    for (const s of servers) await execdJobs(s, 200);
+    let raw = 0;
+    const ours = servers.map(() => 0);
+    const ratios: string[][] = servers.map(() => []);
+    for (let i = 0; i < slices; i++) {
+      const r = await rawSpawns(slice);
+      raw += r;
+      for (const [k, s] of servers.entries()) {
+        const e = await execdJobs(s, slice);
+        ours[k]! += e;
+        ratios[k]!.push(`${((r / e) * 100).toFixed(0)}%`);
+      }
     }
-    const seconds = (performance.now() - t1) / 1000;
-    const rate = JOBS / seconds;
-    console.log(`   execd jobs          ${rate.toFixed(1)} jobs/s  (all ${JOBS} accepted in ${((submitted - t1) / 1000).toFixed(1)} s, finished in ${seconds.toFixed(1)} s)`);
-    console.log(`   ratio ${pct(rate, raw)} of the raw spawn rate (target ≥ 80 %)`);
+    const rawRate = (slice * slices) / raw;
+    console.log(`   raw spawn loop               ${rawRate.toFixed(1)} spawns/s`);
+    for (const [k, name] of names.entries()) {
+      const rate = (slice * slices) / ours[k]!;
+      console.log(`   execd jobs, spawner ${name.slice(0, 13).padEnd(13)} ${rate.toFixed(1)} jobs/s = ${pct(rate, rawRate)} of raw (target ≥ 80 %); per slice ${ratios[k]!.join(' ')}`);
+    }
   } finally {
-    await execd.stop();
+    for (const s of servers) await s.stop();
   }
 }
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The native spawner under valgrind memcheck: no definite/indirect leak, no invalid access.
+# The native spawner's C code under memory checkers: no definite/indirect leak, no invalid access.
 #   bench/native-valgrind.sh [spawns=300]
-# 1. execd-spawn-helper (native/helper.c) under valgrind, driven by a spawn loop of every kind
-#    of request: plain, stdin pipe, merged stderr, failures (ENOENT, ENOEXEC, E2BIG, bad cwd),
-#    run-as (when root). valgrind runs a CLONE_VM|CLONE_VFORK clone as a fork, so under it a
-#    failed exec looks like a child exiting 127: the loop checks memory, not errnos.
-# 2. node itself under valgrind running the same loop through the execd_spawn addon
-#    (native/channel.c: reply channel, SCM_RIGHTS, pidfd watchers, wait4); only records with
-#    a frame in the addon count (V8 and Node have their own, not ours to judge).
+# 1. execd-spawn-helper (native/helper.c) under valgrind memcheck --leak-check=full, driven by a
+#    spawn loop of every kind of request: plain, stdin pipe, merged stderr, failures (ENOENT,
+#    ENOEXEC, E2BIG, bad cwd), run-as (when root). valgrind runs a CLONE_VM|CLONE_VFORK clone as
+#    a fork, so under it a failed exec looks like a child exiting 127 (and valgrind's copy of the
+#    child says "EXEC FAILED"): this loop checks memory, the tests check errnos.
+# 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, pidfd watchers, wait4)
+#    inside node, running the same loop. valgrind 3.19 has no pidfd_open (ENOSYS), so the addon
+#    is rebuilt with AddressSanitizer + LeakSanitizer + UBSan and node runs with libasan
+#    preloaded; only reports with a frame in the addon count (Node's own exit-time
+#    allocations are not ours to judge). With a valgrind that knows pidfd_open, set
+#    ADDON_CHECK=valgrind to run node under valgrind instead.
 # Exit status 0 when both are clean; the summaries are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +33,7 @@ import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 const require = createRequire('$ROOT/');
-const addon = require('$ROOT/$BUILD/execd_spawn.node');
+const addon = require(process.env.ADDON);
 const { encodeRequest } = await import(process.env.ENCODER);
 const N = Number(process.argv[2]);
 const root = process.getuid() === 0;
@@ -46,7 +50,7 @@ const kinds = [
 ];
 const pending = new Map();
 let ending = false;
-const [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => {
+let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => {
   for (const fd of [f0, f1, f2]) if (fd >= 0) closeSync(fd); // the child sees EOF / EPIPE
   const done = pending.get(id);
   pending.delete(id);
@@ -76,6 +80,12 @@ helper.stdin.end();
 const [code] = await new Promise((r) => helper.once('exit', (...a) => r(a)));
 while (addon.watching() > 0) await new Promise((r) => setTimeout(r, 20));
 addon.closeChannel(channel);
+// Let the channel's external be collected so its finalizer runs (and Node frees its bookkeeping).
+channel = null;
+for (let i = 0; i < 3; i++) {
+  globalThis.gc?.();
+  await new Promise((r) => setTimeout(r, 20));
+}
 console.log(\`  \${N} requests: \${counts.spawned} spawned, \${counts.failed} refused; helper exit \${code}; watched left \${addon.watching()}\`);
 EOF
 
@@ -86,27 +96,40 @@ node -e "
 "
 export ENCODER="$WORK/native-helper.mjs"
 
-VG=(valgrind --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --track-origins=yes)
+VG=(valgrind --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --track-origins=yes --error-exitcode=99)
 status=0
 
 echo "== 1. execd-spawn-helper under valgrind, $N spawns"
-HELPER_CMD=$(printf '["valgrind","--leak-check=full","--show-leak-kinds=definite,indirect","--errors-for-leak-kinds=definite,indirect","--track-origins=yes","--error-exitcode=99","--log-file=%s","%s"]' "$WORK/helper.log" "$ROOT/$BUILD/execd-spawn-helper")
-HELPER_CMD=$HELPER_CMD node "$WORK/loop.mjs" "$N"
+HELPER_CMD=$(printf '["valgrind","--child-silent-after-fork=yes","--leak-check=full","--show-leak-kinds=definite,indirect","--errors-for-leak-kinds=definite,indirect","--track-origins=yes","--error-exitcode=99","--log-file=%s","%s"]' "$WORK/helper.log" "$ROOT/$BUILD/execd-spawn-helper")
+HELPER_CMD=$HELPER_CMD ADDON="$ROOT/$BUILD/execd_spawn.node" node "$WORK/loop.mjs" "$N"
 grep -E "ERROR SUMMARY|definitely lost|indirectly lost|in use at exit|All heap blocks" "$WORK/helper.log" | sed 's/^==[0-9]*== /  /'
 if ! grep -q "ERROR SUMMARY: 0 errors" "$WORK/helper.log"; then status=1; sed 's/^/    /' "$WORK/helper.log" | tail -60; fi
 
-M=$(( N / 3 > 50 ? N / 3 : 50 ))
-echo "== 2. node under valgrind running the addon, $M spawns"
-HELPER_CMD=$(printf '["%s"]' "$ROOT/$BUILD/execd-spawn-helper") \
-  "${VG[@]}" --log-file="$WORK/addon.log" node "$WORK/loop.mjs" "$M" || true
-# Records (blocks separated by blank lines) that name the addon.
-ours=$(awk -v RS= '/execd_spawn|channel\.c/' "$WORK/addon.log")
-grep -E "ERROR SUMMARY|definitely lost|indirectly lost" "$WORK/addon.log" | sed 's/^==[0-9]*== /  node total: /'
+echo "== 2. the addon inside node, $N spawns (${ADDON_CHECK:-asan})"
+HELPER_CMD=$(printf '["%s"]' "$ROOT/$BUILD/execd-spawn-helper")
+export HELPER_CMD
+if [ "${ADDON_CHECK:-asan}" = valgrind ]; then
+  ADDON="$ROOT/$BUILD/execd_spawn.node" "${VG[@]}" --log-file="$WORK/addon.log" node --expose-gc "$WORK/loop.mjs" "$N" || status=1
+  grep -E "ERROR SUMMARY|definitely lost|indirectly lost" "$WORK/addon.log" | sed 's/^==[0-9]*== /  node total: /'
+  ours=$(awk -v RS= '/execd_spawn|channel\.c/' "$WORK/addon.log")
+else
+  NODEDIR=$(dirname "$(dirname "$(command -v node)")")
+  gcc -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+    -shared -fPIC -I"$NODEDIR/include/node" native/channel.c -o "$WORK/execd_spawn.node"
+  LIBASAN=$(gcc -print-file-name=libasan.so)
+  ADDON="$WORK/execd_spawn.node" LD_PRELOAD="$LIBASAN" \
+    ASAN_OPTIONS="detect_leaks=1:log_path=$WORK/asan:exitcode=0" UBSAN_OPTIONS="print_stacktrace=1:log_path=$WORK/asan" \
+    node --expose-gc "$WORK/loop.mjs" "$N" || status=1
+  cat "$WORK"/asan.* > "$WORK/addon.log" 2>/dev/null || : > "$WORK/addon.log"
+  echo "  sanitizer reports in total: $(grep -c '^==[0-9]*==ERROR\|runtime error' "$WORK/addon.log" || true) (leaks reported: $(grep -c '^Direct leak\|^Indirect leak' "$WORK/addon.log" || true))"
+  # A report is ours when one of its frames is in the addon.
+  ours=$(awk -v RS= '/channel\.c|execd_spawn/' "$WORK/addon.log")
+fi
 if [ -n "$ours" ]; then
   status=1
-  echo "  records in the addon:"
-  printf '%s\n' "$ours" | sed 's/^/    /'
+  echo "  reports in the addon:"
+  printf '%s\n' "$ours" | sed 's/^/    /' | head -80
 else
-  echo "  records with a frame in the addon (execd_spawn.node / channel.c): 0"
+  echo "  reports with a frame in the addon (channel.c): 0"
 fi
 exit $status

@@ -15,6 +15,14 @@ import subprocessRoutes from './routes/subprocess.js';
 import opsRoutes from './routes/ops.js';
 import jobRoutes from './routes/jobs.js';
 import policyRoutes from './routes/policy.js';
+import streamRoutes from './routes/stream.js';
+import eventRoutes from './routes/events.js';
+import { registerWebSockets, ViewerHub } from './stream/hub.js';
+import metricsRoutes from './routes/metrics.js';
+import { registerShutdown } from './plugins/shutdown.js';
+import { registerLoadShedding } from './plugins/pressure.js';
+import { Metrics } from './services/metrics.js';
+import { isApiError } from './errors.js';
 
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
@@ -61,13 +69,20 @@ function checkingInterval(config: Config): number {
   return Math.max(50, Math.min(30_000, Math.floor(shortest / 4)));
 }
 
+/** An incoming X-Request-Id is kept (and echoed) when it is a sane token; anything else gets a fresh UUID. */
+const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+
 /** Build the execd app without listening: main.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+    },
+    // During a shutdown our own gate answers (problem+json SHUTTING_DOWN), not Fastify's plain 503.
+    return503OnClosing: false,
     // maxParamLength above the longest id a schema accepts (job ids: 128), so the schema answers, not the router.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 256 },
     // Errors the router raises before any route (a malformed %-escape, an over-long path segment) are problems too.
@@ -103,9 +118,31 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   registerErrorHandling(app);
+  // Operations (docs/operations.md): the drain gate and load shedding answer before any route or auth.
+  registerShutdown(app, services);
+  await registerLoadShedding(app, config.maxEventLoopDelayMs, () => app.metrics.shed());
   await registerDocs(app);
+  // WebSocket viewers (docs/websocket.md): closed first on shutdown, with 1001.
+  const viewers = new ViewerHub(services.jobs, config, app.log, security.audit);
+  app.decorate('viewers', viewers);
+  await registerWebSockets(app, viewers);
+  const metrics = new Metrics({
+    jobs: services.jobs,
+    tracker: services.tracker,
+    viewers: () => ({ job: viewers.jobViewerCount, events: viewers.eventViewerCount }),
+    draining: () => app.shutdown.draining,
+  });
+  app.decorate('metrics', metrics);
+  app.addHook('onClose', async () => metrics.close());
+  app.addHook('onError', async (_request, _reply, err) => {
+    if (isApiError(err) && err.code === 'SPAWN_FAILED') metrics.spawnFailed('sync', err.extra.errno);
+  });
 
   await app.register(opsRoutes);
+  await app.register(async (ops) => {
+    registerAuth(ops); // /metrics takes a token like /v1
+    await ops.register(metricsRoutes);
+  });
   await app.register(
     async (v1) => {
       registerAuth(v1);
@@ -115,6 +152,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(subprocessRoutes);
       await v1.register(jobRoutes);
       await v1.register(policyRoutes);
+      await v1.register(streamRoutes);
+      await v1.register(eventRoutes);
     },
     { prefix: '/v1' },
   );

@@ -101,6 +101,11 @@ export const envSchema = z.object({
   EXECD_WS_TOTAL_BUFFER_BYTES: intString('EXECD_WS_TOTAL_BUFFER_BYTES', 65536, 2 ** 34).default(67108864),
   EXECD_WS_ORIGINS: z.string().transform(parseOrigins).optional(),
   EXECD_WS_PING_MS: intString('EXECD_WS_PING_MS', 10, 3_600_000).default(30000),
+  // operations (docs/operations.md)
+  EXECD_SHUTDOWN_GRACE_MS: intString('EXECD_SHUTDOWN_GRACE_MS', 1, 3_600_000).default(10000),
+  EXECD_SHUTDOWN_TIMEOUT_MS: intString('EXECD_SHUTDOWN_TIMEOUT_MS', 1, 3_600_000).default(15000),
+  EXECD_INSTANCE_DIR: z.string().min(1).optional(),
+  EXECD_MAX_EVENT_LOOP_DELAY_MS: intString('EXECD_MAX_EVENT_LOOP_DELAY_MS', 0, 60_000).default(1000),
 });
 
 export interface Config {
@@ -159,6 +164,14 @@ export interface Config {
   wsOrigins: string[];
   /** Ping interval of WebSocket viewers; one that answers nothing (no pong, no progress) for a whole interval is terminated. */
   wsPingMs: number;
+  /** After SIGTERM/SIGINT, how long running jobs and runs may go on: SIGTERM to their groups at grace minus killGraceMs, SIGKILL at grace. */
+  shutdownGraceMs: number;
+  /** Hard limit of a shutdown: past it whatever is left is SIGKILLed and the process exits with 1. */
+  shutdownTimeoutMs: number;
+  /** Where each running server records its instance id and pid, so the next start can kill what a crashed one left running. */
+  instanceDir: string;
+  /** Load shedding: past this mean event-loop delay, requests get 503 (healthz excepted); 0 turns it off. */
+  maxEventLoopDelayMs: number;
 }
 
 export class ConfigError extends Error {
@@ -205,6 +218,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (e.EXECD_REQUEST_TIMEOUT_MS > 0 && e.EXECD_HEADERS_TIMEOUT_MS > e.EXECD_REQUEST_TIMEOUT_MS) {
     throw new ConfigError('invalid setting EXECD_HEADERS_TIMEOUT_MS: must not exceed EXECD_REQUEST_TIMEOUT_MS');
   }
+  checkShutdownOrder(e.EXECD_KILL_GRACE_MS, e.EXECD_SHUTDOWN_GRACE_MS, e.EXECD_SHUTDOWN_TIMEOUT_MS);
   if (e.EXECD_QUEUE_BACKEND === 'redis' && !e.EXECD_REDIS_URL) {
     throw new ConfigError('invalid setting EXECD_REDIS_URL: required when EXECD_QUEUE_BACKEND=redis');
   }
@@ -244,7 +258,22 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     wsTotalBufferBytes: e.EXECD_WS_TOTAL_BUFFER_BYTES,
     wsOrigins: e.EXECD_WS_ORIGINS ?? [],
     wsPingMs: e.EXECD_WS_PING_MS,
+    shutdownGraceMs: e.EXECD_SHUTDOWN_GRACE_MS,
+    shutdownTimeoutMs: e.EXECD_SHUTDOWN_TIMEOUT_MS,
+    instanceDir: e.EXECD_INSTANCE_DIR ?? join(tmpdir(), `execd-instances-${process.getuid?.() ?? 'user'}`),
+    maxEventLoopDelayMs: e.EXECD_MAX_EVENT_LOOP_DELAY_MS,
   };
+}
+
+/** A shutdown must fit: the kill grace inside the drain grace, the drain grace inside the hard timeout. */
+function checkShutdownOrder(killGraceMs: number, graceMs: number, timeoutMs: number): void {
+  const order = 'EXECD_KILL_GRACE_MS < EXECD_SHUTDOWN_GRACE_MS < EXECD_SHUTDOWN_TIMEOUT_MS';
+  if (killGraceMs >= graceMs) {
+    throw new ConfigError(`invalid setting EXECD_SHUTDOWN_GRACE_MS: ${graceMs} must be more than EXECD_KILL_GRACE_MS (${killGraceMs}); the order is ${order}`);
+  }
+  if (graceMs >= timeoutMs) {
+    throw new ConfigError(`invalid setting EXECD_SHUTDOWN_TIMEOUT_MS: ${timeoutMs} must be more than EXECD_SHUTDOWN_GRACE_MS (${graceMs}); the order is ${order}`);
+  }
 }
 
 export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => parseConfig(env);

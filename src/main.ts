@@ -1,7 +1,16 @@
 import { isatty } from 'node:tty';
 import closeWithGrace from 'close-with-grace';
+import type { FastifyInstance } from 'fastify';
 import { buildApp, LOG_REDACT } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './services/recovery.js';
+
+/** Settings (and files they name) that fail: one line on stderr, exit 2. */
+function refuse(err: unknown): never {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`execd: ${err.message}\n`);
+  process.exit(2);
+}
 
 /** The only place that reads process.env, listens, and shuts down. */
 async function main(): Promise<void> {
@@ -9,11 +18,7 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`execd: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
+    refuse(err);
   }
 
   const pretty = isatty(1) && process.env.NO_COLOR === undefined;
@@ -23,16 +28,16 @@ async function main(): Promise<void> {
       redact: { paths: LOG_REDACT, censor: '[redacted]' },
       ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
     },
-  }).catch((err: unknown) => {
-    // A bad EXECD_TOKENS_FILE, EXECD_POLICY_FILE or EXECD_RUN_AS: one line, as for a bad setting.
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`execd: ${err.message}\n`);
-    process.exit(2);
-  });
+  }).catch(refuse); // a bad EXECD_TOKENS_FILE, EXECD_POLICY_FILE or EXECD_RUN_AS: one line, as for a bad setting
+
+  // Start-up recovery, before any work is taken: what a crashed earlier instance left running is killed.
+  const recovery = await recoverPreviousInstances(config.instanceDir, config.killGraceMs).catch(refuse);
+  const unregister = registerInstance(config.instanceDir, app.services.instanceId);
 
   // The first log line says where execd listens.
   const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
-  app.log.info({ url, pid: process.pid, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
+  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
+  logRecovery(app, recovery);
   app.security.logStartup();
   // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.
   process.on('SIGHUP', () => app.security.reload());
@@ -41,11 +46,59 @@ async function main(): Promise<void> {
     process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);
   }
 
-  closeWithGrace({ delay: config.killGraceMs + 5000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an error');
-    else app.log.info({ signal }, 'shutting down');
-    await app.close();
-  });
+  // Graceful shutdown (docs/operations.md): drain, stop what is left at EXECD_SHUTDOWN_GRACE_MS, close.
+  // close-with-grace bounds it (EXECD_SHUTDOWN_TIMEOUT_MS) and handles crashes; the signals are ours,
+  // since its default answer to a second signal is an immediate exit that would leave the jobs behind.
+  let reason: string | null = null;
+  const lastResort = (why: string) => {
+    const killed = app.shutdown.killNow();
+    app.log.error({ processGroups: killed }, `${why}: exiting now; the process groups still running were killed`);
+  };
+  const graceful = closeWithGrace(
+    {
+      delay: config.shutdownTimeoutMs,
+      skip: ['SIGHUP', 'SIGTERM', 'SIGINT'],
+      logger: { error: (err: unknown) => app.log.error({ err }, 'shutdown failed') },
+      onTimeout: () => lastResort(`shutdown took longer than EXECD_SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs} ms)`),
+      onSecondError: () => lastResort('a second fatal error during shutdown'),
+    },
+    async ({ err }) => {
+      if (err) app.log.error({ err }, 'shutting down after an error');
+      await app.shutdown.run(reason ?? (err ? 'error' : 'exit'));
+      if (app.services.tracker.size === 0) unregister(); // else the next start recovers what is left
+    },
+  );
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (reason !== null) {
+        app.log.info({ signal, phase: app.shutdown.phase }, 'already shutting down; signal ignored');
+        return;
+      }
+      reason = signal;
+      void graceful.close();
+    });
+  }
+}
+
+/** One warning per crashed earlier instance, naming what was killed. */
+function logRecovery(app: FastifyInstance, report: RecoveryReport): void {
+  if (report.deadInstances.length === 0) return;
+  for (const dead of report.deadInstances) {
+    const orphans = report.orphans.filter((o) => o.instanceId === dead.instanceId);
+    app.log.warn(
+      {
+        previousInstance: dead.instanceId,
+        previousPid: dead.pid,
+        previousStartedAt: dead.startedAt,
+        killed: orphans.map((o) => ({ pid: o.pid, pgid: o.pgid, name: o.name })),
+      },
+      orphans.length > 0
+        ? `recovery: killed ${orphans.length} process(es) a crashed earlier instance left running`
+        : 'recovery: an earlier instance ended without shutting down; it left nothing running',
+    );
+  }
+  app.metrics.recovered(report.orphans.length - report.survivors.length);
+  if (report.survivors.length > 0) app.log.error({ pids: report.survivors }, 'recovery: processes survived SIGKILL');
 }
 
 void main();

@@ -114,7 +114,9 @@ describe('shutdown', () => {
     // open requests do not hold the shutdown: a follow ends with its trailers, a long-poll answers
     const follow = rawGet(s, `/v1/jobs/${running.id}/output?follow=true`);
     const poll = getJob(s, running.id, 30_000);
-    await new Promise((r) => setTimeout(r, 50));
+    const connections = () => new Promise<number>((r) => s.app.server.getConnections((_, n) => r(n)));
+    expect(await waitFor(async () => (await connections()) >= 2)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
     await s.close();
     expect(Date.now() - t0).toBeLessThan(5000);

@@ -47,6 +47,8 @@ const NEEDS: Record<string, string[]> = {
   cancelJob: ['jobs:write'],
   signalJob: ['jobs:write'],
   deleteJob: ['jobs:write'],
+  streamJob: ['jobs:read'],
+  jobEvents: ['jobs:read'],
 };
 
 const fill = (path: string, params: Record<string, string> = {}) =>

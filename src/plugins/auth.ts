@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { bearerToken, hasScope, type Principal, type Scope } from '../services/auth.js';
+import { originAllowed } from '../stream/origin.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -100,7 +101,9 @@ export function registerAuth(scope: FastifyInstance): void {
 
   scope.addHook('onRequest', async (request) => {
     request.audit = {};
-    if (crossOriginUpgrade(request)) throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
+    if (crossOriginUpgrade(request) && !originAllowed(request.headers.origin, scope.services?.config.wsOrigins ?? [])) {
+      throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
+    }
     const token = bearerToken(request.headers.authorization, request.headers['sec-websocket-protocol'] as string | undefined);
     if (token === null) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
     const { security } = scope;

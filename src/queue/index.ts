@@ -1,4 +1,4 @@
-import type { Config } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
 import { MemoryJobQueue, type QueueDeps } from './memory.js';
 import type { JobQueue } from './types.js';
 
@@ -14,6 +14,6 @@ export function createJobQueue(config: Config, deps: QueueDeps): JobQueue {
     case 'memory':
       return new MemoryJobQueue(config, deps);
     case 'redis':
-      throw new Error('EXECD_QUEUE_BACKEND=redis is not available in this build yet; use memory');
+      throw new ConfigError('invalid setting EXECD_QUEUE_BACKEND: redis is not available in this build yet; use memory');
   }
 }

@@ -48,6 +48,7 @@ export class MemoryJobQueue implements JobQueue {
   private readonly outputDir: string;
   private seq = 0;
   private closing: Promise<void> | null = null;
+  private draining: Promise<void> | null = null;
 
   constructor(
     private readonly config: Config,
@@ -67,7 +68,7 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   async submit({ queue, spec, idempotencyKey }: SubmitRequest): Promise<Submitted> {
-    if (this.closing) throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new jobs');
+    if (this.draining) throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new jobs');
     const lane = this.lanes.get(queue);
     if (!lane) throw unknownQueue(queue, [...this.lanes.keys()], 'body');
     let idempotency: MemoryJob['idempotency'] = null;
@@ -164,25 +165,36 @@ export class MemoryJobQueue implements JobQueue {
     }));
   }
 
+  drain(): Promise<void> {
+    return (this.draining ??= this.stopIntake());
+  }
+
   close(): Promise<void> {
     return (this.closing ??= this.shutdown());
   }
 
-  private async shutdown(): Promise<void> {
+  /** No job starts from now on; the queued ones are canceled; resolves when the running ones are done. */
+  private async stopIntake(): Promise<void> {
     const stopped = [...this.lanes.values()].map((lane) => lane.pool.stop());
     for (const lane of this.lanes.values()) {
       const queued = lane.fifo.drain();
       for (const job of queued) {
         job.ticket = null;
+        this.deps.log.debug({ jobId: job.id, queue: lane.name }, 'queued job canceled at shutdown');
         this.finish(job, 'canceled', { error: SHUTDOWN_ERROR }, undefined, false);
       }
       if (queued.length > 0) this.deps.log.info({ queue: lane.name, canceled: queued.length }, 'queued jobs canceled at shutdown');
     }
+    await Promise.all(stopped);
+  }
+
+  private async shutdown(): Promise<void> {
+    const drained = this.drain();
     for (const job of this.running) {
       if (job.handle) job.handle.terminate('shutdown');
       else job.stopReason ??= 'shutdown';
     }
-    await Promise.all(stopped);
+    await drained;
     this.waiters.notifyAll();
     this.store.clear();
     for (const dir of [this.outputDir, this.config.dataDir]) {
@@ -221,6 +233,7 @@ export class MemoryJobQueue implements JobQueue {
       job.handle = handle;
       this.deps.onRunStart?.(handle, job.id);
       if (job.stopReason) handle.terminate(job.stopReason);
+      this.deps.log.debug({ jobId: job.id, queue: job.queue, pid: handle.pid }, 'job started');
       this.emit('started', job);
       const outcome = await handle.done;
       job.handle = null;

@@ -41,6 +41,12 @@ export interface JobQueue {
    */
   writeStdin(id: string, data: Buffer | null): Promise<boolean>;
   queues(): Promise<QueueInfo[]>;
+  /**
+   * First step of a graceful shutdown: refuse new jobs (SHUTTING_DOWN), cancel the queued ones
+   * (state `canceled`, error code SHUTTING_DOWN) and start no more; running jobs go on.
+   * Resolves once none runs. Idempotent (same promise); `close()` afterwards terminates what still runs.
+   */
+  drain(): Promise<void>;
   /** Stop: refuse new jobs, cancel queued ones, terminate running ones, wait for them. Idempotent (same promise). */
   close(): Promise<void>;
 }

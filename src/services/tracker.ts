@@ -1,4 +1,4 @@
-import type { RunHandle } from './runner/index.js';
+import type { RunHandle, RunOutcome } from './runner/index.js';
 
 export interface TrackedRun {
   handle: RunHandle;
@@ -9,12 +9,28 @@ export interface TrackedRun {
 /** Every process group execd is running right now, by leader pid (= pgid). */
 export class RunTracker {
   private readonly runs = new Map<number, TrackedRun>();
+  private idleWaiters: (() => void)[] = [];
+  /** Called as each run ends (metrics: durations by kind). Must not throw. */
+  onDone: ((run: TrackedRun, outcome: RunOutcome) => void) | null = null;
 
   add(run: TrackedRun): void {
     this.runs.set(run.handle.pid, run);
-    void run.handle.done.then(() => {
+    void run.handle.done.then((outcome) => {
       if (this.runs.get(run.handle.pid) === run) this.runs.delete(run.handle.pid);
+      this.onDone?.(run, outcome);
+      if (this.runs.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     });
+  }
+
+  /** The runs going on now. */
+  list(): TrackedRun[] {
+    return [...this.runs.values()];
+  }
+
+  /** Resolves once no run is going on. */
+  idle(): Promise<void> {
+    if (this.runs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   byPgid(pgid: number): TrackedRun | undefined {

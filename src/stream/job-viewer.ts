@@ -99,6 +99,8 @@ export class JobViewer extends Viewer {
   }
 
   private sendState(job: Job): void {
+    // A worker took the job but its process is not there yet: "running" is said once it is (the started event), with its pid.
+    if (job.state === 'running' && job.pid === null) return;
     const r = rank(job.state);
     if (r <= this.sentRank) return;
     this.sentRank = r;
@@ -112,7 +114,7 @@ export class JobViewer extends Viewer {
       if (!this.throttled && this.outbox.overloaded) this.throttle();
     } else if (event.type === 'end') {
       const tail = feed.framer?.flush();
-      if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.text));
+      if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.bytes));
       feed.ended = true;
       if (this.feeds.every((f) => f.ended)) void this.finish();
     } else {
@@ -127,7 +129,7 @@ export class JobViewer extends Viewer {
         this.outbox.send(base64OutputFrame(feed.stream, offset + at, part));
       } else {
         const piece = feed.framer.push(offset + at, part);
-        if (piece) this.outbox.send(textOutputFrame(feed.stream, piece.offset, piece.text));
+        if (piece) this.outbox.send(textOutputFrame(feed.stream, piece.offset, piece.bytes));
       }
     }
   }

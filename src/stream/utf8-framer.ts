@@ -10,8 +10,8 @@ export class Utf8Framer {
   private held: Buffer | null = null;
   private heldAt = 0;
 
-  /** The text of `data` (which starts at `offset`, right after what came before), or null when all of it is held. */
-  push(offset: number, data: Buffer): { offset: number; text: string } | null {
+  /** The whole characters of `data` (which starts at `offset`, right after what came before), or null when all of it is held. */
+  push(offset: number, data: Buffer): { offset: number; bytes: Buffer } | null {
     let bytes = data;
     let start = offset;
     if (this.held !== null) {
@@ -24,13 +24,13 @@ export class Utf8Framer {
       this.held = Buffer.from(bytes.subarray(cut)); // a copy: the log's chunk must not be pinned by 3 bytes
       this.heldAt = start + cut;
     }
-    return cut === 0 ? null : { offset: start, text: bytes.toString('utf8', 0, cut) };
+    return cut === 0 ? null : { offset: start, bytes: cut === bytes.length ? bytes : bytes.subarray(0, cut) };
   }
 
-  /** At the end of the stream: what is held, decoded as it is (U+FFFD). */
-  flush(): { offset: number; text: string } | null {
+  /** At the end of the stream: what is held (an incomplete sequence, which decodes to U+FFFD). */
+  flush(): { offset: number; bytes: Buffer } | null {
     if (this.held === null) return null;
-    const out = { offset: this.heldAt, text: this.held.toString('utf8') };
+    const out = { offset: this.heldAt, bytes: this.held };
     this.held = null;
     return out;
   }

@@ -1,7 +1,7 @@
 import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
-import { constants as osConstants } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ResourceUsage } from './spawn.js';
 
@@ -184,6 +184,11 @@ class HelperProcess {
     return this.process.pid;
   }
 
+  /** Spawns sent and not answered yet. */
+  get busy(): number {
+    return this.pending.size;
+  }
+
   spawn(request: HelperRequest): Promise<HelperChild> {
     if (this.closed) return Promise.reject(helperGone());
     const id = this.nextId;
@@ -269,20 +274,49 @@ function watchExit(addon: Addon, pid: number): Promise<HelperExit> {
 /** Children watched and not reaped yet (tests). */
 export const watchedChildren = (): number => loadAddon()?.watching() ?? 0;
 
-let current: HelperProcess | null = null;
+/**
+ * The helpers, side by side. A clone blocks its helper until the child has exec'd
+ * (about a millisecond here, several under load), so with one helper spawns would
+ * queue behind each other; one per core lets them overlap, as Go's os/exec does
+ * across threads. A spawn goes to the least busy helper.
+ */
+let poolSize = Math.min(4, Math.max(2, availableParallelism()));
+const pool: Array<HelperProcess | null> = [];
 
-/** The process-wide helper, started on first use (selectSpawner starts it early) and again after it went away. */
-export function helper(): HelperProcess {
-  if (current && !current.closed) return current;
+function startHelper(slot: number): HelperProcess {
   const a = loadAddon();
   if (!a) throw new HelperSpawnError('ENOSYS', osConstants.errno.ENOSYS, 'native spawner');
-  current = new HelperProcess(a, (h) => {
-    if (current === h) current = null;
+  const h = new HelperProcess(a, (closed) => {
+    if (pool[slot] === closed) pool[slot] = null;
   });
-  return current;
+  pool[slot] = h;
+  return h;
 }
 
-/** Pid of the running helper, if one runs (tests, diagnostics). */
-export const helperPid = (): number | undefined => (current && !current.closed ? current.pid : undefined);
+/** Start every helper now (selectSpawner does, while the server is small: child_process forks each once). */
+export function startHelpers(): void {
+  for (let i = 0; i < poolSize; i++) if (!pool[i] || pool[i]!.closed) startHelper(i);
+}
+
+/** The helper for the next spawn: an idle one, else the least busy; one that went away is started again. */
+export function helper(): HelperProcess {
+  let best: HelperProcess | null = null;
+  for (let i = 0; i < poolSize; i++) {
+    const h = pool[i] && !pool[i]!.closed ? pool[i]! : startHelper(i);
+    if (h.busy === 0) return h;
+    if (!best || h.busy < best.busy) best = h;
+  }
+  return best!;
+}
+
+/** How many helpers to run (benchmarks; call it while idle: helpers beyond the new size stop at once). */
+export function setHelperCount(n: number): void {
+  poolSize = Math.max(1, n);
+  for (let i = poolSize; i < pool.length; i++) pool[i]?.close();
+  pool.length = Math.min(pool.length, poolSize);
+}
+
+/** Pids of the running helpers (tests, diagnostics). */
+export const helperPids = (): number[] => pool.filter((h): h is HelperProcess => !!h && !h.closed && h.pid !== undefined).map((h) => h.pid!);
 
 export type { HelperProcess };

@@ -1,7 +1,7 @@
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { helper, nativeUnavailableReason, type HelperChild } from './native-helper.js';
+import { helper, nativeUnavailableReason, startHelpers, type HelperChild } from './native-helper.js';
 import { resolveExecutable } from './prepare.js';
 import { childProcessSpawner, type ChildHandle, type Spawner, type SpawnOptions } from './spawn.js';
 
@@ -69,8 +69,8 @@ export function selectSpawner(setting: SpawnerSetting): Spawner {
   if (setting === 'child_process') return childProcessSpawner;
   const reason = nativeUnavailableReason();
   if (reason === null) {
-    // Start the helper now, while the server is small (child_process forks it once).
-    helper();
+    // Start the helpers now, while the server is small (child_process forks each once).
+    startHelpers();
     return nativeSpawner;
   }
   if (setting === 'native') {

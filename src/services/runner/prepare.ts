@@ -1,5 +1,6 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+// The checks below stat synchronously: a stat of a cached path takes microseconds, while a
+// thread-pool round trip took 0.3-3 ms under load (a third of a /bin/true run's server time).
+import { accessSync, constants, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { SpawnError } from './errors.js';
@@ -36,7 +37,7 @@ const hasNul = (s: string) => s.includes('\0');
 async function checkCwd(cwd: string): Promise<void> {
   let st;
   try {
-    st = await stat(cwd);
+    st = statSync(cwd);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
     throw new SpawnError(code, `cwd ${JSON.stringify(cwd)}: ${code === 'ENOENT' ? 'no such directory' : code}`);
@@ -46,9 +47,9 @@ async function checkCwd(cwd: string): Promise<void> {
 
 async function isExecutableFile(path: string): Promise<'ok' | 'ENOENT' | 'EACCES'> {
   try {
-    const st = await stat(path);
+    const st = statSync(path);
     if (!st.isFile()) return 'EACCES';
-    await access(path, constants.X_OK);
+    accessSync(path, constants.X_OK);
     return 'ok';
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EACCES' ? 'EACCES' : 'ENOENT';

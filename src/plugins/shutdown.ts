@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.js';
+import type { Services } from '../services/index.js';
+import { Shutdown } from '../services/shutdown.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The graceful shutdown (main.ts runs it on SIGTERM/SIGINT). */
+    shutdown: Shutdown;
+  }
+  interface FastifyContextConfig {
+    /** Answered while the server drains (health probes, metrics); every other route answers 503 SHUTTING_DOWN. */
+    duringDrain?: boolean;
+  }
+}
+
+/** Open connections still there this long after the close began are cut (every process has ended by then). */
+const FORCE_CLOSE_MS = 1500;
+
+/**
+ * The HTTP side of the shutdown: decorates `app.shutdown`, and from the
+ * moment it starts (or app.close() is called directly) every new request but
+ * the probes gets 503 SHUTTING_DOWN with Retry-After: a load balancer moves on.
+ */
+export function registerShutdown(app: FastifyInstance, services: Services): Shutdown {
+  const shutdown = new Shutdown({
+    jobs: services.jobs,
+    tracker: services.tracker,
+    log: app.log,
+    graceMs: services.config.shutdownGraceMs,
+    killGraceMs: services.config.killGraceMs,
+    pipeDrainMs: services.config.pipeDrainMs,
+    closeServer: async () => {
+      const force = setTimeout(() => app.server.closeAllConnections(), FORCE_CLOSE_MS).unref();
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(force);
+      }
+    },
+  });
+  app.decorate('shutdown', shutdown);
+  app.addHook('preClose', async () => shutdown.refuseNewWork());
+  app.addHook('onRequest', async (request) => {
+    if (shutdown.draining && request.routeOptions.config.duringDrain !== true) {
+      throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 });
+    }
+  });
+  return shutdown;
+}

@@ -1,0 +1,126 @@
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ApiError } from '../errors.js';
+import { problems, V1_ERRORS } from '../schemas/common.js';
+import { JobIdParams } from '../schemas/jobs.js';
+import {
+  ClientFrame,
+  ErrorFrame,
+  ExitFrame,
+  frameSchema,
+  GapFrame,
+  OutputFrame,
+  StateFrame,
+  StreamQuery,
+} from '../schemas/stream.js';
+import { hasScope } from '../services/auth.js';
+import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
+import { originAllowed } from '../stream/origin.js';
+
+const TAGS = ['jobs'];
+const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
+
+/** The closes a client may see, shared by both WebSocket endpoints' documentation. */
+export const CLOSE_CODES = {
+  1000: 'the job ended (after the exit frame)',
+  1001: 'the server is shutting down, or the job was removed (an error frame says which)',
+  1008: 'too many invalid frames',
+  1009: `a client frame over ${MAX_CLIENT_FRAME_BYTES} bytes`,
+  1011: 'an internal error',
+};
+
+/** Refused before the upgrade, like any request: 403 for a browser Origin not in EXECD_WS_ORIGINS. */
+export function checkOrigin(allowed: readonly string[]) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const origin = request.headers.origin;
+    if (!originAllowed(origin, allowed)) {
+      throw new ApiError('FORBIDDEN', `a WebSocket from origin ${JSON.stringify(String(origin).slice(0, 200))} is refused: it is not in EXECD_WS_ORIGINS`);
+    }
+  };
+}
+
+/** The answer to a plain GET (no Upgrade) of a WebSocket endpoint. */
+export function needsUpgrade(path: string): never {
+  throw new ApiError('VALIDATION_FAILED', `${path} is a WebSocket endpoint: send a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket); see docs/websocket.md`);
+}
+
+export const UPGRADE_DESCRIPTION =
+  'Authorization: `Authorization: Bearer <token>`, or (browsers) the subprotocol `bearer.<token>`, echoed as the accepted subprotocol. ' +
+  'A browser Origin must be in EXECD_WS_ORIGINS (a request without Origin is not a browser and passes). Every refusal (401, 403, 404, 400 for a bad query) ' +
+  'is an HTTP problem+json answer before any WebSocket exists; a GET without Upgrade is a 400. ' +
+  `Client frames are JSON text of at most ${MAX_CLIENT_FRAME_BYTES} bytes; the server pings every EXECD_WS_PING_MS and cuts a client that answers nothing for a whole interval. ` +
+  'Frames and close codes: `x-websocket`.';
+
+const STREAM_DESCRIPTION =
+  "A job's output, live, as JSON text frames (`x-websocket`): first everything still kept from `offset` in each stream (the replay, delivered exactly), " +
+  'then output as the job writes it, `state` frames on each change, and last an `exit` frame, then close 1000. ' +
+  'Offsets are the byte offsets of GET /v1/jobs/{id}/output: a client that reconnects with `stdoutOffset`/`stderrOffset` set to the end of what it got ' +
+  'misses nothing and sees nothing twice. Each viewer has its own send buffer (EXECD_WS_MAX_BUFFER_BYTES): a viewer too slow for the live output skips to ' +
+  'the live edge and gets a `gap` frame with the skipped range (still readable from /output); the job never waits for a viewer. ' +
+  'With the scope jobs:write, `stdin` frames write to a job created with "stdin": {"stream": true} and `signal` frames signal it; a refused frame gets an ' +
+  '`error` frame and the connection stays open. `offset` applies to each stream (one shorter than it has nothing to replay; one still written waits for ' +
+  'those bytes); `stdoutOffset`/`stderrOffset` name one stream\'s resume point, and one past the end of a finished stream is a 400 (with `end`). ' +
+  UPGRADE_DESCRIPTION;
+
+const streamRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { jobs, config } = app.services;
+
+  app.route({
+    method: 'GET',
+    url: '/jobs/:id/stream',
+    config: { scope: 'jobs:read' },
+    schema: {
+      operationId: 'streamJob',
+      tags: TAGS,
+      summary: "WebSocket: a job's output from an offset, live, with state changes and the exit; stdin and signals the other way",
+      description: STREAM_DESCRIPTION,
+      params: JobIdParams,
+      querystring: StreamQuery,
+      response: {
+        101: z.null().meta({ description: 'Switching Protocols: the WebSocket is open (frames in `x-websocket`).' }),
+        ...problems(...V1_ERRORS, 404),
+      },
+      'x-websocket': {
+        subprotocol: 'bearer.<token> (optional: the token, for browsers)',
+        serverFrames: { oneOf: [OutputFrame, StateFrame, GapFrame, ExitFrame, ErrorFrame].map(frameSchema) },
+        clientFrames: { oneOf: ClientFrame.options.map(frameSchema) },
+        closeCodes: CLOSE_CODES,
+      },
+    },
+    onRequest: checkOrigin(config.wsOrigins),
+    preHandler: async (request) => {
+      const { id } = request.params;
+      const [job, output] = await Promise.all([jobs.get(id), jobs.output(id)]);
+      if (!job || !output) throw notFound(id);
+      // A stream's own offset past the end of its finished stream is a mistake; the shared `offset` past a short stream is only nothing to replay.
+      const exact = { stdout: request.query.stdoutOffset, stderr: request.query.stderrOffset };
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const end = output.end(stream);
+        const offset = exact[stream];
+        if (offset !== undefined && offset > end && output.closed(stream)) {
+          const message = `${stream}Offset ${offset} is past the end of ${stream} (${end} bytes)`;
+          throw new ApiError('VALIDATION_FAILED', message, { end, stream, errors: [{ in: 'querystring', path: `/${stream}Offset`, message }] });
+        }
+      }
+    },
+    handler: async () => needsUpgrade('GET /v1/jobs/{id}/stream'),
+    wsHandler: (socket, request) => {
+      const principal = request.principal;
+      app.viewers.openJobViewer(socket, {
+        jobId: request.params.id,
+        encoding: request.query.encoding ?? 'utf8',
+        offsets: offsetsOf(request.query),
+        canWrite: principal !== null && hasScope(principal, 'jobs:write'),
+        tokenId: principal?.id ?? null,
+      });
+    },
+  });
+};
+
+function offsetsOf(query: StreamQuery): { stdout: number; stderr: number } {
+  const offset = query.offset ?? 0;
+  return { stdout: query.stdoutOffset ?? offset, stderr: query.stderrOffset ?? offset };
+}
+
+export default streamRoutes;

@@ -1,0 +1,187 @@
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../config.js';
+import { killProcessGroup } from './runner/index.js';
+
+/**
+ * Start-up recovery. Every child execd starts carries EXECD_INSTANCE=<instance
+ * id> in its environment, and every running server keeps a small record in
+ * EXECD_INSTANCE_DIR: `<instance id>.json` with its pid and that pid's start
+ * time. A server that crashed (SIGKILL, OOM, power) leaves its record behind;
+ * the next start finds the records whose server is gone, looks through
+ * /proc/<pid>/environ for processes tagged with their ids, and kills their
+ * process groups. Processes of a live instance and untagged ones are never
+ * touched: only a marker of a dead instance's record counts.
+ */
+
+export interface InstanceRecord {
+  instanceId: string;
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid, names one process for the machine's uptime. */
+  pidStartTime: string;
+  startedAt: string;
+}
+
+export interface Orphan {
+  pid: number;
+  pgid: number;
+  name: string;
+  instanceId: string;
+}
+
+export interface RecoveryReport {
+  /** Records of instances found dead (their files are removed). */
+  deadInstances: InstanceRecord[];
+  /** Tagged processes of those instances found running, and killed with their groups. */
+  orphans: Orphan[];
+  /** Pids still alive after SIGKILL (should be empty). */
+  survivors: number[];
+}
+
+const MARKER = 'EXECD_INSTANCE=';
+const ID = /^[A-Za-z0-9-]{1,64}$/;
+
+interface ProcStat {
+  ppid: number;
+  pgid: number;
+  startTime: string;
+  state: string;
+  name: string;
+}
+
+function readStat(pid: number): ProcStat | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const close = stat.lastIndexOf(')');
+    const name = stat.slice(stat.indexOf('(') + 1, close);
+    const f = stat.slice(close + 2).split(' ');
+    // f[0] is field 3 (state): field n is f[n - 3].
+    return { state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), startTime: f[19]!, name };
+  } catch {
+    return null;
+  }
+}
+
+/** The directory of instance records: created 0700, and refused when someone else owns it or can write to it. */
+export function prepareInstanceDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory()) throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} is not a directory`);
+  if (uid !== undefined && st.uid !== uid) {
+    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} belongs to uid ${st.uid}, not to this server's uid ${uid}`);
+  }
+  // Another user able to plant a record could make us kill their choice of tagged processes.
+  if ((st.mode & 0o022) !== 0) chmodSync(dir, st.mode & 0o755);
+}
+
+/** Record this instance; returns the function that removes the record again (after a clean shutdown). */
+export function registerInstance(dir: string, instanceId: string): () => void {
+  const own = readStat(process.pid);
+  const record: InstanceRecord = { instanceId, pid: process.pid, pidStartTime: own?.startTime ?? '', startedAt: new Date().toISOString() };
+  const file = join(dir, `${instanceId}.json`);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(record) + '\n', { mode: 0o600 });
+  renameSync(tmp, file);
+  return () => rmSync(file, { force: true });
+}
+
+function readRecords(dir: string): { file: string; record: InstanceRecord }[] {
+  const out: { file: string; record: InstanceRecord }[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.json')) continue;
+    const file = join(dir, name);
+    try {
+      const r = JSON.parse(readFileSync(file, 'utf8')) as Partial<InstanceRecord>;
+      if (typeof r.instanceId === 'string' && ID.test(r.instanceId) && Number.isInteger(r.pid) && (r.pid as number) > 0 && typeof r.pidStartTime === 'string') {
+        out.push({ file, record: r as InstanceRecord });
+      }
+    } catch {
+      // unreadable or half-written: not ours to judge
+    }
+  }
+  return out;
+}
+
+/** The server of a record still runs: its pid is alive and started when the record says (not a reused pid). */
+export function instanceAlive(record: InstanceRecord): boolean {
+  const stat = readStat(record.pid);
+  return stat !== null && stat.state !== 'Z' && (record.pidStartTime === '' || stat.startTime === record.pidStartTime);
+}
+
+/** Live processes tagged with one of `ids`, read from /proc/<pid>/environ (the ones we may read). */
+export function findTagged(ids: ReadonlySet<string>): Orphan[] {
+  const found: Orphan[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue; // gone, or another user's
+    }
+    let at = 0;
+    if (!environ.startsWith(MARKER)) {
+      at = environ.indexOf(`\0${MARKER}`) + 1;
+      if (at === 0) continue; // untagged: never ours to touch
+    }
+    const end = environ.indexOf('\0', at);
+    const id = environ.slice(at + MARKER.length, end < 0 ? undefined : end);
+    if (!ids.has(id)) continue;
+    const stat = readStat(pid);
+    if (stat && stat.state !== 'Z') found.push({ pid, pgid: stat.pgid, name: stat.name, instanceId: id });
+  }
+  return found;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Kill the orphans: SIGTERM to each group (and each process), SIGKILL after `graceMs` to whatever still lives. */
+async function killOrphans(orphans: Orphan[], graceMs: number): Promise<number[]> {
+  const ownGroup = readStat(process.pid)?.pgid;
+  const signal = (sig: NodeJS.Signals) => {
+    for (const o of orphans) {
+      // The group is the job's own (each job leads one); never our own group or init's.
+      if (o.pgid > 1 && o.pgid !== ownGroup) killProcessGroup(o.pgid, sig);
+      try {
+        process.kill(o.pid, sig);
+      } catch {
+        // gone
+      }
+    }
+  };
+  const alive = () => orphans.filter((o) => {
+    const s = readStat(o.pid);
+    return s !== null && s.state !== 'Z';
+  });
+  signal('SIGTERM');
+  signal('SIGCONT');
+  const deadline = Date.now() + graceMs;
+  while (alive().length > 0 && Date.now() < deadline) await sleep(20);
+  if (alive().length > 0) signal('SIGKILL');
+  const until = Date.now() + 1000;
+  while (alive().length > 0 && Date.now() < until) await sleep(20);
+  return alive().map((o) => o.pid);
+}
+
+/**
+ * Find the instances of `dir` whose server is gone, kill what they left
+ * running (tagged processes and their groups), and remove their records.
+ */
+export async function recoverPreviousInstances(dir: string, killGraceMs: number): Promise<RecoveryReport> {
+  prepareInstanceDir(dir);
+  const dead = readRecords(dir).filter(({ record }) => !instanceAlive(record));
+  if (dead.length === 0) return { deadInstances: [], orphans: [], survivors: [] };
+  const orphans = findTagged(new Set(dead.map((d) => d.record.instanceId)));
+  const survivors = orphans.length > 0 ? await killOrphans(orphans, killGraceMs) : [];
+  // A record whose processes could not all be killed stays, for the next start to try again.
+  const left = new Set(orphans.filter((o) => survivors.includes(o.pid)).map((o) => o.instanceId));
+  for (const { file, record } of dead) if (!left.has(record.instanceId)) rmSync(file, { force: true });
+  return { deadInstances: dead.map((d) => d.record), orphans, survivors };
+}
