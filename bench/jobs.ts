@@ -74,7 +74,11 @@ app.get('/healthz', async () => ({ status: 'ok' }));
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
 `;
 
-/** The execd app itself with one authenticated no-op POST route: what every /v1 route pays before its own work. */
+/**
+ * The execd app itself with a no-op POST route declared like POST /v1/jobs
+ * (scope jobs:write, operationId submitJob, so authenticated, rate-limited and
+ * audited alike): what the route pays before its own work.
+ */
 const EXECD_NOOP = `
 import { buildApp, LOG_REDACT } from '${ROOT}src/app.ts';
 import { parseConfig } from '${ROOT}src/config.ts';
@@ -83,7 +87,7 @@ const config = parseConfig({ EXECD_TOKEN: '${TOKEN}', EXECD_QUEUES: 'hold:1' });
 const app = await buildApp(config, { logger: { level: 'warn', redact: { paths: LOG_REDACT, censor: '[redacted]' } } });
 await app.register(async (v1) => {
   registerAuth(v1);
-  v1.post('/jobs', async (request, reply) => reply.code(202).send({ id: '1', state: 'queued' }));
+  v1.post('/jobs', { config: { scope: 'jobs:write' }, schema: { operationId: 'submitJob', hide: true } }, async (request, reply) => reply.code(202).send({ id: '1', state: 'queued' }));
 }, { prefix: '/noop' });
 await app.listen({ host: '127.0.0.1', port: Number(process.env.PORT) });
 `;
@@ -228,7 +232,7 @@ async function acceptAndQueue(): Promise<void> {
     for (const r of await compareRounds(peers, rounds, 2)) {
       console.log(`   ${r.name.padEnd(20)} ${r.rate.toFixed(0).padStart(6)} req/s  ${(r.ratio * 100).toFixed(1).padStart(5)} % of bare  server CPU ${r.cpu.toFixed(1)} µs/request  (rounds ${r.rounds.map((x) => x.toFixed(0)).join(', ')})`);
     }
-    console.log('   target: POST /v1/jobs ≥ 70 % of bare Fastify (median of per-round ratios); the no-op line is the floor every authenticated /v1 route starts from');
+    console.log('   target: POST /v1/jobs ≥ 70 % of bare Fastify (median of per-round ratios); the no-op line is the floor set by the shared /v1 plumbing (auth, rate limit, audit line, logging, hooks)');
     await bare.stop();
     await noop.stop();
 

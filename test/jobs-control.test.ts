@@ -124,6 +124,6 @@ describe('shutdown', () => {
     expect((await poll).state).toBe('canceled');
     expect(await waitFor(() => membersOfGroup(pid!).length === 0, 3000)).toBe(true);
     expect(finished.sort()).toEqual([`${queued.id}:canceled:SHUTTING_DOWN`, `${running.id}:canceled:SHUTTING_DOWN`].sort());
-    await expect(s.app.services.jobs.submit({ queue: 'solo', spec: { argv: ['true'] } })).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    await expect(s.app.services.jobs.submit({ queue: 'solo', spec: { argv: ['true'] }, ownerId: 'env', grant: { rule: 'no-policy' } })).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 });

@@ -138,8 +138,7 @@ describe('scopes: the scope × route matrix', () => {
     }
   });
 
-  // Expected to fail until the jobs code calls canSee() (see the report / docs/security.md): flip to `it` then.
-  it.fails('job ownership: another token sees 404 for every job operation, admin sees the job', async () => {
+  it('job ownership: another token sees 404 for every job operation, admin sees the job', async () => {
     const owner = writeTokensFile(dir, [
       { id: 'alice', token: 'alice-token-0123456789', scopes: ['jobs:read', 'jobs:write'] },
       { id: 'bob', token: 'bob-token-0123456789ab', scopes: ['jobs:read', 'jobs:write'] },
@@ -173,9 +172,9 @@ describe('scopes: the scope × route matrix', () => {
 });
 
 describe('hostile timing', () => {
-  // Found by the fuzzer (seed 1354961622): the output stream of a job deleted meanwhile throws "the output was removed"
-  // inside the jobs code, a 500. Expected to fail until the jobs code answers 404 (or the bytes read): flip to `it` then.
-  it.fails('GET /v1/jobs/{id}/output racing DELETE of the same job answers a declared status, never a 5xx', async () => {
+  // Found by the fuzzer (seed 1354961622): the output stream of a job deleted meanwhile threw "the output was removed"
+  // inside the jobs code, a 500. Now a 404 (or the bytes, when the read came first).
+  it('GET /v1/jobs/{id}/output racing DELETE of the same job answers a declared status, never a 5xx', async () => {
     const app = await buildApp(testConfig());
     try {
       const id = (await inject(app, 'POST', '/v1/jobs', AUTH, { argv: ['echo', 'hi'] })).json().id as string;
@@ -269,10 +268,10 @@ describe('command policy over HTTP', () => {
     expect((await inject(app, 'POST', '/v1/policy/explain', run, { argv: 'true' })).statusCode).toBe(400);
   });
 
-  // Expected to fail until POST /v1/jobs calls admitCommand() (see the report): flip to `it` then.
-  it.fails('refuses a job the policy refuses', async () => {
+  it('refuses a job the policy refuses', async () => {
     const res = await inject(app, 'POST', '/v1/jobs', bearer(SCOPED_TOKENS['jobs:write']), { argv: ['sh', '-c', 'exit 0'] });
     expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'COMMAND_NOT_ALLOWED', rule: 'writers' });
   });
 });
 

@@ -96,7 +96,7 @@ function context(budget: SendBudget, maxBufferBytes: number): ViewerContext {
 describe('bounded send buffers', () => {
   it('an events viewer that does not read has events dropped, then one lagged frame counting them', () => {
     const ws = new FakeSocket();
-    const viewer = new EventsViewer(ws as unknown as WebSocket, context(new SendBudget(1 << 30), 16384));
+    const viewer = new EventsViewer(ws as unknown as WebSocket, context(new SendBudget(1 << 30), 16384), { id: 'env', scopes: new Set(['admin']) });
     const event = Buffer.from(JSON.stringify({ type: 'queued', job: { id: 'x'.repeat(980) } }));
     for (let i = 0; i < 100; i++) viewer.deliver(event);
     const sent = ws.sent.length;

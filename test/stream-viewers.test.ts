@@ -116,6 +116,22 @@ describe('viewers that vanish are cleaned up', () => {
   });
 });
 
+describe('a job removed while it is viewed', () => {
+  it('the viewer gets a NOT_FOUND error frame and close 1001', async () => {
+    const job = await submit(t, { command: 'head -c 30000000 /dev/zero', maxOutputBytes: 30_000_000 });
+    await settle(t, job.id);
+    const v = await connect(t, `/v1/jobs/${job.id}/stream?encoding=base64`);
+    const socket = (v.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause(); // the replay stalls: the viewer is still reading the log when the job goes
+    await t.http.delete(`/v1/jobs/${job.id}`).set(AUTH).expect(204);
+    socket.resume();
+    const { frames, code } = await v.all();
+    expect(code).toBe(1001);
+    expect(frames.at(-1)).toMatchObject({ type: 'error', code: 'NOT_FOUND' });
+    expect(frames.some((f) => f.type === 'exit')).toBe(false);
+  });
+});
+
 describe('GET /v1/events', () => {
   it('sees queued, started and finished of a job, with the Job', async () => {
     const events = await connect(t, '/v1/events');

@@ -1,4 +1,5 @@
 import type { CommandSpec } from '../schemas/run.js';
+import type { Grant } from '../services/policy.js';
 
 /**
  * A job's life: one closed union of states and ONE function, `transition`,
@@ -36,6 +37,9 @@ export interface JobResult {
   pid: number;
   startedAt: string;
   finishedAt: string;
+  /** The uid and gid the process ran as (the grant's run-as user, else the server's). */
+  uid: number;
+  gid: number;
 }
 
 /** Why a job did not run as asked (the process could not start, the server shut down…). */
@@ -53,6 +57,10 @@ export interface JobRecord {
   readonly state: JobState;
   /** Epoch milliseconds. */
   readonly createdAt: number;
+  /** The token id that submitted the job: only it (and admin) sees the job. Null: admins only. Never in the public Job view. */
+  readonly ownerId: string | null;
+  /** What the policy gate granted at submission (run-as user, cwd, ceilings, limits), applied when the job starts. Null: never admitted, so it does not run. */
+  readonly grant: Grant | null;
   readonly startedAt: number | null;
   readonly finishedAt: number | null;
   /** The request; env values and stdin are dropped from it once they are no longer needed. */
@@ -73,8 +81,29 @@ export class IllegalTransition extends Error {
   }
 }
 
-export function newJobRecord(id: string, seq: number, queue: string, spec: CommandSpec, now = Date.now()): JobRecord {
-  return { id, seq, queue, state: 'queued', createdAt: now, startedAt: null, finishedAt: null, spec, pid: null, result: null, error: null };
+export function newJobRecord(
+  id: string,
+  seq: number,
+  queue: string,
+  spec: CommandSpec,
+  now = Date.now(),
+  owner: { ownerId: string | null; grant: Grant | null } = { ownerId: null, grant: null },
+): JobRecord {
+  return {
+    id,
+    seq,
+    queue,
+    state: 'queued',
+    createdAt: now,
+    ownerId: owner.ownerId,
+    grant: owner.grant,
+    startedAt: null,
+    finishedAt: null,
+    spec,
+    pid: null,
+    result: null,
+    error: null,
+  };
 }
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };

@@ -6,6 +6,14 @@ export type LogEvent =
 
 export type LogListener = (event: LogEvent) => void;
 
+/** A read of a log whose job was removed (DELETE, retention) meanwhile: the bytes are gone. */
+export class OutputRemovedError extends Error {
+  override name = 'OutputRemovedError';
+  constructor() {
+    super('the output was removed');
+  }
+}
+
 /** The part of OutputLog a subscription reads from. */
 export interface LogSource {
   readonly end: number;
@@ -92,7 +100,7 @@ export class LogSubscription {
   onRemoved(): void {
     if (this.done) return;
     this.finish();
-    this.emit({ type: 'error', error: new Error('the output was removed') });
+    this.emit({ type: 'error', error: new OutputRemovedError() });
   }
 
   private async pump(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { CommandSpec } from '../schemas/run.js';
+import type { Grant } from '../services/policy.js';
 import type { RunHandle } from '../services/runner/index.js';
 import { newJobId } from './id.js';
 import type { JobOutput } from './job-output.js';
@@ -15,13 +16,22 @@ export interface MemoryJob extends StoredJob {
 }
 
 /** One literal with every field, so V8 keeps them in-object: a queued job costs a few hundred bytes. */
-export function newMemoryJob(seq: number, queue: string, spec: CommandSpec, idempotency: MemoryJob['idempotency']): MemoryJob {
+export function newMemoryJob(
+  seq: number,
+  queue: string,
+  spec: CommandSpec,
+  idempotency: MemoryJob['idempotency'],
+  ownerId: string | null,
+  grant: Grant | null,
+): MemoryJob {
   return {
     id: newJobId(),
     seq,
     queue,
     state: 'queued',
     createdAt: Date.now(),
+    ownerId,
+    grant,
     startedAt: null,
     finishedAt: null,
     spec,

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
+import type { Grant } from '../services/policy.js';
 import { startRun, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
 import { returncodeOf } from '../services/runner/result.js';
 import { Fifo } from './fifo.js';
@@ -30,11 +31,14 @@ interface Lane {
 
 export interface QueueDeps {
   runContext: RunContext;
-  /** The runner's spec for a job, built when a worker takes it (the server's defaults and policy apply here). */
-  prepareRun: (spec: CommandSpec) => RunSpec;
+  /**
+   * The runner's spec for a job, built when a worker takes it: the server's defaults, then the policy grant the job
+   * was admitted with (run-as user, cwd, ceilings, limits). Throws (the job fails) for a job without a grant.
+   */
+  prepareRun: (spec: CommandSpec, grant: Grant | null) => RunSpec;
   log: FastifyBaseLogger;
   /** Each job process once started (the run tracker marks it for /v1/processes). */
-  onRunStart?: (handle: RunHandle, jobId: string) => void;
+  onRunStart?: (handle: RunHandle, jobId: string, ownerId: string | null) => void;
 }
 
 /** The default backend: queues, workers, records and output in this process. */
@@ -67,21 +71,21 @@ export class MemoryJobQueue implements JobQueue {
     }
   }
 
-  async submit({ queue, spec, idempotencyKey }: SubmitRequest): Promise<Submitted> {
+  async submit({ queue, spec, ownerId, grant, idempotencyKey }: SubmitRequest): Promise<Submitted> {
     if (this.draining) throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new jobs');
     const lane = this.lanes.get(queue);
     if (!lane) throw unknownQueue(queue, [...this.lanes.keys()], 'body');
     let idempotency: MemoryJob['idempotency'] = null;
     if (idempotencyKey !== undefined) {
       idempotency = { key: idempotencyKey, digest: requestDigest(queue, spec) };
-      const prior = this.store.byIdempotencyKey(idempotencyKey);
+      const prior = this.store.byIdempotencyKey(ownerId, idempotencyKey);
       if (prior && prior.idempotency!.digest === idempotency.digest) return { job: this.view(prior), created: false };
       if (prior) throw new ApiError('CONFLICT', `Idempotency-Key was already used for job ${prior.id} with another body`, { jobId: prior.id });
     }
     if (lane.fifo.full) {
       throw new ApiError('QUEUE_FULL', `queue "${queue}" already holds ${lane.fifo.capacity} waiting jobs`, { queue }, { retryAfter: 1 });
     }
-    const job = newMemoryJob(++this.seq, queue, spec, idempotency);
+    const job = newMemoryJob(++this.seq, queue, spec, idempotency, ownerId, grant);
     job.ticket = lane.fifo.push(job);
     this.store.add(job);
     lane.pool.kick();
@@ -94,9 +98,13 @@ export class MemoryJobQueue implements JobQueue {
     return job && this.view(job);
   }
 
-  async list({ state, queue, limit, cursor }: ListRequest): Promise<JobList> {
+  async ownerOf(id: string): Promise<string | null | undefined> {
+    return this.store.get(id)?.ownerId;
+  }
+
+  async list({ state, queue, owner, limit, cursor }: ListRequest): Promise<JobList> {
     if (queue !== undefined && !this.lanes.has(queue)) throw unknownQueue(queue, [...this.lanes.keys()], 'querystring');
-    const { items, more } = this.store.list({ state, queue }, cursor === undefined ? 0 : Number(cursor), limit);
+    const { items, more } = this.store.list({ state, queue, owner }, cursor === undefined ? 0 : Number(cursor), limit);
     return { items: items.map((j) => this.view(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
   }
 
@@ -221,8 +229,10 @@ export class MemoryJobQueue implements JobQueue {
       job.spec = redactSpec(spec);
       const output = this.outputOf(job);
       let handle: RunHandle;
+      let runSpec: RunSpec;
       try {
-        handle = await startRun(this.deps.prepareRun(spec), output, this.deps.runContext);
+        runSpec = this.deps.prepareRun(spec, job.grant);
+        handle = await startRun(runSpec, output, this.deps.runContext);
       } catch (err) {
         if (startError(err).code === 'INTERNAL') this.deps.log.error({ err, jobId: job.id }, 'job could not be started');
         const error = job.stopReason === 'shutdown' ? SHUTDOWN_ERROR : startError(err);
@@ -231,7 +241,7 @@ export class MemoryJobQueue implements JobQueue {
       }
       job.pid = handle.pid;
       job.handle = handle;
-      this.deps.onRunStart?.(handle, job.id);
+      this.deps.onRunStart?.(handle, job.id, job.ownerId);
       if (job.stopReason) handle.terminate(job.stopReason);
       this.deps.log.debug({ jobId: job.id, queue: job.queue, pid: handle.pid }, 'job started');
       this.emit('started', job);
@@ -240,7 +250,8 @@ export class MemoryJobQueue implements JobQueue {
       const returncode = returncodeOf(outcome);
       const state = finalState(outcome, returncode);
       const error = outcome.terminationReason === 'shutdown' ? SHUTDOWN_ERROR : undefined;
-      this.finish(job, state, { result: toJobResult(outcome, returncode, output), ...(error ? { error } : {}) }, lane);
+      const ran = { uid: runSpec.uid ?? process.getuid!(), gid: runSpec.gid ?? process.getgid!() };
+      this.finish(job, state, { result: toJobResult(outcome, returncode, output, ran), ...(error ? { error } : {}) }, lane);
     } catch (err) {
       this.deps.log.error({ err, jobId: job.id }, 'job worker failed');
       if (!isTerminal(job.state)) this.finish(job, 'failed', { error: { code: 'INTERNAL', message: 'the worker failed; the error has been logged' } }, lane);
@@ -293,7 +304,7 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   private emit(name: keyof JobQueueEvents, job: MemoryJob): void {
-    if (this.events.listenerCount(name) > 0) this.events.emit(name, this.view(job));
+    if (this.events.listenerCount(name) > 0) this.events.emit(name, this.view(job), job.ownerId);
   }
 }
 

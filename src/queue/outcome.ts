@@ -10,7 +10,8 @@ export function finalState(outcome: RunOutcome, returncode: number): TerminalSta
   return returncode === 0 ? 'succeeded' : 'failed';
 }
 
-export function toJobResult(outcome: RunOutcome, returncode: number, output: JobOutput): JobResult {
+/** `ran`: the uid and gid the process ran as (the RunSpec's, else the server's). */
+export function toJobResult(outcome: RunOutcome, returncode: number, output: JobOutput, ran: { uid: number; gid: number }): JobResult {
   return {
     exitCode: outcome.exitCode,
     signal: outcome.signal,
@@ -21,6 +22,8 @@ export function toJobResult(outcome: RunOutcome, returncode: number, output: Job
     pid: outcome.pid,
     startedAt: outcome.startedAt.toISOString(),
     finishedAt: outcome.finishedAt.toISOString(),
+    uid: ran.uid,
+    gid: ran.gid,
   };
 }
 

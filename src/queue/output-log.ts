@@ -1,7 +1,9 @@
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { LogSubscription, type LogListener, type LogSource } from './log-subscription.js';
+import { LogSubscription, OutputRemovedError, type LogListener, type LogSource } from './log-subscription.js';
+
+export { OutputRemovedError };
 
 export interface OutputLogOptions {
   /** Where the bytes go once they outgrow memory. */
@@ -96,11 +98,17 @@ export class OutputLog implements LogSource {
 
   /** Up to `length` bytes from `offset` (fewer at the end). RangeError past the end. */
   async read(offset: number, length: number): Promise<Buffer> {
-    if (this.removed) throw new Error('the output was removed');
+    if (this.removed) throw new OutputRemovedError();
     if (offset > this.length) throw new RangeError(`offset ${offset} is past the end (${this.length})`);
     const n = Math.min(length, this.length - offset);
     if (n <= 0) return EMPTY;
-    return this.spilled ? readFileRange(this.options.file, offset, n) : this.readMemory(offset, n);
+    if (!this.spilled) return this.readMemory(offset, n);
+    try {
+      return await readFileRange(this.options.file, offset, n);
+    } catch (err) {
+      if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
+      throw err;
+    }
   }
 
   /** Deliver bytes from `from` on, then live ones; see LogSubscription. */

@@ -21,12 +21,17 @@ export interface RetentionOptions {
 export interface ListFilter {
   state?: JobState | undefined;
   queue?: string | undefined;
+  /** Only the jobs of this token id (undefined: every job). */
+  owner?: string | undefined;
 }
+
+/** Idempotency keys are per owner: one token can neither fetch nor block another's job by reusing its key. */
+const keyOf = (ownerId: string | null, key: string): string => `${ownerId ?? ''}\u0000${key}`;
 
 /**
  * The job records of one server: by id, in acceptance order (for cursor
  * pagination) and, once finished, in finish order (for retention by count
- * and by age). Idempotency keys live and die with their job.
+ * and by age). Idempotency keys (per owner) live and die with their job.
  */
 export class JobStore<J extends StoredJob> {
   private readonly byId = new Map<string, J>();
@@ -54,15 +59,16 @@ export class JobStore<J extends StoredJob> {
     if (last && last.seq >= job.seq) throw new Error('jobs must be added in increasing seq');
     this.byId.set(job.id, job);
     this.ordered.push(job);
-    if (job.idempotency) this.keys.set(job.idempotency.key, job);
+    if (job.idempotency) this.keys.set(keyOf(job.ownerId, job.idempotency.key), job);
   }
 
   get(id: string): J | undefined {
     return this.byId.get(id);
   }
 
-  byIdempotencyKey(key: string): J | undefined {
-    return this.keys.get(key);
+  /** The job `ownerId` submitted with this Idempotency-Key. */
+  byIdempotencyKey(ownerId: string | null, key: string): J | undefined {
+    return this.keys.get(keyOf(ownerId, key));
   }
 
   /** A job reached a terminal state: keep it under the retention rules. */
@@ -77,7 +83,10 @@ export class JobStore<J extends StoredJob> {
     if (job.removed) return;
     job.removed = true;
     this.byId.delete(job.id);
-    if (job.idempotency && this.keys.get(job.idempotency.key) === job) this.keys.delete(job.idempotency.key);
+    if (job.idempotency) {
+      const key = keyOf(job.ownerId, job.idempotency.key);
+      if (this.keys.get(key) === job) this.keys.delete(key);
+    }
     if (job.retainTicket !== null) this.finished.remove(job.retainTicket);
     job.retainTicket = null;
     this.removedInOrder++;
@@ -94,6 +103,7 @@ export class JobStore<J extends StoredJob> {
     for (let i = this.firstAfter(afterSeq); i < this.ordered.length; i++) {
       const job = this.ordered[i]!;
       if (job.removed || (filter.state && job.state !== filter.state) || (filter.queue && job.queue !== filter.queue)) continue;
+      if (filter.owner !== undefined && job.ownerId !== filter.owner) continue;
       if (items.length === limit) return { items, more: true };
       items.push(job);
     }

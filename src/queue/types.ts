@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
+import type { Grant } from '../services/policy.js';
 import type { JobState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 
@@ -14,15 +15,23 @@ import type { JobOutputReader } from './job-output.js';
  * ApiErrors with the API's codes: VALIDATION_FAILED (unknown queue), NOT_FOUND,
  * CONFLICT (idempotency key reused with another body; job not in a state that
  * allows the operation), QUEUE_FULL, SHUTTING_DOWN.
+ *
+ * Ownership: each job keeps the token id that submitted it (`ownerId`) and
+ * the policy grant it was admitted with, on the record but never in the Job
+ * view. The routes check `canSee(principal, await ownerOf(id))` before any
+ * operation on one job and answer 404 when it fails; `list` filters by owner
+ * itself (so cursor pages stay exact); events carry the owner for the same check.
  */
 export interface JobQueue {
   readonly backend: string;
   /** Lifecycle events of every job; listeners must not throw or block. */
   readonly events: EventEmitter<JobQueueEvents>;
 
-  /** Accept a job (FIFO within its queue). With an idempotency key already used: the same body → that job, created false. */
+  /** Accept a job (FIFO within its queue). With an idempotency key its owner already used: the same body → that job, created false. */
   submit(request: SubmitRequest): Promise<Submitted>;
   get(id: string): Promise<Job | undefined>;
+  /** The token id that owns the job (null: none, admins only); undefined for an unknown id. */
+  ownerOf(id: string): Promise<string | null | undefined>;
   /** Ascending acceptance order; a cursor continues after the last job of the previous page, so every job is listed once. */
   list(request: ListRequest): Promise<JobList>;
   /** Queued: canceled at once. Running: the group gets SIGTERM, SIGKILL after the grace; resolves once the job is terminal. Terminal: unchanged. */
@@ -54,6 +63,10 @@ export interface JobQueue {
 export interface SubmitRequest {
   queue: string;
   spec: CommandSpec;
+  /** The submitting token's id: the job's owner. Idempotency keys are per owner. */
+  ownerId: string;
+  /** What the policy gate granted (admitCommand); applied to the RunSpec when the job starts. */
+  grant: Grant;
   idempotencyKey?: string;
 }
 
@@ -66,15 +79,20 @@ export interface Submitted {
 export interface ListRequest {
   state?: JobState;
   queue?: string;
+  /** Only the jobs of this token id; undefined lists every job (admin). */
+  owner?: string | undefined;
   limit: number;
   cursor?: string;
 }
 
-/** `queued` on acceptance, `started` once the process runs (pid set), `finished` on any terminal state. */
+/**
+ * `queued` on acceptance, `started` once the process runs (pid set), `finished` on any terminal state.
+ * `ownerId` is the job's owner, for listeners that show events to tokens (canSee).
+ */
 export interface JobQueueEvents {
-  queued: [job: Job];
-  started: [job: Job];
-  finished: [job: Job];
+  queued: [job: Job, ownerId: string | null];
+  started: [job: Job, ownerId: string | null];
+  finished: [job: Job, ownerId: string | null];
 }
 
 export type JobEventName = keyof JobQueueEvents;

@@ -5,7 +5,8 @@ import { ErrorFrame, EventsQuery, frameSchema, JobEventFrame, LaggedFrame } from
 import { checkOrigin, CLOSE_CODES, needsUpgrade, UPGRADE_DESCRIPTION } from './stream.js';
 
 const EVENTS_DESCRIPTION =
-  'Lifecycle events of every job, for dashboards, as JSON text frames (`x-websocket`): `queued` when a job is accepted, `started` when its process runs, ' +
+  "Lifecycle events of the token's own jobs (every job's with `admin`), " +
+  'for dashboards, as JSON text frames (`x-websocket`): `queued` when a job is accepted, `started` when its process runs, ' +
   '`finished` when it reaches a terminal state (the Job, with `state` and `result`). Events from the moment of connection on; GET /v1/jobs gives the ' +
   'state before. A viewer too slow for them has events dropped (its send buffer stays within EXECD_WS_MAX_BUFFER_BYTES) and, once it has caught up, ' +
   'a `lagged` frame with how many. ' +
@@ -19,7 +20,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     schema: {
       operationId: 'jobEvents',
       tags: ['jobs'],
-      summary: 'WebSocket: lifecycle events of all jobs (queued, started, finished)',
+      summary: "WebSocket: lifecycle events of the token's jobs (all jobs with admin): queued, started, finished",
       description: EVENTS_DESCRIPTION,
       querystring: EventsQuery,
       response: {
@@ -35,7 +36,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     onRequest: checkOrigin(app.services.config.wsOrigins),
     handler: async () => needsUpgrade('GET /v1/events'),
-    wsHandler: (socket) => app.viewers.openEventsViewer(socket),
+    wsHandler: (socket, request) => app.viewers.openEventsViewer(socket, request.principal!),
   });
 };
 

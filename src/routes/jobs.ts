@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors.js';
-import { followReadable, rangeReadable } from '../queue/log-stream.js';
+import { followReadable, outputGone, rangeReadable, READ_CHUNK } from '../queue/log-stream.js';
+import { OutputRemovedError } from '../queue/log-subscription.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
   DEFAULT_LIST_LIMIT,
@@ -17,6 +18,8 @@ import {
   SignalRequest,
   SubmitHeaders,
 } from '../schemas/jobs.js';
+import { canSee, ownerFilter } from '../services/auth.js';
+import { admitCommand } from '../services/policy-gate.js';
 import { isSignalName } from '../services/runner/index.js';
 import { toRunSpec } from '../services/spec.js';
 import type { CommandSpec } from '../schemas/run.js';
@@ -32,6 +35,15 @@ const TAGS = ['jobs'];
  */
 const plainJson = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
 const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
+
+/**
+ * A job belongs to the token that submitted it: another token without admin gets the 404 of an unknown id
+ * (never a 403, so job ids do not leak). Every route of one job calls this first.
+ */
+export async function mustSee(jobs: { ownerOf(id: string): Promise<string | null | undefined> }, request: FastifyRequest, id: string): Promise<void> {
+  const owner = await jobs.ownerOf(id);
+  if (owner === undefined || !canSee(request.principal!, owner)) throw notFound(id);
+}
 
 const OUTPUT_DESCRIPTION =
   'The raw bytes of one stream from byte `offset` (default 0) to what is kept now, as `application/octet-stream`. ' +
@@ -72,7 +84,9 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Queue a command as a job',
         description:
           `202 with the Job and \`Location: /v1/jobs/{id}\`. \`queue\` defaults to "default" (or the first queue of EXECD_QUEUES when none is named so); ` +
-          'an unknown queue is a 400. `Idempotency-Key`: the same key with the same body answers the same job with 200; with another body, 409 CONFLICT. ' +
+          'an unknown queue is a 400. The command policy applies as for POST /v1/run: a refused command is 403 COMMAND_NOT_ALLOWED and is never queued; ' +
+          'the run-as user, cwd, ceilings and limits it grants hold when the job starts. The job belongs to the submitting token: another token ' +
+          'without `admin` gets 404 for it. `Idempotency-Key` (per token): the same key with the same body answers the same job with 200; with another body, 409 CONFLICT. ' +
           'A queue holding EXECD_QUEUE_CAPACITY waiting jobs answers 503 QUEUE_FULL with Retry-After.',
         headers: SubmitHeaders,
         body: JobRequest,
@@ -82,9 +96,13 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { queue = defaultQueue } = request.body;
       const spec = withoutQueue(request.body);
-      toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }); // the server's bounds: a 400 now, not a failed job later
+      // The server's bounds and the command policy: a 400 or 403 now, not a failed job later. The grant goes with the job.
+      const runSpec = toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true });
+      const { grant } = await admitCommand(request, runSpec);
       const key = request.headers['idempotency-key'];
-      const { job, created } = await jobs.submit({ queue, spec, ...(key !== undefined ? { idempotencyKey: key } : {}) });
+      const ownerId = request.principal!.id;
+      const { job, created } = await jobs.submit({ queue, spec, ownerId, grant, ...(key !== undefined ? { idempotencyKey: key } : {}) });
+      request.audit.jobId = job.id;
       request.log.info({ jobId: job.id, queue, created }, created ? 'job queued' : 'job replayed for its idempotency key');
       return reply.code(created ? 202 : 200).header('location', `/v1/jobs/${job.id}`).send(job);
     },
@@ -100,6 +118,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: TAGS,
         summary: 'List jobs, oldest first, a page at a time',
         description:
+          "The token's own jobs (every job with `admin`). " +
           'Filters `state` and `queue`; `limit` 1..1000 (default 100). Jobs come in the order they were accepted; pass `nextCursor` as `cursor` ' +
           'for the next page: each job still kept appears exactly once across pages, even while jobs are added and removed. ' +
           '`nextCursor` is null when nothing more matches now.',
@@ -109,7 +128,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { state, queue, limit, cursor } = request.query;
-      return jobs.list({ state, queue, limit: limit ?? DEFAULT_LIST_LIMIT, cursor });
+      return jobs.list({ state, queue, owner: ownerFilter(request.principal!), limit: limit ?? DEFAULT_LIST_LIMIT, cursor });
     },
   );
 
@@ -129,6 +148,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params;
+      await mustSee(jobs, request, id);
       const abort = abortOnClose(reply);
       if (request.query.waitMs) hold(reply);
       const job = await jobs.waitForTerminal(id, request.query.waitMs ?? 0, abort.signal);
@@ -154,7 +174,10 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: Job, ...problems(...V1_ERRORS, 404) },
       },
     },
-    async (request) => jobs.cancel(request.params.id),
+    async (request) => {
+      await mustSee(jobs, request, request.params.id);
+      return jobs.cancel(request.params.id);
+    },
   );
 
   app.post(
@@ -174,6 +197,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const { signal } = request.body;
+      await mustSee(jobs, request, request.params.id);
       if (!isSignalName(signal)) {
         const message = `unknown signal ${JSON.stringify(signal)}: give a name such as "SIGTERM"`;
         throw new ApiError('VALIDATION_FAILED', message, { errors: [{ in: 'body', path: '/signal', message }] });
@@ -196,6 +220,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
+      await mustSee(jobs, request, request.params.id);
       await jobs.remove(request.params.id);
       return reply.code(204).send(null);
     },
@@ -226,6 +251,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const stream = request.query.stream ?? 'stdout';
       const offset = request.query.offset ?? 0;
       const follow = request.query.follow === 'true';
+      await mustSee(jobs, request, id);
       const [output, job] = await Promise.all([jobs.output(id), jobs.get(id)]);
       if (!output || !job) throw notFound(id);
       const end = output.end(stream);
@@ -236,7 +262,13 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       reply.type('application/octet-stream').header('x-content-type-options', 'nosniff').header('x-output-offset', String(offset));
       if (!follow) {
         reply.header('content-length', String(end - offset)).header('x-output-end', String(end)).header('x-job-state', job.state);
-        return reply.send(rangeReadable(output, stream, offset, end) as never);
+        if (end - offset > READ_CHUNK) return reply.send(rangeReadable(output, stream, offset, end) as never);
+        // One chunk: read it now, so a job deleted meanwhile is a plain 404 (the stream path answers so too).
+        try {
+          return reply.send((await output.read(stream, offset, end - offset)) as never);
+        } catch (err) {
+          throw err instanceof OutputRemovedError ? outputGone() : err;
+        }
       }
       reply.header('cache-control', 'no-store');
       hold(reply);

@@ -2,12 +2,17 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { Process, ProcessList, ProcessListQuery, ProcessParams } from '../schemas/processes.js';
+import { canSee, type Principal } from '../services/auth.js';
 import { listProcesses, readProcess, type ProcInfo } from '../services/proc.js';
 import type { RunTracker } from '../services/tracker.js';
 
-/** The API view of a process: its /proc facts plus what execd knows about its group. */
-function toProcess(p: ProcInfo, tracker: RunTracker): Process {
+/**
+ * The API view of a process: its /proc facts plus what execd knows about its group.
+ * `jobId` is named only to a token that can see the job (its owner, or admin); `execd` is always said.
+ */
+function toProcess(p: ProcInfo, tracker: RunTracker, viewer: Principal): Process {
   const run = tracker.byPgid(p.pgid);
+  const jobId = run?.jobId !== undefined && canSee(viewer, run.ownerId) ? run.jobId : null;
   return {
     pid: p.pid,
     ppid: p.ppid,
@@ -21,7 +26,7 @@ function toProcess(p: ProcInfo, tracker: RunTracker): Process {
     cpuMs: p.cpuMs,
     startedAt: p.startedAt.toISOString(),
     execd: run !== undefined,
-    jobId: run?.jobId ?? null,
+    jobId,
   };
 }
 
@@ -36,7 +41,7 @@ const processRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'The processes of the host, like ps -e, read from /proc',
         description:
           'Sorted by pid. Processes that exit while the list is read are left out. ' +
-          '`execd` marks those execd started; `jobId` names their job.',
+          '`execd` marks those execd started; `jobId` names their job when the token can see it (its own jobs; every job with `admin`), else null.',
         querystring: ProcessListQuery,
         response: { 200: ProcessList, ...problems(...V1_ERRORS) },
       },
@@ -46,7 +51,7 @@ const processRoutes: FastifyPluginAsyncZod = async (app) => {
       const { tracker } = app.services;
       const items = (await listProcesses())
         .filter((p) => (user === undefined || p.uid === user) && (pgid === undefined || p.pgid === pgid))
-        .map((p) => toProcess(p, tracker))
+        .map((p) => toProcess(p, tracker, request.principal!))
         .filter((p) => execd === undefined || p.execd === execd);
       return { items };
     },
@@ -68,7 +73,7 @@ const processRoutes: FastifyPluginAsyncZod = async (app) => {
       const { pid } = request.params;
       const found = await readProcess(pid);
       if (!found) throw new ApiError('NOT_FOUND', `no process with pid ${pid}`);
-      return toProcess(found, app.services.tracker);
+      return toProcess(found, app.services.tracker, request.principal!);
     },
   );
 };

@@ -15,6 +15,7 @@ import {
   StreamQuery,
 } from '../schemas/stream.js';
 import { hasScope } from '../services/auth.js';
+import { mustSee } from './jobs.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
 import { originAllowed } from '../stream/origin.js';
 
@@ -91,6 +92,7 @@ const streamRoutes: FastifyPluginAsyncZod = async (app) => {
     onRequest: checkOrigin(config.wsOrigins),
     preHandler: async (request) => {
       const { id } = request.params;
+      await mustSee(jobs, request, id); // another token's job is a 404, as over HTTP
       const [job, output] = await Promise.all([jobs.get(id), jobs.output(id)]);
       if (!job || !output) throw notFound(id);
       // A stream's own offset past the end of its finished stream is a mistake; the shared `offset` past a short stream is only nothing to replay.

@@ -85,16 +85,14 @@ export const RunStatus = {
   startedAt: IsoTime,
   finishedAt: IsoTime,
   usage: ResourceUsage.nullable().optional().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
-  uid: z.int().optional().meta({ description: 'The uid the command ran as.' }),
-  gid: z.int().optional().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
+  uid: z.int().meta({ description: 'The uid the command ran as.' }),
+  gid: z.int().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
 };
 
 export const RunResult = z
   .object({
     ...RunStatus,
     usage: ResourceUsage.nullable().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
-    uid: z.int().meta({ description: 'The uid the command ran as.' }),
-    gid: z.int().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
     stdout: z.string(),
     stderr: z.string(),
     encoding: Encoding,

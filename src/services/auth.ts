@@ -24,6 +24,9 @@ export const hasScope = (principal: Principal, scope: Scope): boolean => princip
 export const canSee = (principal: Principal, ownerId: string | null | undefined): boolean =>
   (ownerId !== null && ownerId !== undefined && principal.id === ownerId) || principal.scopes.has('admin');
 
+/** The owner filter of job lists for `principal`, as canSee: undefined (every job) with admin, else its own id. */
+export const ownerFilter = (principal: Principal): string | undefined => (principal.scopes.has('admin') ? undefined : principal.id);
+
 interface TokenEntry {
   principal: Principal;
   digest: Buffer;

@@ -8,6 +8,8 @@ import { RunTracker } from './tracker.js';
 import { SyncLimiter } from './limiter.js';
 import { createJobQueue, type JobQueue } from '../queue/index.js';
 import { toRunSpec } from './spec.js';
+import { applyGrant } from './policy-gate.js';
+import { ApiError } from '../errors.js';
 
 export interface Services {
   config: Config;
@@ -37,9 +39,13 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
   };
   const jobs = createJobQueue(config, {
     runContext,
-    prepareRun: (spec) => toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }),
+    // The grant the policy gate gave at submission: run-as uid/gid, cwd, ceilings and limits hold for jobs as for sync runs.
+    prepareRun: (spec, grant) => {
+      if (!grant) throw new ApiError('COMMAND_NOT_ALLOWED', 'the job was never admitted by the command policy, so it does not run');
+      return applyGrant(toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }), grant);
+    },
     log: deps.log,
-    onRunStart: (handle, jobId) => tracker.add({ handle, kind: 'job', jobId }),
+    onRunStart: (handle, jobId, ownerId) => tracker.add({ handle, kind: 'job', jobId, ownerId }),
   });
   return {
     config,

@@ -4,6 +4,8 @@ export interface TrackedRun {
   handle: RunHandle;
   kind: 'run' | 'job';
   jobId?: string;
+  /** The token id that owns the job (kind 'job'): /v1/processes names the job only to those who can see it. */
+  ownerId?: string | null;
 }
 
 /** Every process group execd is running right now, by leader pid (= pgid). */

@@ -1,7 +1,8 @@
 import type { RawData, WebSocket } from 'ws';
 import type { LaggedFrame } from '../schemas/stream.js';
+import type { Principal } from '../services/auth.js';
 import { streamMetrics } from './metrics.js';
-import { Viewer, type ViewerContext } from './viewer.js';
+import { MAX_INVALID_FRAMES, Viewer, type ViewerContext } from './viewer.js';
 
 /**
  * A viewer of GET /v1/events: every job's lifecycle events. One too slow for
@@ -13,7 +14,12 @@ export class EventsViewer extends Viewer {
   private lagging = false;
   private invalidFrames = 0;
 
-  constructor(ws: WebSocket, ctx: ViewerContext) {
+  constructor(
+    ws: WebSocket,
+    ctx: ViewerContext,
+    /** The token: it gets the events of the jobs it can see (canSee), and no others. */
+    readonly principal: Principal,
+  ) {
     super(ws, ctx);
   }
 
@@ -40,8 +46,9 @@ export class EventsViewer extends Viewer {
   }
 
   protected onMessage(_data: RawData, _isBinary: boolean): void {
+    streamMetrics.refusedFramesTotal++;
     this.sendError('VALIDATION_FAILED', 'GET /v1/events takes no frames from the client');
-    if (++this.invalidFrames > 32) this.close(1008, 'too many invalid frames');
+    if (++this.invalidFrames > MAX_INVALID_FRAMES) this.close(1008, 'too many invalid frames');
   }
 
   protected dispose(): void {}

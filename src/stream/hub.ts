@@ -6,6 +6,7 @@ import type { JobQueue } from '../queue/index.js';
 import type { JobEventName } from '../queue/types.js';
 import type { Job } from '../schemas/jobs.js';
 import type { JobEventFrame } from '../schemas/stream.js';
+import { canSee, type Principal } from '../services/auth.js';
 import { EventsViewer } from './events-viewer.js';
 import { JobViewer, type JobViewerOptions } from './job-viewer.js';
 import { streamMetrics } from './metrics.js';
@@ -36,7 +37,7 @@ export class ViewerHub {
   private readonly eventViewers = new Set<EventsViewer>();
   private readonly all = new Set<Viewer>();
   private readonly ctx: ViewerContext;
-  private readonly listeners = EVENTS.map((name) => [name, (job: Job) => this.dispatch(name, job)] as const);
+  private readonly listeners = EVENTS.map((name) => [name, (job: Job, ownerId: string | null) => this.dispatch(name, job, ownerId)] as const);
   private listening = false;
   private timer: NodeJS.Timeout | null = null;
   private closing = false;
@@ -89,10 +90,10 @@ export class ViewerHub {
     });
   }
 
-  /** A new viewer of every job's lifecycle events. */
-  openEventsViewer(ws: WebSocket): void {
+  /** A new viewer of the lifecycle events of the jobs `principal` can see (its own; every job with admin). */
+  openEventsViewer(ws: WebSocket, principal: Principal): void {
     if (this.refuseWhileClosing(ws)) return;
-    const viewer = new EventsViewer(ws, this.ctx);
+    const viewer = new EventsViewer(ws, this.ctx, principal);
     this.eventViewers.add(viewer);
     streamMetrics.eventViewers++;
     this.add(viewer);
@@ -148,13 +149,19 @@ export class ViewerHub {
     this.onEmpty?.();
   }
 
-  private dispatch(name: JobEventName, job: Job): void {
+  private dispatch(name: JobEventName, job: Job, ownerId: string | null): void {
     const viewers = this.byJob.get(job.id);
     if (viewers) for (const viewer of viewers) viewer.onJobEvent(job);
     if (this.eventViewers.size === 0) return;
-    const frame: JobEventFrame = { type: name, job };
-    const bytes = Buffer.from(JSON.stringify(frame));
-    for (const viewer of this.eventViewers) viewer.deliver(bytes);
+    let bytes: Buffer | undefined;
+    for (const viewer of this.eventViewers) {
+      if (!canSee(viewer.principal, ownerId)) continue; // another token's job: not even its id
+      if (!bytes) {
+        const frame: JobEventFrame = { type: name, job };
+        bytes = Buffer.from(JSON.stringify(frame));
+      }
+      viewer.deliver(bytes);
+    }
   }
 
   private heartbeat(): void {

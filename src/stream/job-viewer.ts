@@ -8,7 +8,7 @@ import { isSignalName } from '../services/runner/index.js';
 import { base64OutputFrame, exitFrame, gapFrame, stateFrame, textOutputFrame } from './frames.js';
 import { streamMetrics } from './metrics.js';
 import { Utf8Framer } from './utf8-framer.js';
-import { Viewer, type ViewerContext } from './viewer.js';
+import { MAX_INVALID_FRAMES, Viewer, type ViewerContext } from './viewer.js';
 
 export interface JobViewerOptions {
   jobId: string;
@@ -37,8 +37,6 @@ interface Feed {
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 /** Most bytes of output in one frame (64 KiB: ~87 KiB as base64). */
 export const FRAME_BYTES = 64 * 1024;
-/** Invalid client frames tolerated on one connection; beyond, close 1008. */
-export const MAX_INVALID_FRAMES = 32;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 const rank = (state: JobState): number => (state === 'queued' ? 0 : state === 'running' ? 1 : 2);
@@ -171,10 +169,10 @@ export class JobViewer extends Viewer {
     this.close(1000, 'job finished');
   }
 
-  /** Tell the client why, then close 1001 (the job, or the server, is going away). */
+  /** Tell the client why (an error frame), then close 1001: the job is going away. */
   private fail(code: string, detail: string): void {
     this.sendError(code, detail);
-    this.close(1001, detail.slice(0, 120));
+    this.close(1001, 'job removed');
   }
 
   protected dispose(): void {

@@ -4,6 +4,9 @@ import type { JobQueue } from '../queue/index.js';
 import { errorFrame } from './frames.js';
 import { Outbox, type SendBudget } from './outbox.js';
 
+/** Invalid client frames tolerated on one connection; beyond, close 1008. */
+export const MAX_INVALID_FRAMES = 32;
+
 /** What every viewer gets from the hub. */
 export interface ViewerContext {
   jobs: JobQueue;

@@ -27,10 +27,10 @@ describe('JobStore', () => {
     expect(removed).toEqual([b!.id]);
     expect(store.get(b!.id)).toBeUndefined();
     expect(store.get(d!.id)?.state).toBe('queued');
-    expect(store.byIdempotencyKey('k1')).toBe(a);
+    expect(store.byIdempotencyKey(null, 'k1')).toBe(a);
     finish(store, d!);
     expect(removed).toEqual([b!.id, a!.id]);
-    expect(store.byIdempotencyKey('k1')).toBeUndefined();
+    expect(store.byIdempotencyKey(null, 'k1')).toBeUndefined();
     store.clear();
   });
 

@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type { ResourceUsage } from './spawn.js';
 
 /**
- * The server's side of execd-spawn-helper (native/helper.c): one small C process,
- * started once, that clones every child from its own small address space with
- * CLONE_PARENT, so the child is this server's. Requests go down the helper's stdin;
+ * The server's side of execd-spawn-helper (native/helper.c): small C processes,
+ * started once (one per core, 2 to 4), that clone every child from their own small
+ * address space with CLONE_PARENT, so the child is this server's. Requests go down the helper's stdin;
  * replies, with the child's pipe fds as SCM_RIGHTS, come back on a SOCK_SEQPACKET
  * socket the addon (native/channel.c) reads; the addon also watches each child's
  * exit (pidfd) and reaps it with wait4's rusage. Byte layouts: native/protocol.h.
@@ -65,7 +65,7 @@ export class HelperSpawnError extends Error {
   constructor(
     readonly code: string,
     readonly errno: number,
-    readonly syscall = 'posix_spawn',
+    readonly syscall = 'spawn',
   ) {
     super(`${syscall} ${code}`);
   }
@@ -112,6 +112,8 @@ export function nativeUnavailableReason(): string | null {
 export function encodeRequest(id: number, r: HelperRequest): Buffer {
   const strings = [r.file, r.cwd, ...r.argv];
   for (const [k, v] of Object.entries(r.env)) strings.push(`${k}=${v}`);
+  // Strings travel NUL-terminated (prepare.ts refuses NULs first; this guards other callers).
+  if (strings.some((s) => s.includes('\0'))) throw new HelperSpawnError('EINVAL', osConstants.errno.EINVAL);
   let size = 4 + 6 * 4;
   for (const s of strings) size += Buffer.byteLength(s) + 1;
   const buf = Buffer.allocUnsafe(size);
@@ -219,7 +221,13 @@ class HelperProcess {
     this.pending.delete(id);
     this.updateRef();
     if (type === REPLY_FAILED) {
-      if (pid > 0) watchExit(this.addon, pid); // it died before exec: reap it
+      if (pid > 0) {
+        try {
+          void watchExit(this.addon, pid); // it died before exec: reap it
+        } catch {
+          // the addon reaped it already
+        }
+      }
       p?.reject(new HelperSpawnError(errnoName(err), -err));
       return;
     }

@@ -1,15 +1,17 @@
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import { helper, nativeUnavailableReason, startHelpers, type HelperChild } from './native-helper.js';
 import { resolveExecutable } from './prepare.js';
 import { childProcessSpawner, type ChildHandle, type Spawner, type SpawnOptions } from './spawn.js';
 
 /**
- * The native spawner: children are posix_spawn'ed by execd-spawn-helper, a
- * small C process, so spawning costs the same whatever the server holds, the
- * event loop never waits on a vfork, and exits come with wait4's rusage.
- * docs/design-native-spawn.md says why this design and not another.
+ * The native spawner: children are cloned and exec'd by execd-spawn-helper, a
+ * small C process, as posix_spawn would (CLONE_VM|CLONE_VFORK, nothing copied),
+ * and become this server's children (CLONE_PARENT). So spawning costs the same
+ * whatever the server holds, the event loop never waits on a vfork, and exits
+ * come with wait4's rusage. docs/design-native-spawn.md says why this design.
  */
 
 /** The parent's end of a pipe as a non-blocking Node stream (libuv sets O_NONBLOCK; the fd is O_CLOEXEC). */
@@ -33,7 +35,13 @@ function toHandle(child: HelperChild): ChildHandle {
     const stderr = child.stderrFd >= 0 ? readEnd(child.stderrFd) : emptyStream();
     return { pid: child.pid, stdin, stdout, stderr, exited: child.exited };
   } catch (err) {
+    // Never seen: the fds are pipes we just received. Do not leave the child running unsupervised.
     for (const fd of fds) if (fd >= 0) closeSync(fd);
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
     throw err;
   }
 }
@@ -41,13 +49,13 @@ function toHandle(child: HelperChild): ChildHandle {
 export const nativeSpawner: Spawner = {
   name: 'native',
   async spawn(options: SpawnOptions): Promise<ChildHandle> {
-    // posix_spawn does not search PATH; prepare.ts resolves argv[0] already, this covers other callers.
+    // execve does not search PATH; prepare.ts resolves argv[0] already, this covers other callers.
     const file = options.file.includes('/') ? options.file : await resolveExecutable(options.file, options.env.PATH ?? '/bin:/usr/bin', options.cwd);
     const child = await helper().spawn({
       file,
       argv: options.argv,
       env: options.env,
-      cwd: options.cwd,
+      cwd: resolvePath(options.cwd), // relative to the server's cwd, as with child_process (the helper's is /)
       stdinPipe: options.stdin === 'pipe',
       mergeStderr: options.mergeStderr === true,
       uid: options.uid,
