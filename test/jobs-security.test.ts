@@ -64,13 +64,26 @@ async function listAll(http: Http, token: string, limit: number): Promise<string
   const ids: string[] = [];
   let cursor: string | null = null;
   for (let page = 0; page < 100; page++) {
-    const res = await http.get(`/v1/jobs?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`).set(as(token));
+    const res: { status: number; body: { items: Job[]; nextCursor: string | null } } = await http
+      .get(`/v1/jobs?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`)
+      .set(as(token));
     expect(res.status).toBe(200);
-    ids.push(...(res.body.items as Job[]).map((j) => j.id));
+    ids.push(...res.body.items.map((j) => j.id));
     cursor = res.body.nextCursor;
     if (cursor === null) return ids;
   }
   throw new Error('too many pages');
+}
+
+/** The body of GET /v1/jobs/{id}/output as text. */
+async function outputText(t: TestApp, token: string, id: string): Promise<string> {
+  const res = await t.http.get(`/v1/jobs/${id}/output`).set(as(token)).buffer(true).parse((r, done) => {
+    const chunks: Buffer[] = [];
+    r.on('data', (c: Buffer) => chunks.push(c));
+    r.on('end', () => done(null, Buffer.concat(chunks)));
+  });
+  expect(res.status).toBe(200);
+  return (res.body as Buffer).toString();
 }
 
 const uidOf = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
@@ -133,7 +146,7 @@ describe('ownership: a job belongs to the token that submitted it', () => {
     await viewer.next((f) => f.type === 'output');
     expect((await t.http.post(`/v1/jobs/${job.id}/cancel`).set(as(BOB)).send({})).body.state).toBe('canceled');
     expect((await viewer.closed).code).toBe(1000);
-    expect((await t.http.get(`/v1/jobs/${job.id}/output`).set(as(BOB))).text).toBe('hi\n');
+    expect(await outputText(t, BOB, job.id)).toBe('hi\n');
     expect((await t.http.delete(`/v1/jobs/${job.id}`).set(as(BOB))).status).toBe(204);
   });
 
@@ -220,9 +233,11 @@ describe('Idempotency-Key is per token', () => {
     expect(conflict.status).toBe(409);
     expect(conflict.body.jobId).toBe(bob.id);
     expect(JSON.stringify(conflict.body)).not.toContain(alice.id);
-    // a key only alice used is fresh for bob, whatever the body
-    const fresh = await submitAs(t, BOB, { argv: ['echo', 'c'] }, { 'idempotency-key': 'alice-only' === 'x' ? 'x' : 'deploy-43' });
-    expect(fresh.id).not.toBe(alice.id);
+    // a key only alice used is fresh for bob, whatever the body: no 409, no hint of alice's job
+    const only = { 'idempotency-key': 'alice-only' };
+    const aliceOnly = await submitAs(t, ALICE, { argv: ['echo', 'x'] }, only);
+    const fresh = await submitAs(t, BOB, { argv: ['echo', 'y'] }, only);
+    expect(fresh.id).not.toBe(aliceOnly.id);
     await settleAs(t, ALICE, alice.id);
     await settleAs(t, BOB, bob.id);
   });
@@ -236,7 +251,7 @@ describe('the command policy admits jobs, and its grant holds when they start', 
       policy,
       JSON.stringify({
         rules: [
-          { name: 'alice-jobs', tokens: ['alice'], executables: ['true', 'sleep', 'echo'], maxTimeoutMs: 400 },
+          { name: 'alice-jobs', tokens: ['alice'], executables: ['true', 'sleep', 'echo'], maxTimeoutMs: 400, maxOutputBytes: 10 },
           { name: 'admins', scopes: ['admin'], shell: true },
         ],
       }),
@@ -270,11 +285,15 @@ describe('the command policy admits jobs, and its grant holds when they start', 
     events.ws.close();
   });
 
-  it("the rule's ceilings hold for the job: a missing or longer timeout is lowered to maxTimeoutMs", async () => {
+  it("the rule's ceilings hold for the job: a missing or longer timeout is lowered to maxTimeoutMs, the output cap to maxOutputBytes", async () => {
     const job = await submitAs(t, ALICE, { argv: ['sleep', '10'], killGraceMs: 0 });
     const done = await settleAs(t, ALICE, job.id);
     expect(done.state).toBe('timed_out');
     expect(done.result!.durationMs).toBeLessThan(5000);
+    const loud = await submitAs(t, ALICE, { argv: ['echo', '0123456789abcdefghij'], maxOutputBytes: 1000 });
+    const said = await settleAs(t, ALICE, loud.id);
+    expect(said).toMatchObject({ state: 'succeeded', outputBytes: { stdout: 10 }, result: { truncated: { stdout: true } } });
+    expect(await outputText(t, ALICE, loud.id)).toBe('0123456789');
   });
 });
 
@@ -304,7 +323,7 @@ describe('run-as identity for jobs', () => {
       const id = await submitAs(t, ALICE, { argv: ['id', '-u'] });
       const done = await settleAs(t, ALICE, id.id);
       expect(done).toMatchObject({ state: 'succeeded', result: { uid: nobody!.uid, gid: nobody!.gid } });
-      expect((await t.http.get(`/v1/jobs/${id.id}/output`).set(as(ALICE))).text).toBe(`${nobody!.uid}\n`);
+      expect(await outputText(t, ALICE, id.id)).toBe(`${nobody!.uid}\n`);
     } finally {
       await t.close();
     }

@@ -6,10 +6,11 @@ import { streamMetrics } from '../src/stream/metrics.js';
 import { AUTH, TOKEN, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/proc.js';
 import { SCOPED_TOKENS, tempDir, writeTokensFile } from './helpers/security.js';
-import { connect, reassemble, refusal, viewerCount, wsUrl } from './helpers/stream.js';
+import { connect, reassemble, refusal, viewerCount, wsUrl, type Frame } from './helpers/stream.js';
 import { settle, startJobsApp, submit, waitRunning } from './queue/helpers.js';
 
 const DASHBOARD = 'https://dash.example.com';
+const ALICE = 'tok-alice-0123456789abcdef';
 const dir = tempDir('execd-ws-');
 let t: TestApp & { dataDir: string };
 beforeAll(async () => {
@@ -17,7 +18,7 @@ beforeAll(async () => {
     EXECD_QUEUES: 'default:4',
     EXECD_WS_ORIGINS: `${DASHBOARD}, http://localhost:5173`,
     EXECD_WS_PING_MS: '100',
-    EXECD_TOKENS_FILE: writeTokensFile(dir),
+    EXECD_TOKENS_FILE: writeTokensFile(dir, [{ id: 'alice', token: ALICE, scopes: ['jobs:read', 'jobs:write'] }]),
   });
 });
 afterAll(async () => {
@@ -74,13 +75,12 @@ describe('refused upgrades are HTTP problems, before any WebSocket exists', () =
     expect((await t.http.get('/v1/events').set(AUTH)).status).toBe(400);
   });
 
-  it('scopes: a token without jobs:read is 403; with jobs:read only, stdin and signal frames are refused with FORBIDDEN frames', async () => {
+  it('scopes and owners: a token without jobs:read is 403; another token\'s job is 404, as over HTTP', async () => {
     expect((await refusal(t, jobPath, { token: SCOPED_TOKENS.run })).status).toBe(403);
     expect((await refusal(t, '/v1/events', { token: SCOPED_TOKENS['jobs:write'] })).status).toBe(403);
-    const reader = await connect(t, jobPath, { token: SCOPED_TOKENS['jobs:read'] });
-    reader.send({ type: 'signal', signal: 'SIGTERM' });
-    expect(await reader.next((f) => f.type === 'error')).toMatchObject({ code: 'FORBIDDEN', detail: expect.stringContaining('"jobs:write"') });
-    reader.ws.close();
+    const other = await refusal(t, jobPath, { token: SCOPED_TOKENS['jobs:read'] });
+    expect(other.status).toBe(404);
+    expect(other.body).toMatchObject({ code: 'NOT_FOUND' });
   });
 });
 
@@ -146,6 +146,19 @@ describe('GET /v1/events', () => {
     expect(await events.next((f) => f.type === 'error')).toMatchObject({ code: 'VALIDATION_FAILED' });
     events.ws.close();
     await waitFor(() => t.app.viewers.eventViewerCount === 0);
+  });
+  it("a token that is not admin sees its own jobs' events only", async () => {
+    const [mine, all] = await Promise.all([connect(t, '/v1/events', { token: ALICE }), connect(t, '/v1/events')]);
+    const theirs = await submit(t, { argv: ['true'] });
+    const own = await submit(t, { argv: ['true'] }, { authorization: `Bearer ${ALICE}` });
+    const idOf = (f: Frame) => (f.job as { id?: string } | undefined)?.id;
+    await all.next((f) => f.type === 'finished' && idOf(f) === own.id);
+    await mine.next((f) => f.type === 'finished' && idOf(f) === own.id);
+    await all.next((f) => f.type === 'finished' && idOf(f) === theirs.id);
+    expect(mine.frames.some((f) => idOf(f) === theirs.id)).toBe(false);
+    expect(mine.frames.filter((f) => idOf(f) === own.id).map((f) => f.type)).toEqual(['queued', 'started', 'finished']);
+    mine.ws.close();
+    all.ws.close();
   });
 });
 

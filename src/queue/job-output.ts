@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { OutputSink, StreamName } from '../services/runner/index.js';
 import type { LogListener, LogSubscription } from './log-subscription.js';
-import { OutputLog } from './output-log.js';
+import { OutputLog, type OutputSnapshot } from './output-log.js';
 
-export type { StreamName };
+export type { StreamName, OutputSnapshot };
 
 /**
  * What readers of a job's output see, whichever backend keeps it: `/output`
@@ -16,6 +16,8 @@ export interface JobOutputReader {
   closed(stream: StreamName): boolean;
   truncated(stream: StreamName): boolean;
   read(stream: StreamName, offset: number, length: number): Promise<Buffer>;
+  /** The bytes kept now, readable to their end even if the job is deleted meanwhile; OutputRemovedError once it is. */
+  snapshot(stream: StreamName): Promise<OutputSnapshot>;
   /** Bytes from `fromOffset` on, then live ones, then `end`; see LogSubscription (pause/resume/skip). */
   subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription;
 }
@@ -65,6 +67,10 @@ export class JobOutput implements OutputSink, JobOutputReader {
 
   read(stream: StreamName, offset: number, length: number): Promise<Buffer> {
     return this.logs[stream].read(offset, length);
+  }
+
+  snapshot(stream: StreamName): Promise<OutputSnapshot> {
+    return this.logs[stream].snapshot();
   }
 
   subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription {

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { ApiError } from '../errors.js';
 import type { JobOutputReader, StreamName } from './job-output.js';
 import { OutputRemovedError, type LogSubscription } from './log-subscription.js';
+import type { OutputSnapshot } from './output-log.js';
 
 /** Bytes read from a log at a time. */
 export const READ_CHUNK = 256 * 1024;
@@ -11,26 +12,45 @@ const CHUNK = READ_CHUNK;
 export const outputGone = (): ApiError => new ApiError('NOT_FOUND', 'the job was removed, and its output with it');
 
 /**
- * The bytes [from, to) of a stream as a Readable, read from the log a chunk at a time.
- * A job removed before the first byte makes it fail with a NOT_FOUND ApiError (the route
- * then answers 404, no header having gone out); removed later, the stream errors and the
- * response is cut: the bytes promised by Content-Length no longer exist.
+ * The bytes [from, to) of a snapshot as a Readable, a chunk at a time. The
+ * snapshot keeps them readable even if the job is deleted meanwhile, so a
+ * response that promised them (Content-Length) gets them all. Closes the
+ * snapshot when it ends, however it ends.
  */
-export function rangeReadable(reader: JobOutputReader, stream: StreamName, from: number, to: number): Readable {
-  async function* chunks(): AsyncGenerator<Buffer> {
-    for (let at = from; at < to; ) {
-      let data: Buffer;
-      try {
-        data = await reader.read(stream, at, Math.min(CHUNK, to - at));
-      } catch (err) {
-        throw at === from && err instanceof OutputRemovedError ? outputGone() : err;
+export function rangeReadable(snapshot: OutputSnapshot, from: number, to: number): Readable {
+  let at = from;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    snapshot.close().catch(() => {});
+  };
+  return new Readable({
+    highWaterMark: CHUNK,
+    read() {
+      if (at >= to) {
+        release();
+        this.push(null);
+        return;
       }
-      if (data.length === 0) return;
-      at += data.length;
-      yield data;
-    }
-  }
-  return Readable.from(chunks(), { objectMode: false });
+      snapshot.read(at, Math.min(CHUNK, to - at)).then(
+        (data) => {
+          if (data.length === 0) {
+            release();
+            this.push(null);
+            return;
+          }
+          at += data.length;
+          this.push(data);
+        },
+        (err: Error) => this.destroy(err),
+      );
+    },
+    destroy(err, callback) {
+      release();
+      callback(err);
+    },
+  });
 }
 
 /**
@@ -38,10 +58,16 @@ export function rangeReadable(reader: JobOutputReader, stream: StreamName, from:
  * terminal). Back-pressure pauses the subscription, never the writer: the log
  * keeps the bytes and the subscription catches up from them on resume.
  * `onEnd` runs when the log ends, before the stream does. A job removed meanwhile
- * fails it with a NOT_FOUND ApiError before the first byte (a 404), and ends it
- * cleanly after (chunked: the client has every byte sent, and empty trailers).
+ * fails it with `gone()` (a NOT_FOUND ApiError: the route answers 404) before the
+ * first byte, and ends it cleanly after (chunked: the client keeps every byte sent).
  */
-export function followReadable(reader: JobOutputReader, stream: StreamName, from: number, onEnd?: () => void): Readable {
+export function followReadable(
+  reader: JobOutputReader,
+  stream: StreamName,
+  from: number,
+  onEnd?: () => void,
+  gone: () => Error = outputGone,
+): Readable {
   let sub: LogSubscription | undefined;
   let pushed = false;
   const readable = new Readable({
@@ -66,7 +92,7 @@ export function followReadable(reader: JobOutputReader, stream: StreamName, from
         onEnd?.();
         readable.push(null);
       } else {
-        readable.destroy(outputGone());
+        readable.destroy(gone());
       }
     } else {
       readable.destroy(event.error);

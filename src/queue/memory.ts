@@ -283,7 +283,8 @@ export class MemoryJobQueue implements JobQueue {
         dir: this.outputDir,
         jobId: job.id,
         memoryBytes: this.config.outputMemoryBytes,
-        maxBytes: job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
+        // The policy's ceiling when it lowered the cap (the grant says so only then), else the request's, else the server's.
+        maxBytes: job.grant?.maxOutputBytes ?? job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
         onError: (err, stream) => this.deps.log.warn({ err, jobId: job.id, stream }, 'job output could not be kept; the rest of the stream is dropped'),
       });
       if (isTerminal(job.state)) job.output.close();

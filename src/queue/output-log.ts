@@ -1,9 +1,21 @@
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LogSubscription, OutputRemovedError, type LogListener, type LogSource } from './log-subscription.js';
 
 export { OutputRemovedError };
+
+/**
+ * The bytes [0, end) of a log as they were when it was taken, readable to the
+ * end even if the log is removed meanwhile (DELETE of its job): the memory
+ * part is held, an open file outlives its unlink. `close()` lets them go.
+ */
+export interface OutputSnapshot {
+  readonly end: number;
+  /** Up to `length` bytes from `offset` (fewer at `end`). */
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
 
 export interface OutputLogOptions {
   /** Where the bytes go once they outgrow memory. */
@@ -111,6 +123,30 @@ export class OutputLog implements LogSource {
     }
   }
 
+  /** The bytes kept now, readable whatever happens to the log later; OutputRemovedError once it is removed. */
+  async snapshot(): Promise<OutputSnapshot> {
+    if (this.removed) throw new OutputRemovedError();
+    const end = this.length;
+    if (!this.spilled) {
+      // spill() and dispose() replace these arrays rather than empty them: the ones held here stay whole.
+      const { chunks, starts } = this;
+      return { end, read: async (offset, length) => readChunks(chunks, starts, offset, Math.min(length, end - offset)), close: async () => {} };
+    }
+    let fh: FileHandle;
+    try {
+      fh = await open(this.options.file, 'r');
+    } catch (err) {
+      if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
+      throw err;
+    }
+    let closed: Promise<void> | null = null;
+    return {
+      end,
+      read: (offset, length) => readHandleRange(fh, offset, Math.min(length, end - offset)),
+      close: () => (closed ??= fh.close()),
+    };
+  }
+
   /** Deliver bytes from `from` on, then live ones; see LogSubscription. */
   subscribe(from: number, listener: LogListener): LogSubscription {
     const sub = new LogSubscription(this, from, listener, () => this.subs.delete(sub));
@@ -139,23 +175,7 @@ export class OutputLog implements LogSource {
   }
 
   private readMemory(offset: number, n: number): Buffer {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.starts[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    const parts: Buffer[] = [];
-    let at = offset;
-    for (let i = lo; at < offset + n; i++) {
-      const chunk = this.chunks[i]!;
-      const from = at - this.starts[i]!;
-      const part = chunk.subarray(from, Math.min(chunk.length, from + offset + n - at));
-      parts.push(part);
-      at += part.length;
-    }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+    return readChunks(this.chunks, this.starts, offset, n);
   }
 
   /** Move the memory part to the file; false (and the cap lowered to what is kept) when that fails. */
@@ -209,17 +229,44 @@ export class OutputLog implements LogSource {
   }
 }
 
+/** `n` bytes from `offset` of in-memory chunks that start at `starts`. */
+function readChunks(chunks: Buffer[], starts: number[], offset: number, n: number): Buffer {
+  if (n <= 0) return EMPTY;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  const parts: Buffer[] = [];
+  let at = offset;
+  for (let i = lo; at < offset + n; i++) {
+    const chunk = chunks[i]!;
+    const from = at - starts[i]!;
+    const part = chunk.subarray(from, Math.min(chunk.length, from + offset + n - at));
+    parts.push(part);
+    at += part.length;
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+}
+
+async function readHandleRange(fh: FileHandle, offset: number, n: number): Promise<Buffer> {
+  if (n <= 0) return EMPTY;
+  const buf = Buffer.allocUnsafe(n);
+  let got = 0;
+  while (got < n) {
+    const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === n ? buf : buf.subarray(0, got);
+}
+
 async function readFileRange(file: string, offset: number, n: number): Promise<Buffer> {
   const fh = await open(file, 'r');
   try {
-    const buf = Buffer.allocUnsafe(n);
-    let got = 0;
-    while (got < n) {
-      const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === n ? buf : buf.subarray(0, got);
+    return await readHandleRange(fh, offset, n);
   } finally {
     await fh.close();
   }

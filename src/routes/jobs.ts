@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors.js';
-import { followReadable, outputGone, rangeReadable, READ_CHUNK } from '../queue/log-stream.js';
+import { followReadable, rangeReadable, READ_CHUNK } from '../queue/log-stream.js';
 import { OutputRemovedError } from '../queue/log-subscription.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
@@ -262,12 +262,18 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       reply.type('application/octet-stream').header('x-content-type-options', 'nosniff').header('x-output-offset', String(offset));
       if (!follow) {
         reply.header('content-length', String(end - offset)).header('x-output-end', String(end)).header('x-job-state', job.state);
-        if (end - offset > READ_CHUNK) return reply.send(rangeReadable(output, stream, offset, end) as never);
-        // One chunk: read it now, so a job deleted meanwhile is a plain 404 (the stream path answers so too).
+        // A snapshot: a DELETE of the job from now on cannot take the bytes this answer promises; one before is a 404.
+        let snapshot: Awaited<ReturnType<typeof output.snapshot>>;
         try {
-          return reply.send((await output.read(stream, offset, end - offset)) as never);
+          snapshot = await output.snapshot(stream);
         } catch (err) {
-          throw err instanceof OutputRemovedError ? outputGone() : err;
+          throw err instanceof OutputRemovedError ? notFound(id) : err;
+        }
+        if (end - offset > READ_CHUNK) return reply.send(rangeReadable(snapshot, offset, end) as never);
+        try {
+          return reply.send((await snapshot.read(offset, end - offset)) as never);
+        } finally {
+          await snapshot.close();
         }
       }
       reply.header('cache-control', 'no-store');
@@ -282,7 +288,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         .trailer('x-signal', async () => str((await status())?.result?.signal))
         .trailer('x-returncode', async () => str((await status())?.result?.returncode))
         .trailer('x-output-end', async () => str(output.end(stream)));
-      return reply.send(followReadable(output, stream, offset, () => void status()) as never);
+      return reply.send(followReadable(output, stream, offset, () => void status(), () => notFound(id)) as never);
     },
   );
 

@@ -52,6 +52,24 @@ describe('OutputLog', () => {
     await expect(log.read(0, 1)).rejects.toThrow(/removed/);
   });
 
+  it('a snapshot reads to its end after the log is removed (memory and file); none is taken once it is', async () => {
+    for (const memoryBytes of [1024, 4]) {
+      const { log, file } = newLog(memoryBytes);
+      ['hello ', 'world'].forEach((s) => log.append(b(s)));
+      const snap = await log.snapshot();
+      log.append(b('!')); // after the snapshot: not in it
+      log.dispose();
+      expect(existsSync(file)).toBe(false);
+      expect(snap.end).toBe(11);
+      expect((await snap.read(0, 100)).toString()).toBe('hello world');
+      expect((await snap.read(6, 3)).toString()).toBe('wor');
+      expect((await snap.read(11, 3)).length).toBe(0);
+      await snap.close();
+      await snap.close();
+      await expect(log.snapshot()).rejects.toMatchObject({ name: 'OutputRemovedError' });
+    }
+  });
+
   it('keeps up to the cap, then counts and drops the rest (truncated)', async () => {
     const { log } = newLog(8, 20);
     for (let i = 0; i < 10; i++) log.append(b('0123456'));
