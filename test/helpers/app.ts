@@ -6,9 +6,13 @@ import { parseConfig, type Config } from '../../src/config.js';
 export const TOKEN = 'test-token-0123456789abcdef';
 export const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-/** A Config as main.ts would build it from these EXECD_* variables (token preset). */
+/**
+ * A Config as main.ts would build it from these EXECD_* variables (token preset).
+ * Load shedding is off unless a test asks for it: two busy cores lag the event loop
+ * past its default threshold, and a test's 503 would then say nothing about its subject.
+ */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', ...env });
+  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
 }
 
 export interface TestApp {
