@@ -40,6 +40,8 @@ export interface JobResult {
   /** The uid and gid the process ran as (the grant's run-as user, else the server's). */
   uid: number;
   gid: number;
+  /** CPU time and peak memory from the kernel; null when the spawner cannot tell. */
+  usage: { userCpuMs: number; systemCpuMs: number; maxRssBytes: number } | null;
 }
 
 /** Why a job did not run as asked (the process could not start, the server shut down…). */

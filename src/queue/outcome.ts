@@ -24,6 +24,7 @@ export function toJobResult(outcome: RunOutcome, returncode: number, output: Job
     finishedAt: outcome.finishedAt.toISOString(),
     uid: ran.uid,
     gid: ran.gid,
+    usage: outcome.usage,
   };
 }
 

@@ -84,7 +84,7 @@ export const RunStatus = {
   pid: z.int(),
   startedAt: IsoTime,
   finishedAt: IsoTime,
-  usage: ResourceUsage.nullable().optional().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
+  usage: ResourceUsage.nullable().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
   uid: z.int().meta({ description: 'The uid the command ran as.' }),
   gid: z.int().meta({ description: 'The gid the command ran as (no supplementary groups).' }),
 };
@@ -92,7 +92,6 @@ export const RunStatus = {
 export const RunResult = z
   .object({
     ...RunStatus,
-    usage: ResourceUsage.nullable().meta({ description: 'CPU time and peak memory from the kernel; null when the spawner cannot tell (child_process).' }),
     stdout: z.string(),
     stderr: z.string(),
     encoding: Encoding,

@@ -12,7 +12,9 @@ export const AUTH = { authorization: `Bearer ${TOKEN}` };
  * past its default threshold, and a test's 503 would then say nothing about its subject.
  */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...env });
+  // CI runs the suite once per spawner: EXECD_SPAWNER=native|child_process reaches every test app.
+  const spawner = process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {};
+  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...spawner, ...env });
 }
 
 export interface TestApp {
