@@ -6,10 +6,10 @@
  *     (target: ≥ 90 % of its rate at rest);
  *  3. raw spawn loops of /bin/true from a Node process at rest and holding 1 GiB:
  *     child_process.spawn against the native spawner (helper clone + exec).
- * Each figure is the median of `rounds` closed-loop runs of `seconds`; the rounds
- * interleave the targets so that drift on a shared machine hits them alike.
+ * Each figure is the median of `rounds` closed-loop runs of `seconds`; all servers run
+ * throughout and the rounds interleave them, so that drift on a shared machine hits them alike.
  *
- *   npx tsx bench/spawn.ts [seconds=4] [rounds=3]
+ *   npx tsx bench/spawn.ts [seconds=3] [rounds=5]
  * webhook comes from the Debian package `webhook`; when it is missing and this runs as
  * root with apt-get, it is installed (apt-get update && apt-get install -y webhook).
  */
@@ -56,8 +56,8 @@ if (process.argv[2] === '--raw') {
 
 // ---------- main ----------
 
-const seconds = Number(process.argv[2] ?? 4);
-const rounds = Number(process.argv[3] ?? 3);
+const seconds = Number(process.argv[2] ?? 3);
+const rounds = Number(process.argv[3] ?? 5);
 const body = { argv: ['/bin/true'] };
 
 async function freePort(): Promise<number> {
@@ -159,40 +159,47 @@ const labels = new Map<string, string>();
 const raw = new Map<string, Map<number, LoopResult[]>>();
 const rawRss = new Map<number, number>();
 
-for (let round = 1; round <= rounds; round++) {
-  process.stdout.write(`round ${round}/${rounds}:`);
+// Every server runs for the whole benchmark (idle ones cost nothing) and the measurements
+// alternate between them, round after round: drift on a shared machine hits them alike.
+const running: Target[] = [];
+try {
   for (const t of targets) {
     const target = await t.start();
+    running.push(target);
     labels.set(t.key, target.name);
-    try {
+  }
+  for (let round = 1; round <= rounds; round++) {
+    process.stdout.write(`round ${round}/${rounds}:`);
+    for (const [i, t] of targets.entries()) {
+      const target = running[i]!;
       for (const c of CONNS) {
         const op = async () => {
           const r = await postJson(target.url, t.key === 'webhook' ? {} : body);
           if (r.status !== 200) throw new Error(`${target.name}: status ${r.status} ${r.body}`);
         };
-        await closedLoop(c, 500, op); // warm-up
+        await closedLoop(c, 300, op); // warm-up
         record(http, t.key, c, await closedLoop(c, seconds * 1000, op));
       }
-    } finally {
-      await target.stop();
+      process.stdout.write(` ${t.key} ✓`);
     }
-    process.stdout.write(` ${t.key} ✓`);
-  }
-  for (const ballast of [0, GiB]) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--raw', String(ballast), String(seconds)], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 1 << 20,
-    });
-    const parsed = JSON.parse(r.stdout) as { rssMiB: number; results: Record<string, LoopResult | null> };
-    for (const [k, v] of Object.entries(parsed.results)) {
-      const [who, c] = k.split('@');
-      if (v) record(raw, `${who} ${ballast ? 'from 1 GiB' : 'at rest'}`, Number(c), v);
+    for (const ballast of [0, GiB]) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--raw', String(ballast), String(seconds)], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 1 << 20,
+      });
+      const parsed = JSON.parse(r.stdout) as { rssMiB: number; results: Record<string, LoopResult | null> };
+      for (const [k, v] of Object.entries(parsed.results)) {
+        const [who, c] = k.split('@');
+        if (v) record(raw, `${who} ${ballast ? 'from 1 GiB' : 'at rest'}`, Number(c), v);
+      }
+      rawRss.set(ballast, parsed.rssMiB);
+      process.stdout.write(` raw ${ballast ? '1 GiB' : 'rest'} ✓`);
     }
-    rawRss.set(ballast, parsed.rssMiB);
-    process.stdout.write(` raw ${ballast ? '1 GiB' : 'rest'} ✓`);
+    process.stdout.write('\n');
   }
-  process.stdout.write('\n');
+} finally {
+  await Promise.all(running.map((t) => t.stop()));
 }
 rmSync(dir, { recursive: true, force: true });
 

@@ -1,6 +1,7 @@
 import { isatty } from 'node:tty';
 import closeWithGrace from 'close-with-grace';
 import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
 import { buildApp, LOG_REDACT } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './services/recovery.js';
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
       if (err) app.log.error({ err }, 'shutting down after an error');
       await app.shutdown.run(reason ?? (err ? 'error' : 'exit'));
       if (app.services.tracker.size === 0) unregister(); // else the next start recovers what is left
+      await settleLog(app);
     },
   );
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -78,6 +80,18 @@ async function main(): Promise<void> {
       void graceful.close();
     });
   }
+}
+
+/**
+ * Let the log's pending write finish before process.exit(). pino's exit hook flushes synchronously,
+ * and sonic-boom (4.2) retries a write to a closed pipe forever there when an asynchronous write is
+ * still in flight (EPIPE: the log reader died); once the write has come back, the EPIPE has arrived
+ * as an error event and pino stops writing instead. Bounded: a second at most.
+ */
+async function settleLog(app: FastifyInstance): Promise<void> {
+  const stream = (app.log as unknown as Record<symbol, { _writing?: unknown } | undefined>)[pino.symbols.streamSym];
+  const deadline = Date.now() + 1000;
+  while (stream?._writing === true && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
 }
 
 /** One warning per crashed earlier instance, naming what was killed. */

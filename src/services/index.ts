@@ -31,7 +31,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
   const instanceId = randomUUID();
   const tracker = new RunTracker();
   const runContext: RunContext = {
-    // EXECD_SPAWNER; selecting the native spawner starts its helper, before any ballast makes forking it slow.
+    // EXECD_SPAWNER; selecting the native spawner starts its helpers, before any ballast makes forking them slow.
     spawner: deps.spawner ?? selectSpawner(config.spawner),
     pipeDrainMs: config.pipeDrainMs,
     childPath: config.childPath,
