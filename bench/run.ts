@@ -4,15 +4,16 @@
  * Targets (issue "Foundation"): ≥ 85 % of the raw rate at 8, p50 within 1 ms of raw.
  *   npx tsx bench/run.ts [seconds-per-measurement]
  */
-import { closedLoop, fmt, postJson, rawSpawnTrue, startExecd } from './lib.js';
+import { closedLoop, fmt, getJson, postJson, rawSpawnTrue, startExecd } from './lib.js';
 
 const seconds = Number(process.argv[2] ?? 5);
-const execd = await startExecd({ EXECD_MAX_SYNC_RUNS: '64' });
+const execd = await startExecd({ EXECD_MAX_SYNC_RUNS: '64', ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}) });
 const body = { argv: ['/bin/true'] };
 const check = await postJson(`${execd.url}/v1/run`, body);
 if (check.status !== 200) throw new Error(`execd answered ${check.status}: ${check.body}`);
 
-console.log(`bench/run.ts: ${seconds}s per measurement, spawner of execd: child_process`);
+const info = JSON.parse((await getJson(`${execd.url}/v1/info`)).body) as { spawner: string };
+console.log(`bench/run.ts: ${seconds}s per measurement, spawner of execd: ${info.spawner} (EXECD_SPAWNER=${process.env.EXECD_SPAWNER ?? 'auto'})`);
 for (const c of [1, 8]) {
   await closedLoop(c, 500, rawSpawnTrue); // warm-up
   const raw = await closedLoop(c, seconds * 1000, rawSpawnTrue);
