@@ -14,9 +14,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import autocannon from 'autocannon';
-import { closedLoop, rawSpawnTrue, rssBytes, TOKEN } from './lib.js';
+import { closedLoop, rawSpawnTrue, rssBytes, TOKEN, freePort } from './lib.js';
 
 const [JOBS = 20_000, CONCURRENCY = 8, POST_ROUNDS = 5, QUEUED = 100_000] = process.argv.slice(2).map(Number);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -26,14 +25,6 @@ interface Server {
   url: string;
   child: ChildProcess;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  return port;
 }
 
 /** A node process running `args`, ready once GET `readyPath` answers. */

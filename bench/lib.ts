@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export interface LoopResult {
@@ -85,6 +86,15 @@ export function postJson(url: string, body: unknown, headers: Record<string, str
     req.on('error', reject);
     req.end(data);
   });
+}
+
+/** A free loopback port for a peer server. */
+export async function freePort(): Promise<number> {
+  const srv = createNetServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  srv.close();
+  return port;
 }
 
 /** GET with the bench token and keep-alive. */

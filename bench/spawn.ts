@@ -16,10 +16,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedLoop, postJson, rawSpawnTrue, startExecd, TOKEN, type LoopResult } from './lib.js';
+import { closedLoop, postJson, rawSpawnTrue, startExecd, TOKEN, type LoopResult, freePort } from './lib.js';
 
 const GiB = 1 << 30;
 const CONNS = [1, 8] as const;
@@ -59,14 +58,6 @@ if (process.argv[2] === '--raw') {
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 5);
 const body = { argv: ['/bin/true'] };
-
-async function freePort(): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  srv.close();
-  return port;
-}
 
 /** webhook on PATH, installing the Debian package if we may; null when it cannot be had. */
 function ensureWebhook(): string | null {
