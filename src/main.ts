@@ -31,26 +31,14 @@ async function main(): Promise<void> {
     },
   }).catch(refuse); // a bad EXECD_TOKENS_FILE, EXECD_POLICY_FILE or EXECD_RUN_AS: one line, as for a bad setting
 
-  // Start-up recovery, before any work is taken: what a crashed earlier instance left running is killed.
-  const recovery = await recoverPreviousInstances(config.instanceDir, config.killGraceMs).catch(refuse);
-  const unregister = registerInstance(config.instanceDir, app.services.instanceId);
-
-  // The first log line says where execd listens.
-  const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
-  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
-  logRecovery(app, recovery);
-  app.security.logStartup();
-  // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.
-  process.on('SIGHUP', () => app.security.reload());
-  if (config.tokenGenerated) {
-    // Printed once, on stderr, so that a log shipper reading stdout does not store it.
-    process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);
-  }
-
   // Graceful shutdown (docs/operations.md): drain, stop what is left at EXECD_SHUTDOWN_GRACE_MS, close.
   // close-with-grace bounds it (EXECD_SHUTDOWN_TIMEOUT_MS) and handles crashes; the signals are ours,
   // since its default answer to a second signal is an immediate exit that would leave the jobs behind.
+  // Installed before anything else can take time, so that a signal is never met by Node's default (instant death).
   let reason: string | null = null;
+  let unregister = () => {};
+  let listened = () => {};
+  const listening = new Promise<void>((resolve) => (listened = resolve));
   const lastResort = (why: string) => {
     const killed = app.shutdown.killNow();
     app.log.error({ processGroups: killed }, `${why}: exiting now; the process groups still running were killed`);
@@ -77,8 +65,34 @@ async function main(): Promise<void> {
         return;
       }
       reason = signal;
-      void graceful.close();
+      // A signal during the start waits for it (recovery, listen) to end, then shuts down as usual.
+      void listening.then(() => graceful.close());
     });
+  }
+
+  try {
+    await start(app, config, (remove) => (unregister = remove));
+  } finally {
+    listened();
+  }
+}
+
+/** Recovery, the instance record, listening, and the start-up lines. */
+async function start(app: FastifyInstance, config: Config, registered: (unregister: () => void) => void): Promise<void> {
+  // Start-up recovery, before any work is taken: what a crashed earlier instance left running is killed.
+  const recovery = await recoverPreviousInstances(config.instanceDir, config.killGraceMs).catch(refuse);
+  registered(registerInstance(config.instanceDir, app.services.instanceId));
+
+  // The first log line says where execd listens.
+  const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
+  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
+  logRecovery(app, recovery);
+  app.security.logStartup();
+  // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.
+  process.on('SIGHUP', () => app.security.reload());
+  if (config.tokenGenerated) {
+    // Printed once, on stderr, so that a log shipper reading stdout does not store it.
+    process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);
   }
 }
 

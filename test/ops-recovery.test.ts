@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findTagged, instanceAlive, type InstanceRecord } from '../src/services/recovery.js';
@@ -120,13 +120,23 @@ describe('start-up recovery', () => {
     expect(instanceAlive({ instanceId: 'x', pid: deadPid(), pidStartTime: me, startedAt: '' })).toBe(false);
   });
 
-  it('refuses an EXECD_INSTANCE_DIR that is not a directory, with one line', async () => {
+  it('refuses an EXECD_INSTANCE_DIR that is not a directory, or that other users can write, with one line', async () => {
     const dir = tempInstanceDir();
     const file = join(dir, 'plain-file');
     writeFileSync(file, 'x');
-    const { code, stderr } = await startExpectingRefusal({ EXECD_INSTANCE_DIR: file });
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/^execd: invalid setting EXECD_INSTANCE_DIR: /);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    for (const [path, why] of [
+      [file, /cannot create|not a directory/],
+      [open, /writable by other users/],
+    ] as const) {
+      const { code, stderr } = await startExpectingRefusal({ EXECD_INSTANCE_DIR: path });
+      expect(code).toBe(2);
+      expect(stderr).toMatch(/^execd: invalid setting EXECD_INSTANCE_DIR: /);
+      expect(stderr).toMatch(why);
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect(statSync(open).mode & 0o777).toBe(0o777); // refused, never changed
   });
 });

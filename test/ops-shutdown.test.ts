@@ -1,4 +1,5 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
@@ -33,7 +34,7 @@ let pgids: number[] = [];
 const GRACE_MS = 3000;
 const KILL_GRACE_MS = 500;
 /** What a shutdown may take beyond the grace: reaping, closing viewers and the HTTP server, exiting. */
-const MARGIN_MS = 1500;
+const MARGIN_MS = 2000;
 
 describe('graceful shutdown of a real server (SIGTERM)', () => {
   it('3 running, 100 queued, 2 viewers: every job terminal with a reason, no survivor, exit within the grace; a second SIGTERM is harmless', async () => {
@@ -164,6 +165,47 @@ describe('graceful shutdown of a real server (SIGTERM)', () => {
       expect(code).toBe(2);
       expect(stderr.trim().split('\n')).toHaveLength(1);
       expect(stderr).toMatch(new RegExp(`^execd: invalid setting ${name}: .*EXECD_KILL_GRACE_MS < EXECD_SHUTDOWN_GRACE_MS < EXECD_SHUTDOWN_TIMEOUT_MS`));
+    }
+  });
+});
+
+/** The pid of `parent`'s child, if it has one. */
+function childOf(parent: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+const hasScript = spawnSync('sh', ['-c', 'command -v script']).status === 0;
+
+describe('log format', () => {
+  it.skipIf(!hasScript)('is pretty on a TTY (JSON lines otherwise, as every other test here reads them)', async () => {
+    const env = `EXECD_PORT=0 EXECD_TOKEN=${SERVER_TOKEN} EXECD_MAX_EVENT_LOOP_DELAY_MS=0 EXECD_INSTANCE_DIR=${tempInstanceDir()}`;
+    // script(1) gives the server a pseudo-terminal as stdout; `exec env` makes the server script's own child.
+    const child = spawn('script', ['-qec', `exec env -u NO_COLOR ${env} ${process.execPath} --import tsx src/main.ts`, '/dev/null'], {
+      cwd: new URL('..', import.meta.url).pathname,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      expect(await waitFor(() => out.includes('execd ready'), 20_000)).toBe(true);
+      const text = out.replace(/\x1b\[[0-9;]*m/g, '');
+      expect(text).toMatch(/INFO.*execd listening on http:\/\/127\.0\.0\.1:\d+/);
+      expect(text.split('\n').some((l) => l.trim().startsWith('{"level"'))).toBe(false);
+    } finally {
+      const server = childOf(child.pid!);
+      if (server !== undefined) process.kill(server, 'SIGTERM');
+      else child.kill('SIGKILL');
+      await exited;
     }
   });
 });

@@ -38,7 +38,7 @@ const opsRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['operations'],
         summary: 'Ready to take work: 503 while draining or when the queue backend is unreachable',
         description:
-          '503 SHUTTING_DOWN (`status: draining`) from the moment a shutdown starts; 503 QUEUE_FULL (`status: unavailable`) when the queue ' +
+          '503 SHUTTING_DOWN (`health: draining`) from the moment a shutdown starts; 503 QUEUE_FULL (`health: unavailable`) when the queue ' +
           'backend does not answer within a second, or (load shedding) when the event loop lags past EXECD_MAX_EVENT_LOOP_DELAY_MS.',
         security: [],
         response: { 200: Health, ...problems(503) },

@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../config.js';
 import { killProcessGroup } from './runner/index.js';
@@ -76,7 +76,9 @@ export function prepareInstanceDir(dir: string): void {
     throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} belongs to uid ${st.uid}, not to this server's uid ${uid}`);
   }
   // Another user able to plant a record could make us kill their choice of tagged processes.
-  if ((st.mode & 0o022) !== 0) chmodSync(dir, st.mode & 0o755);
+  if ((st.mode & 0o022) !== 0) {
+    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} is writable by other users; give a directory only this server's user can write (mode 0700)`);
+  }
 }
 
 /** Record this instance; returns the function that removes the record again (after a clean shutdown). */

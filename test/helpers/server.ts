@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -28,8 +28,31 @@ export interface ServerProcess {
   api(path: string, init?: RequestInit): Promise<Response>;
 }
 
-/** A fresh instance directory of its own (mode 0700), so tests never meet each other's instance records. */
-export const tempInstanceDir = (): string => mkdtempSync(join(tmpdir(), 'execd-ops-inst-'));
+/**
+ * The environment of a test server: nothing of ours but PATH and HOME; a free port, the test token,
+ * load shedding off (a busy CI machine lags the loop; a 503 would say nothing about the test's subject),
+ * and CI's EXECD_SPAWNER (the suite runs once per spawner).
+ */
+function baseEnv(): Record<string, string> {
+  return {
+    PATH: process.env.PATH!,
+    HOME: process.env.HOME ?? '/root',
+    EXECD_PORT: '0',
+    EXECD_TOKEN: SERVER_TOKEN,
+    EXECD_MAX_EVENT_LOOP_DELAY_MS: '0',
+    ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}),
+  };
+}
+
+const tempDirs: string[] = [];
+
+/** A fresh instance directory of its own (mode 0700), so tests never meet each other's instance records. Removed when the test process exits. */
+export function tempInstanceDir(): string {
+  if (tempDirs.length === 0) process.once('exit', () => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const dir = mkdtempSync(join(tmpdir(), 'execd-ops-inst-'));
+  tempDirs.push(dir);
+  return dir;
+}
 
 /**
  * Start a real execd process (`node --import tsx src/main.ts` by default, as
@@ -39,7 +62,7 @@ export const tempInstanceDir = (): string => mkdtempSync(join(tmpdir(), 'execd-o
 export async function startServer(env: Record<string, string>, command: string[] = [process.execPath, '--import', 'tsx', 'src/main.ts']): Promise<ServerProcess> {
   const child = spawn(command[0]!, command.slice(1), {
     cwd: ROOT,
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', EXECD_PORT: '0', EXECD_TOKEN: SERVER_TOKEN, ...env },
+    env: { ...baseEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -96,7 +119,7 @@ export function procState(pid: number): string | null {
 export async function startExpectingRefusal(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', EXECD_PORT: '0', EXECD_TOKEN: SERVER_TOKEN, ...env },
+    env: { ...baseEnv(), ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
