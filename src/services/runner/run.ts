@@ -72,7 +72,9 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     const durationMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
     if (timer) clearTimeout(timer);
     // A grandchild may hold the pipes open: wait a bounded time, then let go of them.
-    await Promise.race([pipesClosed, delay(ctx.pipeDrainMs)]);
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([pipesClosed, new Promise<void>((r) => (drainTimer = setTimeout(r, ctx.pipeDrainMs)))]);
+    clearTimeout(drainTimer); // one pending timer per run would otherwise linger for pipeDrainMs
     child.stdout.destroy();
     child.stderr.destroy();
     stdin?.destroy();
@@ -134,6 +136,5 @@ function pump(stream: Readable, name: StreamName, sink: OutputSink): Promise<voi
   );
 }
 
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export { SpawnError };
