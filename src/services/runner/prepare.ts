@@ -34,6 +34,9 @@ export function buildEnv(spec: RunSpec, ctx: PrepareContext): Record<string, str
 
 const hasNul = (s: string) => s.includes('\0');
 
+// The checks below stat synchronously on purpose: a few cached-dentry lookups cost
+// microseconds, while a thread-pool round trip each cost ~1.5 ms per run under load.
+// They stay async in signature so a slower check (e.g. a network filesystem) can return.
 async function checkCwd(cwd: string): Promise<void> {
   let st;
   try {
