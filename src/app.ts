@@ -143,7 +143,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     registerAuth(ops); // /metrics takes a token like /v1
     await ops.register(metricsRoutes);
   });
-  await app.register(
+  // A worker node (EXECD_ROLE=worker) runs jobs and answers only the operations routes.
+  if (config.role !== 'worker') await app.register(
     async (v1) => {
       registerAuth(v1);
       await v1.register(infoRoutes);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -82,6 +82,17 @@ export const envSchema = z.object({
   EXECD_RETAIN_MS: intString('EXECD_RETAIN_MS', 0).default(86400000),
   EXECD_QUEUE_BACKEND: z.enum(['memory', 'redis']).default('memory'),
   EXECD_REDIS_URL: z.string().url().optional(),
+  // many machines (docs/redis.md)
+  EXECD_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  EXECD_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64')
+    .default('execd'),
+  EXECD_NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,128}$/, 'letters, digits, ".", "_" or "-", at most 128')
+    .optional(),
+  EXECD_REDIS_STALL_MS: intString('EXECD_REDIS_STALL_MS', 1000, 600_000).default(5000),
   EXECD_BODY_LIMIT: intString('EXECD_BODY_LIMIT', 1024).default(1048576),
   EXECD_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   EXECD_PATH: z.string().min(1).default('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'),
@@ -132,6 +143,14 @@ export interface Config {
   retainMs: number;
   queueBackend: 'memory' | 'redis';
   redisUrl: string | undefined;
+  /** all: takes requests and runs jobs; api: takes requests only; worker: runs jobs only (redis backend). */
+  role: 'all' | 'api' | 'worker';
+  /** Every Redis key of this cluster starts with `<redisPrefix>:`. */
+  redisPrefix: string;
+  /** This process in the cluster: names its heartbeat and the jobs it runs. */
+  nodeId: string;
+  /** A worker whose heartbeat is missing this long has its running jobs declared lost. */
+  redisStallMs: number;
   bodyLimit: number;
   logLevel: (typeof LOG_LEVELS)[number];
   /** PATH given to children. */
@@ -222,6 +241,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (e.EXECD_QUEUE_BACKEND === 'redis' && !e.EXECD_REDIS_URL) {
     throw new ConfigError('invalid setting EXECD_REDIS_URL: required when EXECD_QUEUE_BACKEND=redis');
   }
+  if (e.EXECD_ROLE !== 'all' && e.EXECD_QUEUE_BACKEND !== 'redis') {
+    throw new ConfigError(`invalid setting EXECD_ROLE: ${e.EXECD_ROLE} needs EXECD_QUEUE_BACKEND=redis (with the memory backend one process does both)`);
+  }
   return {
     host: e.EXECD_HOST,
     port: e.EXECD_PORT,
@@ -241,6 +263,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     retainMs: e.EXECD_RETAIN_MS,
     queueBackend: e.EXECD_QUEUE_BACKEND,
     redisUrl: e.EXECD_REDIS_URL,
+    role: e.EXECD_ROLE,
+    redisPrefix: e.EXECD_REDIS_PREFIX,
+    nodeId: e.EXECD_NODE_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100)}-${process.pid}`,
+    redisStallMs: e.EXECD_REDIS_STALL_MS,
     bodyLimit: e.EXECD_BODY_LIMIT,
     logLevel: e.EXECD_LOG_LEVEL,
     childPath: e.EXECD_PATH,

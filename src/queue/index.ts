@@ -1,5 +1,6 @@
-import { ConfigError, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import { MemoryJobQueue, type QueueDeps } from './memory.js';
+import { RedisJobQueue } from './redis/index.js';
 import type { JobQueue } from './types.js';
 
 export type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
@@ -14,6 +15,6 @@ export function createJobQueue(config: Config, deps: QueueDeps): JobQueue {
     case 'memory':
       return new MemoryJobQueue(config, deps);
     case 'redis':
-      throw new ConfigError('invalid setting EXECD_QUEUE_BACKEND: redis is not available in this build yet; use memory');
+      return new RedisJobQueue(config, deps);
   }
 }

@@ -1,7 +1,7 @@
 import { ApiError } from '../errors.js';
 import { SpawnError, type RunOutcome } from '../services/runner/index.js';
 import type { JobError, JobResult, TerminalState } from './job.js';
-import type { JobOutput } from './job-output.js';
+import type { JobOutputReader } from './job-output.js';
 
 /** The terminal state a finished process puts its job in. */
 export function finalState(outcome: RunOutcome, returncode: number): TerminalState {
@@ -11,7 +11,7 @@ export function finalState(outcome: RunOutcome, returncode: number): TerminalSta
 }
 
 /** `ran`: the uid and gid the process ran as (the RunSpec's, else the server's). */
-export function toJobResult(outcome: RunOutcome, returncode: number, output: JobOutput, ran: { uid: number; gid: number }): JobResult {
+export function toJobResult(outcome: RunOutcome, returncode: number, output: Pick<JobOutputReader, 'truncated'>, ran: { uid: number; gid: number }): JobResult {
   return {
     exitCode: outcome.exitCode,
     signal: outcome.signal,

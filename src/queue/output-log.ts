@@ -79,6 +79,16 @@ export class OutputLog implements LogSource {
     return this.isClosed;
   }
 
+  /** Readers subscribed now. */
+  get subscribers(): number {
+    return this.subs.size;
+  }
+
+  /** Count bytes another writer dropped past its cap (this log mirrors one kept elsewhere). */
+  noteDropped(bytes: number): void {
+    if (!this.isClosed && bytes > 0) this.droppedBytes += bytes;
+  }
+
   /** True once the bytes live in the file rather than in memory. */
   get onDisk(): boolean {
     return this.spilled;

@@ -172,6 +172,12 @@ async function killOrphans(orphans: Orphan[], graceMs: number): Promise<number[]
   return alive().map((o) => o.pid);
 }
 
+/** Kill what the instances `ids` left running on this host (their tagged processes and groups); the pids that survived. */
+export async function killTagged(ids: ReadonlySet<string>, graceMs: number): Promise<number[]> {
+  const orphans = findTagged(ids);
+  return orphans.length > 0 ? killOrphans(orphans, graceMs) : [];
+}
+
 /**
  * Find the instances of `dir` whose server is gone, kill what they left
  * running (tagged processes and their groups), and remove their records.
