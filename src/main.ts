@@ -85,7 +85,8 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
 
   // The first log line says where execd listens.
   const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
-  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues }, 'execd ready');
+  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues,
+    backend: config.queueBackend, ...(config.queueBackend === 'redis' ? { role: config.role, node: config.nodeId, redisPrefix: config.redisPrefix } : {}) }, 'execd ready');
   logRecovery(app, recovery);
   app.security.logStartup();
   // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.

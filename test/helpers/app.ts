@@ -1,9 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
 import supertest from 'supertest';
 import { buildApp, type BuildOptions } from '../../src/app.js';
 import { parseConfig, type Config } from '../../src/config.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
+/** The suite runs on the Redis backend (EXECD_TEST_QUEUE_BACKEND=redis): tests of the memory backend's own files and shutdown skip. */
+export const ON_REDIS = process.env.EXECD_TEST_QUEUE_BACKEND === 'redis';
 export const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 /**
@@ -14,7 +18,12 @@ export const AUTH = { authorization: `Bearer ${TOKEN}` };
 export function testConfig(env: Record<string, string> = {}): Config {
   // CI runs the suite once per spawner: EXECD_SPAWNER=native|child_process reaches every test app.
   const spawner = process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {};
-  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...spawner, ...env });
+  // EXECD_TEST_QUEUE_BACKEND=redis runs a test's apps on the Redis backend (127.0.0.1:6379), each with a fresh key prefix.
+  const backend =
+    process.env.EXECD_TEST_QUEUE_BACKEND === 'redis'
+      ? { EXECD_QUEUE_BACKEND: 'redis', EXECD_REDIS_URL: process.env.EXECD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', EXECD_REDIS_PREFIX: `execd-test-${randomBytes(6).toString('hex')}` }
+      : {};
+  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...spawner, ...backend, ...env });
 }
 
 export interface TestApp {
@@ -31,5 +40,21 @@ export async function startApp(env: Record<string, string> = {}, options: BuildO
   const config = testConfig(env);
   const app = await buildApp(config, options);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  return { app, config, http: supertest(app.server), url, close: () => app.close() };
+  return { app, config, http: supertest(app.server), url, close: () => app.close().then(() => dropRedisKeys(config)) };
+}
+
+/** Delete every key of a test app's Redis prefix (nothing for the memory backend). */
+export async function dropRedisKeys(config: Config): Promise<void> {
+  if (config.queueBackend !== 'redis') return;
+  const redis = new Redis(config.redisUrl!, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisPrefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -365,8 +365,10 @@ export class RedisJobQueue implements JobQueue {
       const stats = res[res.length - 2] as Record<string, string>;
       const nodes = res[res.length - 1] as string[];
       const beats = nodes.length > 0 ? await this.cmd.mget(...nodes.map((n) => this.key('node', n))) : [];
-      const concurrency = new Map<string, number>();
+      // This node's own workers count from the start, before its first heartbeat lands.
+      const concurrency = new Map<string, number>(this.runsJobs ? this.config.queues.map((q) => [q.name, q.concurrency]) : []);
       beats.forEach((beat, i) => {
+        if (nodes[i] === this.nodeId) return;
         if (beat === null) {
           void this.cmd.srem(this.key('nodes'), nodes[i]!).catch(() => {});
           return;

@@ -10,6 +10,8 @@ const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 const FLUSH_BYTES = 64 * 1024;
 /** Entries per XRANGE/XREAD call. */
 const PAGE = 256;
+/** Live bytes handed to local viewers between two turns of the event loop. */
+const YIELD_BYTES = 64 * 1024;
 
 export const outputKey = (prefix: string, jobId: string, stream: StreamName) => `${prefix}:out:${jobId}:${stream}`;
 /** The record field counting a stream's bytes. */
@@ -98,6 +100,8 @@ export class RedisOutputWriter implements OutputSink {
 }
 
 type Entry = [id: Buffer, fields: Buffer[]];
+
+const entryBytes = ([, fields]: Entry): number => fields.reduce((n, f) => n + f.length, 0);
 
 /**
  * A job's output as a node that does not run it sees it: a local copy of the
@@ -274,12 +278,22 @@ export class Tailer {
         } finally {
           this.blocked = false;
         }
+        let sinceYield = 0;
         for (const [key, entries] of result ?? []) {
           const name = key.toString('latin1');
-          const target = this.targets.get(name);
-          if (!target) continue;
-          target.mirror.apply(target.stream, entries);
-          if (target.mirror.closed(target.stream) || target.mirror.disposed) this.targets.delete(name);
+          for (const entry of entries) {
+            const target = this.targets.get(name);
+            if (!target) break;
+            target.mirror.apply(target.stream, [entry]);
+            if (target.mirror.closed(target.stream) || target.mirror.disposed) this.targets.delete(name);
+            // Live bytes reach viewers at about the pace the worker wrote them, not as one burst per read:
+            // a viewer that keeps up is never pushed past its buffer by a batch it could have taken in steps.
+            sinceYield += entryBytes(entry);
+            if (sinceYield >= YIELD_BYTES) {
+              sinceYield = 0;
+              await new Promise((r) => setImmediate(r));
+            }
+          }
         }
       }
     } finally {
