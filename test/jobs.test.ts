@@ -1,6 +1,6 @@
 import type { Response } from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUTH, type TestApp } from './helpers/app.js';
+import { AUTH, type TestApp, ON_REDIS } from './helpers/app.js';
 import { settle, startJobsApp, submit, waitRunning as waitRunningOn } from './queue/helpers.js';
 
 const waitRunning = (id: string) => waitRunningOn(t, id);
@@ -151,7 +151,8 @@ describe('lifecycle events', () => {
 });
 
 describe('job processes are tracked', () => {
-  it('the run tracker knows a running job by its process group', async () => {
+  // Node-local: the tracker of the node that runs the job (on Redis, the worker node).
+  it.skipIf(ON_REDIS)('the run tracker knows a running job by its process group', async () => {
     const job = await submit(t, { argv: ['sleep', '30'] });
     const running = await waitRunning(job.id);
     expect(t.app.services.tracker.byPgid(running.pid!)).toMatchObject({ kind: 'job', jobId: job.id });

@@ -25,6 +25,11 @@ export class Waiters {
     });
   }
 
+  /** Jobs someone waits for now. */
+  get size(): number {
+    return this.byId.size;
+  }
+
   notify(id: string): void {
     const set = this.byId.get(id);
     if (set) for (const done of [...set]) done();

@@ -38,9 +38,40 @@ export interface TestApp {
 /** Build the app and listen on a free loopback port. */
 export async function startApp(env: Record<string, string> = {}, options: BuildOptions = {}): Promise<TestApp> {
   const config = testConfig(env);
+  if (config.queueBackend === 'redis' && env.EXECD_ROLE === undefined && ON_REDIS) return startPair(config, env, options);
   const app = await buildApp(config, options);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, config, http: supertest(app.server), url, close: () => app.close().then(() => dropRedisKeys(config)) };
+}
+
+/**
+ * On the Redis backend every test goes through another node: the app it talks to is an API node,
+ * and its jobs run on a second, worker-only app sharing the key prefix (as two processes would).
+ */
+async function startPair(config: Config, env: Record<string, string>, options: BuildOptions): Promise<TestApp> {
+  const shared = { ...env, EXECD_REDIS_PREFIX: config.redisPrefix };
+  const workerConfig = testConfig({ ...shared, EXECD_ROLE: 'worker', EXECD_NODE_ID: `test-worker-${config.redisPrefix}` });
+  const apiConfig = testConfig({ ...shared, EXECD_ROLE: 'api', EXECD_NODE_ID: `test-api-${config.redisPrefix}` });
+  const worker = await buildApp(workerConfig, options);
+  await worker.ready();
+  const app = await buildApp(apiConfig, options);
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  // The worker has joined once the API node sees its workers (its first heartbeat).
+  for (let i = 0; i < 100; i++) {
+    const queues = await app.services.jobs.queues().catch(() => []);
+    if (queues.length > 0 && queues.every((q) => q.concurrency > 0)) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    app,
+    config: apiConfig,
+    http: supertest(app.server),
+    url,
+    close: async () => {
+      await Promise.all([app.close(), worker.close()]);
+      await dropRedisKeys(apiConfig);
+    },
+  };
 }
 
 /** Delete every key of a test app's Redis prefix (nothing for the memory backend). */

@@ -118,6 +118,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly tailer: Tailer | null;
   private readonly bullQueues = new Map<string, Queue>();
   private readonly workers: Worker[] = [];
+  /** The connections given to the BullMQ workers (BullMQ does not close a connection it was given). */
+  private readonly workerConns: Redis[] = [];
   private readonly local = new Map<string, LocalRun>();
   private readonly mirrors = new Map<string, OutputMirror>();
   private readonly waiters = new Waiters();
@@ -172,8 +174,11 @@ export class RedisJobQueue implements JobQueue {
       this.work = this.scripted(new Redis(url, named('work', { maxRetriesPerRequest: null })));
       this.watch(this.work, 'work');
       for (const q of config.queues) {
+        const connection = new Redis(url, named(`worker-${q.name}`, { maxRetriesPerRequest: null }));
+        this.watch(connection, 'worker');
+        this.workerConns.push(connection);
         const worker = new Worker(q.name, async (job) => this.process(job.id!), {
-          connection: new Redis(url, named(`worker-${q.name}`, { maxRetriesPerRequest: null })),
+          connection,
           prefix: `${this.prefix}:bull`,
           concurrency: q.concurrency,
           // A job whose worker vanished is never given to another one: execd declares it lost (REAP).
@@ -400,7 +405,18 @@ export class RedisJobQueue implements JobQueue {
    * reason to cancel anyone's work.
    */
   drain(): Promise<void> {
-    return (this.draining ??= Promise.all(this.workers.map((w) => w.close().catch((err: Error) => this.redisError(err, 'worker')))).then(() => undefined));
+    return (this.draining ??= Promise.all([
+      ...this.workers.map((w) => w.close().catch((err: Error) => this.redisError(err, 'worker'))),
+      this.waitersGone(),
+    ]).then(() => undefined));
+  }
+
+  /**
+   * Resolves once no long-poll or cancel on this node waits for a job: on an API node the jobs run elsewhere,
+   * so what a drain waits for is the requests in flight here (the shutdown bounds it by its grace).
+   */
+  private async waitersGone(): Promise<void> {
+    while (this.waiters.size > 0 && !this.closing) await new Promise((r) => setTimeout(r, 50));
   }
 
   close(): Promise<void> {
@@ -636,7 +652,10 @@ export class RedisJobQueue implements JobQueue {
     for (const resolve of this.replies.values()) resolve(false);
     await Promise.allSettled([...this.bullQueues.values()].map((q) => q.close()));
     // Written states and output reach Redis before the connections go (QUIT waits for them); not forever.
-    const conns = [this.work, this.cmd, this.sub, this.bullConn, this.tailConn].filter((c): c is Redis => c !== null);
+    const conns = [this.work, this.cmd, this.sub, this.bullConn, this.tailConn, ...this.workerConns].filter((c): c is Redis => c !== null);
+    // A connection still connecting finishes first (briefly): quitting it mid-handshake rejects ioredis's own
+    // handshake commands (INFO, CLIENT SETINFO, SUBSCRIBE) with nobody to catch them.
+    await Promise.allSettled(conns.map((c) => (c.status === 'ready' ? null : withTimeout(new Promise((r) => c.once('ready', r)), 1000))));
     await Promise.allSettled(conns.map((c) => withTimeout(c.quit(), 2000).catch(() => c.disconnect())));
     rmSync(this.mirrorDir, { recursive: true, force: true });
   }

@@ -135,6 +135,7 @@ export class OutputMirror implements JobOutputReader {
       });
     this.logs = { stdout: make('stdout'), stderr: make('stderr') };
     this.ready = Promise.all(STREAMS.map((s) => this.catchUp(s))).then(() => undefined);
+    this.ready.catch(() => {}); // a reader that went away before awaiting it must not leave an unhandled rejection
   }
 
   key(stream: StreamName): string {
