@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeSpawner, selectSpawner } from '../src/services/runner/native.js';
 import { helperPids, nativeUnavailableReason, watchedChildren } from '../src/services/runner/native-helper.js';
 import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/services/runner/index.js';
-import { AUTH, startApp, type TestApp } from './helpers/app.js';
+import { AUTH, startApp, type TestApp, ON_REDIS } from './helpers/app.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
 
 /*
@@ -270,6 +270,9 @@ describe.skipIf(unavailable !== null && !required)('native spawner over HTTP (EX
   it('says which spawner it uses in /v1/info', async () => {
     const res = await t.http.get('/v1/info').set(AUTH);
     expect(res.body.spawner).toBe('native');
+    // and which queue backend: on Redis, the test app is an API node (test/helpers/app.ts)
+    if (ON_REDIS) expect(res.body.queue).toMatchObject({ backend: 'redis', role: 'api', node: expect.stringMatching(/^test-api-/) });
+    else expect(res.body.queue).toEqual({ backend: 'memory', role: 'all', node: null });
   });
 
   it('POST /v1/run: cwd, env, stdin, merge, and usage in the RunResult', async () => {

@@ -49,6 +49,11 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
         loadavg: loadavg(),
         spawner: services.runContext.spawner.name,
         instanceId: services.instanceId,
+        queue: {
+          backend: services.config.queueBackend,
+          role: services.config.role,
+          node: services.config.queueBackend === 'redis' ? services.config.nodeId : null,
+        },
         runAs: { uid: app.security.policy.defaultRunAs.uid, gid: app.security.policy.defaultRunAs.gid, user: app.security.policy.defaultRunAs.name },
       };
     },

@@ -23,6 +23,13 @@ export const Info = z
     loadavg: z.array(z.number()).length(3),
     spawner: z.string().meta({ description: 'How children are spawned (child_process or a native spawner).' }),
     instanceId: z.string(),
+    queue: z
+      .object({
+        backend: z.enum(['memory', 'redis']),
+        role: z.enum(['all', 'api', 'worker']),
+        node: z.string().nullable(),
+      })
+      .meta({ description: 'The job queue backend; with redis, this node\'s role and name in the cluster (docs/redis.md).' }),
     runAs: z
       .object({ uid: z.int(), gid: z.int(), user: z.string() })
       .meta({

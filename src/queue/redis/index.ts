@@ -406,7 +406,13 @@ export class RedisJobQueue implements JobQueue {
    */
   drain(): Promise<void> {
     return (this.draining ??= Promise.all([
-      ...this.workers.map((w) => w.close().catch((err: Error) => this.redisError(err, 'worker'))),
+      // A worker still connecting connects first (briefly): BullMQ's blocking connection must not be closed mid-handshake.
+      ...this.workers.map((w) =>
+        withTimeout(w.waitUntilReady(), 1000)
+          .catch(() => {})
+          .then(() => w.close())
+          .catch((err: Error) => this.redisError(err, 'worker')),
+      ),
       this.waitersGone(),
     ]).then(() => undefined));
   }
