@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { Services } from '../services/index.js';
 import { Shutdown } from '../services/shutdown.js';
@@ -23,7 +23,10 @@ const FORCE_CLOSE_MS = 1500;
  * the probes gets 503 SHUTTING_DOWN with Retry-After: a load balancer moves on.
  */
 export function registerShutdown(app: FastifyInstance, services: Services): Shutdown {
+  // Requests being answered, probes and WebSocket upgrades aside (a viewer is closed with 1001, not waited for).
+  const inflight = new Set<FastifyRequest>();
   const shutdown = new Shutdown({
+    requestsInFlight: () => inflight.size,
     jobs: services.jobs,
     tracker: services.tracker,
     log: app.log,
@@ -42,9 +45,17 @@ export function registerShutdown(app: FastifyInstance, services: Services): Shut
   app.decorate('shutdown', shutdown);
   app.addHook('preClose', async () => shutdown.refuseNewWork());
   app.addHook('onRequest', async (request) => {
-    if (shutdown.draining && request.routeOptions.config.duringDrain !== true) {
+    if (request.routeOptions.config.duringDrain === true) return;
+    if (shutdown.draining) {
       throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 });
     }
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket') inflight.add(request);
+  });
+  app.addHook('onResponse', async (request) => {
+    inflight.delete(request);
+  });
+  app.addHook('onRequestAbort', async (request) => {
+    inflight.delete(request);
   });
   return shutdown;
 }

@@ -15,6 +15,12 @@ export interface ShutdownDeps {
   pipeDrainMs: number;
   /** Closes the HTTP side once no process runs (app.close(): WebSocket viewers get 1001, then the services close). */
   closeServer: () => Promise<void>;
+  /**
+   * HTTP requests being answered (probes and WebSocket streams aside). The drain lets them finish within the
+   * grace: on an API node of the Redis backend the jobs run elsewhere, and a long-poll accepted before the
+   * shutdown must still get its answer.
+   */
+  requestsInFlight?: () => number;
 }
 
 export type ShutdownPhase = 'serving' | 'draining' | 'terminating' | 'closing' | 'closed';
@@ -62,13 +68,22 @@ export class Shutdown {
     return killed;
   }
 
+  /** Resolves once no counted request is in flight (the drain bounds the wait by the grace). */
+  private async requestsDone(): Promise<void> {
+    const inflight = this.deps.requestsInFlight;
+    while (inflight && inflight() > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
   private async drainAndClose(reason: string): Promise<void> {
     const { jobs, tracker, log, graceMs, killGraceMs } = this.deps;
     const t0 = Date.now();
     this.phaseNow = 'draining';
     log.info({ reason, graceMs, processGroups: tracker.size }, 'shutting down: draining (no new work, queued jobs canceled)');
     // Jobs first (no queued job may start), then every process group: sync runs are tracked there too.
-    const drained = jobs.drain().then(() => tracker.idle());
+    const drained = jobs
+      .drain()
+      .then(() => tracker.idle())
+      .then(() => this.requestsDone());
 
     if (!(await settledBy(drained, t0 + graceMs - killGraceMs))) {
       this.phaseNow = 'terminating';
