@@ -211,7 +211,7 @@ export class RedisJobQueue implements JobQueue {
     const digest = idempotencyKey === undefined ? '' : requestDigest(queue, spec);
     const r = (await this.call(() =>
       this.cmd.execdSubmit(this.prefix, id, queue, now, JSON.stringify(ownerId), JSON.stringify(redacted), secret, JSON.stringify(grant), digest, this.config.queueCapacity, idemKey),
-    )) as string[];
+    )) as [string, string?, number?];
     if (r[0] === 'dup') {
       const job = await this.get(r[1]!);
       if (job) return { job, created: false };
@@ -231,8 +231,7 @@ export class RedisJobQueue implements JobQueue {
       id, seq: Number(r[1]), queue, state: 'queued', createdAt: now, ownerId, grant: null, startedAt: null, finishedAt: null,
       spec: redacted, pid: null, result: null, error: null,
     };
-    const job = (await this.get(id).catch(() => undefined)) ?? toJobView(record, null, { stdout: 0, stderr: 0 });
-    return { job, created: true };
+    return { job: toJobView(record, Number(r[2]), { stdout: 0, stderr: 0 }), created: true };
   }
 
   async get(id: string): Promise<Job | undefined> {

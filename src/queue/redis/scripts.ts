@@ -100,7 +100,7 @@ end
 
 /**
  * ARGV: P, id, queue, now, owner, spec (redacted), secret ('' none), grant, digest, capacity, idempotency key ('' none)
- * → {'ok', seq} | {'dup', id} | {'conflict', id} | {'full'}
+ * → {'ok', seq, position} | {'dup', id} | {'conflict', id} | {'full'}
  */
 export const SUBMIT = `${COMMON}
 local id, q, idem = ARGV[2], ARGV[3], ARGV[11]
@@ -123,7 +123,7 @@ redis.call('ZADD', P .. ':jobs', seq, id)
 redis.call('ZADD', P .. ':wait:' .. q, seq, id)
 if idem ~= '' then redis.call('SET', idem, id) end
 publish('queued', id)
-return {'ok', tostring(seq)}
+return {'ok', tostring(seq), redis.call('ZRANK', P .. ':wait:' .. q, id)}
 `;
 
 /** ARGV: P, id. The submit's second step (BullMQ's add) failed: the job was never accepted. → 1 when removed */
