@@ -78,7 +78,15 @@ export class JobViewer extends Viewer {
   }
 
   /** Subscribe to the job's output (the hub registered the viewer for state events already). */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    const started = this.subscribeOutput();
+    // Client input waits until the viewer knows the job: a stdin frame sent on a "running" state frame that
+    // arrived (from the hub's events) before this start finished is applied, not refused.
+    this.input = started.catch(() => {});
+    return started;
+  }
+
+  private async subscribeOutput(): Promise<void> {
     const { jobs } = this.ctx;
     const [output, job] = await Promise.all([jobs.output(this.jobId), jobs.get(this.jobId)]);
     if (this.disposed) return;
