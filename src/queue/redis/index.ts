@@ -31,10 +31,13 @@ const MIRROR_IDLE_MS = 30_000;
 const LIST_SCAN_MAX = 5000;
 /** A worker that has not reached Redis for this share of EXECD_REDIS_STALL_MS kills its running jobs. */
 const SELF_FENCE = 0.6;
+/** A submit not confirmed (BullMQ's add done) within this long, by Redis's clock, was never accepted: it never runs. */
+const CONFIRM_MS = 10_000;
 
 const SCRIPTS = {
   execdSubmit: lua.SUBMIT,
   execdAbandon: lua.ABANDON,
+  execdConfirm: lua.CONFIRM,
   execdStart: lua.START,
   execdStarted: lua.STARTED,
   execdFinish: lua.FINISH,
@@ -129,6 +132,7 @@ export class RedisJobQueue implements JobQueue {
   private lastBeat = Date.now();
   private rpcSeq = 0;
   private down = false;
+  private lastWorkerError = 0;
   private draining: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
 
@@ -144,7 +148,9 @@ export class RedisJobQueue implements JobQueue {
     this.mirrorDir = join(config.dataDir, 'mirror');
     const named = (name: string, options: RedisOptions): RedisOptions => ({ connectionName: `execd-${name}-${this.nodeId}`, ...options });
 
-    this.cmd = this.scripted(new Redis(url, named('cmd', { enableOfflineQueue: false, commandTimeout: UNAVAILABLE_MS, maxRetriesPerRequest: 1 })));
+    // Requests fail fast and are never resent after a reconnect: an answered 503 must not be applied later.
+    const failFast: RedisOptions = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 1 };
+    this.cmd = this.scripted(new Redis(url, named('cmd', { ...failFast, commandTimeout: UNAVAILABLE_MS })));
     this.watch(this.cmd, 'cmd');
     this.sub = new Redis(url, named('sub', { maxRetriesPerRequest: null }));
     this.watch(this.sub, 'sub');
@@ -154,7 +160,7 @@ export class RedisJobQueue implements JobQueue {
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
 
     if (config.role !== 'worker') {
-      this.bullConn = new Redis(url, named('bull', { enableOfflineQueue: false, maxRetriesPerRequest: 1 }));
+      this.bullConn = new Redis(url, named('bull', failFast));
       this.watch(this.bullConn, 'bull');
       for (const q of config.queues) {
         const queue = new Queue(q.name, { connection: this.bullConn, prefix: `${this.prefix}:bull` });
@@ -181,12 +187,16 @@ export class RedisJobQueue implements JobQueue {
           connection,
           prefix: `${this.prefix}:bull`,
           concurrency: q.concurrency,
-          // A job whose worker vanished is never given to another one: execd declares it lost (REAP).
-          maxStalledCount: 0,
+          // BullMQ may hand a job out again when a worker's lock lapsed (a fetch whose reply was lost, a worker
+          // gone): START lets a job start once only, so a second delivery of a running, lost or finished job
+          // does nothing, and a job that was never started does start.
+          maxStalledCount: 1_000_000,
+          stalledInterval: config.redisStallMs,
+          lockDuration: Math.max(10_000, config.redisStallMs * 2),
           removeOnComplete: { count: 0 },
           removeOnFail: { count: 0 },
         });
-        worker.on('error', (err) => this.redisError(err, 'worker'));
+        worker.on('error', (err) => this.workerError(err));
         this.workers.push(worker);
       }
       void this.beat();
@@ -210,7 +220,7 @@ export class RedisJobQueue implements JobQueue {
     const idemKey = idempotencyKey === undefined ? '' : `${this.prefix}:idem:${ownerId}:${idempotencyKey}`;
     const digest = idempotencyKey === undefined ? '' : requestDigest(queue, spec);
     const r = (await this.call(() =>
-      this.cmd.execdSubmit(this.prefix, id, queue, now, JSON.stringify(ownerId), JSON.stringify(redacted), secret, JSON.stringify(grant), digest, this.config.queueCapacity, idemKey),
+      this.cmd.execdSubmit(this.prefix, id, queue, now, JSON.stringify(ownerId), JSON.stringify(redacted), secret, JSON.stringify(grant), digest, this.config.queueCapacity, idemKey, CONFIRM_MS),
     )) as [string, string?, number?];
     if (r[0] === 'dup') {
       const job = await this.get(r[1]!);
@@ -220,11 +230,13 @@ export class RedisJobQueue implements JobQueue {
     if (r[0] === 'full') {
       throw new ApiError('QUEUE_FULL', `queue "${queue}" already holds ${this.config.queueCapacity} waiting jobs`, { queue }, { retryAfter: 1 });
     }
+    // Accepted once BullMQ has the job AND the record says so (CONFIRM). A submit that fails in between is
+    // answered 503 and never runs: its record is forgotten now, or by REAP once its confirmation time is over.
     try {
       await withTimeout(bull.add('job', { id }, { jobId: id, attempts: 1, removeOnComplete: true, removeOnFail: true }), UNAVAILABLE_MS);
+      if ((await this.cmd.execdConfirm(this.prefix, id)) !== 1) throw new Error(`job ${id} was abandoned before its confirmation`);
     } catch (err) {
-      // Not accepted: the record goes again (a late add finds no queued record and never runs).
-      await this.cmd.execdAbandon(this.prefix, id).catch(() => {});
+      void this.cmd.execdAbandon(this.prefix, id).catch(() => {});
       throw this.unavailable(err);
     }
     const record: JobRecord = {
@@ -410,7 +422,7 @@ export class RedisJobQueue implements JobQueue {
         withTimeout(w.waitUntilReady(), 1000)
           .catch(() => {})
           .then(() => w.close())
-          .catch((err: Error) => this.redisError(err, 'worker')),
+          .catch((err: Error) => this.workerError(err)),
       ),
       this.waitersGone(),
     ]).then(() => undefined));
@@ -437,11 +449,15 @@ export class RedisJobQueue implements JobQueue {
     this.local.set(id, run); // before START: a cancel that reaches this node from now on finds it
     let writer: RedisOutputWriter | null = null;
     try {
-      const started = (await work.execdStart(this.prefix, id, this.nodeId, this.host, this.instance, Date.now(), this.beatValue(), this.config.redisStallMs)) as
-        | [string, string, string, string, string]
-        | null;
-      if (!started) return; // canceled, lost or deleted while queued: it never runs
-      const [attempt, specJson, secretJson, grantJson, ownerJson] = started;
+      const token = `${this.nodeId}:${newJobId()}`; // this delivery: START answers it the same if the command is resent
+      let started: [string, string, string, string, string] | ['wait'] | null;
+      for (const until = Date.now() + CONFIRM_MS + 2000; ; ) {
+        started = (await work.execdStart(this.prefix, id, this.nodeId, this.host, this.instance, Date.now(), this.beatValue(), this.config.redisStallMs, token)) as typeof started;
+        if (started?.[0] !== 'wait' || Date.now() > until) break;
+        await new Promise((r) => setTimeout(r, 20)); // its submit has not confirmed yet (a few ms, as a rule)
+      }
+      if (!started || started[0] === 'wait') return; // canceled, lost, deleted or never accepted: it never runs
+      const [attempt, specJson, secretJson, grantJson, ownerJson] = started as [string, string, string, string, string];
       run.attempt = attempt;
       const spec = { ...(JSON.parse(specJson) as CommandSpec), ...(secretJson ? (JSON.parse(secretJson) as Partial<CommandSpec>) : {}) };
       const grant = JSON.parse(grantJson) as Grant | null;
@@ -734,6 +750,14 @@ export class RedisJobQueue implements JobQueue {
   private unavailable(err: unknown): ApiError {
     this.redisError(err as Error, 'request');
     return new ApiError('QUEUE_FULL', 'the queue backend (redis) is unreachable; try again shortly', {}, { retryAfter: 1 });
+  }
+
+  /** BullMQ worker errors (a lapsed lock, a connection retry): logged at most every 10 s. */
+  private workerError(err: Error): void {
+    const now = Date.now();
+    if (now - this.lastWorkerError < 10_000) return;
+    this.lastWorkerError = now;
+    this.deps.log.warn({ err: { message: err?.message }, node: this.nodeId }, 'job worker (BullMQ) error');
   }
 
   /** Connection trouble is logged once per outage, not once per retry. */

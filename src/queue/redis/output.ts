@@ -18,6 +18,8 @@ export const outputKey = (prefix: string, jobId: string, stream: StreamName) => 
 export const BYTES_FIELD: Record<StreamName, string> = { stdout: 'obo', stderr: 'obe' };
 
 interface Pending {
+  /** Entries written: each gets the next explicit id, so a resent XADD is refused instead of doubling the bytes. */
+  entries: number;
   kept: number;
   dropped: number;
   chunks: Buffer[];
@@ -34,8 +36,8 @@ interface Pending {
  */
 export class RedisOutputWriter implements OutputSink {
   private readonly streams: Record<StreamName, Pending> = {
-    stdout: { kept: 0, dropped: 0, chunks: [], bytes: 0 },
-    stderr: { kept: 0, dropped: 0, chunks: [], bytes: 0 },
+    stdout: { entries: 0, kept: 0, dropped: 0, chunks: [], bytes: 0 },
+    stderr: { entries: 0, kept: 0, dropped: 0, chunks: [], bytes: 0 },
   };
   private scheduled = false;
   private last: Promise<void> = Promise.resolve();
@@ -75,8 +77,9 @@ export class RedisOutputWriter implements OutputSink {
       const data = s.chunks.length === 1 ? s.chunks[0]! : Buffer.concat(s.chunks, s.bytes);
       s.chunks = [];
       s.bytes = 0;
-      pipeline.xadd(outputKey(this.prefix, this.jobId, stream), '*', 'd', data);
-      pipeline.hincrby(`${this.prefix}:job:${this.jobId}`, BYTES_FIELD[stream], data.length);
+      // Both idempotent: the connection resends what was in flight when it dropped.
+      pipeline.xadd(outputKey(this.prefix, this.jobId, stream), `${++s.entries}-1`, 'd', data);
+      pipeline.hset(`${this.prefix}:job:${this.jobId}`, BYTES_FIELD[stream], s.kept); // s.kept: every byte sent once this entry lands
       any = true;
     }
     if (!any) return this.last;

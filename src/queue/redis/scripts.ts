@@ -16,6 +16,7 @@
  *   P:job:<id>            hash, the record (see FIELDS; `secret` holds env values and stdin until the job starts)
  *   P:out:<id>:<stream>   stream of output chunks (`d`), closed by one end entry (`e`, `t` = truncated)
  *   P:idem:<owner>:<key>  string → job id (Idempotency-Key, per owner)
+ *   P:unconfirmed         zset confirmBy → id, submits whose BullMQ add has not been confirmed
  *   P:node:<node>         string with a TTL: a worker's heartbeat
  *   P:nodes               set of node ids that ever beat (pruned when their heartbeat is gone)
  * Channels: P:events (lifecycle), P:ctl:<node> (to a worker), P:reply:<node> (its answers).
@@ -46,6 +47,10 @@ const COMMON = `
 local P = ARGV[1]
 local FIELDS = {${FIELDS.map((f) => `'${f}'`).join(', ')}}
 local function jobKey(id) return P .. ':job:' .. id end
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 local function fields(id)
   local f = redis.call('HMGET', jobKey(id), unpack(FIELDS))
@@ -69,6 +74,7 @@ local function purge(id)
   redis.call('DEL', k, P .. ':out:' .. id .. ':stdout', P .. ':out:' .. id .. ':stderr')
   redis.call('ZREM', P .. ':jobs', id)
   redis.call('ZREM', P .. ':done', id)
+  redis.call('ZREM', P .. ':unconfirmed', id)
   redis.call('PUBLISH', P .. ':events', cjson.encode({t = 'removed', id = id}))
 end
 
@@ -99,8 +105,11 @@ end
 `;
 
 /**
- * ARGV: P, id, queue, now, owner, spec (redacted), secret ('' none), grant, digest, capacity, idempotency key ('' none)
+ * ARGV: P, id, queue, now, owner, spec (redacted), secret ('' none), grant, digest, capacity, idempotency key ('' none), confirmMs
  * → {'ok', seq, position} | {'dup', id} | {'conflict', id} | {'full'}
+ *
+ * The record is unconfirmed until CONFIRM (after BullMQ's add): a worker does not start it, and one never
+ * confirmed within confirmMs (Redis's clock) was never accepted — the client got a 503 — so REAP forgets it.
  */
 export const SUBMIT = `${COMMON}
 local id, q, idem = ARGV[2], ARGV[3], ARGV[11]
@@ -119,6 +128,9 @@ local k = jobKey(id)
 redis.call('HSET', k, 'id', id, 'seq', seq, 'queue', q, 'state', 'queued', 'createdAt', ARGV[4], 'owner', ARGV[5],
   'spec', ARGV[6], 'grant', ARGV[8], 'digest', ARGV[9], 'idem', idem, 'obo', 0, 'obe', 0, 'attempt', 0)
 if ARGV[7] ~= '' then redis.call('HSET', k, 'secret', ARGV[7]) end
+local confirmBy = nowMs() + tonumber(ARGV[12])
+redis.call('HSET', k, 'confirmBy', confirmBy)
+redis.call('ZADD', P .. ':unconfirmed', confirmBy, id)
 redis.call('ZADD', P .. ':jobs', seq, id)
 redis.call('ZADD', P .. ':wait:' .. q, seq, id)
 if idem ~= '' then redis.call('SET', idem, id) end
@@ -136,17 +148,42 @@ purge(id)
 return 1
 `;
 
+/** ARGV: P, id. The submit's BullMQ add landed: the job is accepted. → 1 | 0 (gone: it was abandoned) */
+export const CONFIRM = `${COMMON}
+local id = ARGV[2]
+local k = jobKey(id)
+if not redis.call('HGET', k, 'state') then return 0 end
+redis.call('HDEL', k, 'confirmBy')
+redis.call('ZREM', P .. ':unconfirmed', id)
+return 1
+`;
+
 /**
- * ARGV: P, id, node, host, instance, now, heartbeat, stallMs. A worker takes a job: only a queued one (a canceled, lost or
- * unknown job is never run, and no job runs twice). → false | {attempt, spec, secret, grant, owner}
+ * ARGV: P, id, node, host, instance, now, heartbeat, stallMs, token. A worker takes a job: only a queued one (a canceled, lost or
+ * unknown job is never run, and no job runs twice). `token` is this delivery's: asked again with it (a resent
+ * command), START answers the same. The secret (env values, stdin) stays until STARTED.
+ * → false | {'wait'} (not confirmed yet) | {attempt, spec, secret, grant, owner}
  */
 export const START = `${COMMON}
 local id = ARGV[2]
 local k = jobKey(id)
-if redis.call('HGET', k, 'state') ~= 'queued' then return false end
+local state = redis.call('HGET', k, 'state')
+if state == 'running' and redis.call('HGET', k, 'token') == ARGV[9] then
+  -- the same delivery asks again (its reply was lost and the command resent): the same answer
+  local r = redis.call('HMGET', k, 'attempt', 'spec', 'secret', 'grant', 'owner')
+  return {r[1], r[2], r[3] or '', r[4], r[5]}
+end
+if state ~= 'queued' then return false end
+local confirmBy = redis.call('HGET', k, 'confirmBy')
+if confirmBy then
+  if nowMs() < tonumber(confirmBy) then return {'wait'} end
+  redis.call('ZREM', P .. ':wait:' .. redis.call('HGET', k, 'queue'), id)
+  purge(id) -- never confirmed: its submit was answered 503, so it never runs
+  return false
+end
 local q = redis.call('HGET', k, 'queue')
 local attempt = redis.call('HINCRBY', k, 'attempt', 1)
-redis.call('HSET', k, 'state', 'running', 'startedAt', ARGV[6], 'node', ARGV[3], 'host', ARGV[4], 'inst', ARGV[5])
+redis.call('HSET', k, 'state', 'running', 'startedAt', ARGV[6], 'node', ARGV[3], 'host', ARGV[4], 'inst', ARGV[5], 'token', ARGV[9])
 redis.call('ZREM', P .. ':wait:' .. q, id)
 redis.call('HSET', P .. ':running', id, ARGV[3])
 redis.call('SADD', P .. ':run:' .. q, id)
@@ -154,7 +191,6 @@ redis.call('SADD', P .. ':run:' .. q, id)
 redis.call('SET', P .. ':node:' .. ARGV[3], ARGV[7], 'PX', ARGV[8], 'NX')
 redis.call('SADD', P .. ':nodes', ARGV[3])
 local r = redis.call('HMGET', k, 'spec', 'secret', 'grant', 'owner')
-redis.call('HDEL', k, 'secret')
 return {tostring(attempt), r[1], r[2] or '', r[3], r[4]}
 `;
 
@@ -164,6 +200,7 @@ local id = ARGV[2]
 local r = redis.call('HMGET', jobKey(id), 'state', 'attempt')
 if r[1] ~= 'running' or r[2] ~= ARGV[3] then return 0 end
 redis.call('HSET', jobKey(id), 'pid', ARGV[4])
+redis.call('HDEL', jobKey(id), 'secret')
 publish('started', id)
 return 1
 `;
@@ -213,7 +250,7 @@ return f
 /**
  * ARGV: P, now, retainMs, retainJobs. Run by every node now and then:
  * the running jobs whose worker's heartbeat is gone end \`lost\` (never run
- * again); finished jobs older than the retention are forgotten.
+ * again); finished jobs older than the retention are forgotten, and so are submits never confirmed.
  * → {id, host, instance, pid, …} of the jobs declared lost
  */
 export const REAP = `${COMMON}
@@ -234,6 +271,16 @@ for i = 1, #running, 2 do
     else
       redis.call('HDEL', P .. ':running', id)
     end
+  end
+end
+local abandoned = redis.call('ZRANGEBYSCORE', P .. ':unconfirmed', '-inf', nowMs(), 'LIMIT', 0, 100)
+for _, id in ipairs(abandoned) do
+  local r = redis.call('HMGET', jobKey(id), 'state', 'confirmBy', 'queue')
+  if r[1] == 'queued' and r[2] then
+    redis.call('ZREM', P .. ':wait:' .. r[3], id)
+    purge(id)
+  else
+    redis.call('ZREM', P .. ':unconfirmed', id)
   end
 end
 local old = redis.call('ZRANGEBYSCORE', P .. ':done', '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 100)
