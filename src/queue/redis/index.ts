@@ -32,7 +32,7 @@ const LIST_SCAN_MAX = 5000;
 /** A worker that has not reached Redis for this share of EXECD_REDIS_STALL_MS kills its running jobs. */
 const SELF_FENCE = 0.6;
 /** A submit not confirmed (BullMQ's add done) within this long, by Redis's clock, was never accepted: it never runs. */
-const CONFIRM_MS = 10_000;
+const CONFIRM_MS = 5_000;
 
 const SCRIPTS = {
   execdSubmit: lua.SUBMIT,
@@ -72,7 +72,8 @@ const num = (v: string | false | null | undefined): number | null => (str(v) ===
 /** A record in the API's shape; null when the fields say there is no such job. */
 function viewOf(f: Flat, position: number | false | null): Job | null {
   const state = str(f[3]) as JobState | null;
-  if (state === null) return null;
+  // No record, or one whose submit has not been confirmed (its client may yet get a 503): no job to show.
+  if (state === null || str(f[14]) !== null) return null;
   const record: JobRecord = {
     id: str(f[0])!,
     seq: Number(f[1]),
@@ -225,6 +226,8 @@ export class RedisJobQueue implements JobQueue {
     if (r[0] === 'dup') {
       const job = await this.get(r[1]!);
       if (job) return { job, created: false };
+      // the earlier submit with this key is still being confirmed (or failed and is being forgotten)
+      throw new ApiError('QUEUE_FULL', 'a job with this Idempotency-Key is still being accepted; try again shortly', {}, { retryAfter: 1 });
     }
     if (r[0] === 'conflict') throw new ApiError('CONFLICT', `Idempotency-Key was already used for job ${r[1]} with another body`, { jobId: r[1] });
     if (r[0] === 'full') {
@@ -276,7 +279,7 @@ export class RedisJobQueue implements JobQueue {
           const f = rows[i]!;
           const seq = Number(ids[i * 2 + 1]);
           scanned++;
-          if (f && str(f[3]) !== null && (state === undefined || f[3] === state) && (queue === undefined || f[2] === queue) && (owner === undefined || ownerOfFlat(f) === owner)) {
+          if (f && str(f[3]) !== null && str(f[14]) === null && (state === undefined || f[3] === state) && (queue === undefined || f[2] === queue) && (owner === undefined || ownerOfFlat(f) === owner)) {
             if (items.length === limit) return this.withPositions(items, queued, String(after));
             if (f[3] === 'queued') queued.push({ at: items.length, f });
             items.push(viewOf(f, null)!);

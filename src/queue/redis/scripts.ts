@@ -41,6 +41,7 @@ export const FIELDS = [
   'error',
   'obo',
   'obe',
+  'confirmBy',
 ] as const;
 
 const COMMON = `
@@ -134,7 +135,6 @@ redis.call('ZADD', P .. ':unconfirmed', confirmBy, id)
 redis.call('ZADD', P .. ':jobs', seq, id)
 redis.call('ZADD', P .. ':wait:' .. q, seq, id)
 if idem ~= '' then redis.call('SET', idem, id) end
-publish('queued', id)
 return {'ok', tostring(seq), redis.call('ZRANK', P .. ':wait:' .. q, id)}
 `;
 
@@ -148,13 +148,15 @@ purge(id)
 return 1
 `;
 
-/** ARGV: P, id. The submit's BullMQ add landed: the job is accepted. → 1 | 0 (gone: it was abandoned) */
+/** ARGV: P, id. The submit's BullMQ add landed: the job is accepted (and seen: views skip unconfirmed records). → 1 | 0 (gone: it was abandoned) */
 export const CONFIRM = `${COMMON}
 local id = ARGV[2]
 local k = jobKey(id)
 if not redis.call('HGET', k, 'state') then return 0 end
-redis.call('HDEL', k, 'confirmBy')
-redis.call('ZREM', P .. ':unconfirmed', id)
+if redis.call('HDEL', k, 'confirmBy') == 1 then
+  redis.call('ZREM', P .. ':unconfirmed', id)
+  publish('queued', id)
+end
 return 1
 `;
 
