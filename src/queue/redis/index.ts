@@ -33,6 +33,9 @@ const LIST_SCAN_MAX = 5000;
 const SELF_FENCE = 0.6;
 /** A submit not confirmed (BullMQ's add done) within this long, by Redis's clock, was never accepted: it never runs. */
 const CONFIRM_MS = 5_000;
+/** BullMQ's job lock (renewed every half) and how often workers look for jobs whose lock lapsed. */
+const BULL_LOCK_MS = 4000;
+const BULL_STALLED_MS = 2000;
 
 const SCRIPTS = {
   execdSubmit: lua.SUBMIT,
@@ -191,9 +194,11 @@ export class RedisJobQueue implements JobQueue {
           // BullMQ may hand a job out again when a worker's lock lapsed (a fetch whose reply was lost, a worker
           // gone): START lets a job start once only, so a second delivery of a running, lost or finished job
           // does nothing, and a job that was never started does start.
+          // Short locks, so that a job whose fetch reply was lost goes out again within seconds; a worker whose
+          // loop stalls past its lock only causes a second delivery that START turns away.
           maxStalledCount: 1_000_000,
-          stalledInterval: config.redisStallMs,
-          lockDuration: Math.max(10_000, config.redisStallMs * 2),
+          stalledInterval: BULL_STALLED_MS,
+          lockDuration: BULL_LOCK_MS,
           removeOnComplete: { count: 0 },
           removeOnFail: { count: 0 },
         });
