@@ -496,3 +496,28 @@ describe('QUEUE_FULL across api nodes (capacity 3, no worker)', () => {
     problem(await call(A, '/v1/jobs', { body: { argv: ['true'] } }), 503, 'QUEUE_FULL');
   });
 });
+
+describe("a worker's graceful shutdown (SIGTERM) in a cluster", () => {
+  const cluster = new Cluster({ env: { EXECD_QUEUES: 'default:1', EXECD_SHUTDOWN_GRACE_MS: '1500', EXECD_KILL_GRACE_MS: '500' } });
+  afterAll(() => cluster.stop(), 30_000);
+
+  it('its running job ends canceled (SHUTTING_DOWN) with no survivor; the queued ones stay for another worker, which runs them', async () => {
+    const [A, W1] = await cluster.startAll(['api', 'worker']);
+    const g = gate();
+    const job = await submitJob(A!, { command: `sleep 300 & ${g.wait}` });
+    const pgid = (await runningJob(A!, job.id)).pid!;
+    cluster.track(pgid);
+    const marker = join(work, `after-shutdown-${gates}`);
+    const queued = await submitJob(A!, { command: `echo ran >> '${marker}'` });
+    const t0 = Date.now();
+    W1!.child.kill('SIGTERM');
+    expect(await W1!.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(1500 + 2500);
+    expect(liveMembers(pgid)).toEqual([]);
+    expect(await settleJob(A!, job.id, 5000)).toMatchObject({ state: 'canceled', error: { code: 'SHUTTING_DOWN' } });
+    expect((await jobOf(A!, queued.id)).state).toBe('queued'); // left in the shared queue
+    await cluster.start('worker');
+    expect((await settleJob(A!, queued.id)).state).toBe('succeeded');
+    expect(linesOf(marker)).toEqual(['ran']);
+  }, 45_000);
+});

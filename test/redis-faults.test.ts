@@ -123,31 +123,107 @@ describe('a worker that loses Redis', () => {
 });
 
 describe('Redis restarted mid-queue (AOF, appendfsync always)', () => {
-  it('no accepted job is lost: 30 jobs on a one-worker node all succeed, once each, in order; 503 during the outage, then recovery', async () => {
+  for (const [signal, how] of [
+    ['SIGTERM', 'an orderly restart'],
+    ['SIGKILL', 'a crash'],
+  ] as const) {
+    it(`no accepted job is lost (${signal}: ${how}): 30 jobs on a one-worker node all succeed, once each, in order; 503 during the outage, then recovery`, async () => {
+      redis = await startRedis({ aof: true });
+      // A stall interval well above the outage: this test is about the queue, not about stalls.
+      cluster = new Cluster({ redisUrl: redis.url, env: { EXECD_QUEUES: 'default:1', EXECD_REDIS_STALL_MS: '15000' } });
+      const [A] = await cluster.startAll(['api', 'worker']);
+      const file = join(work, `restart-${signal}.log`);
+      const ids: string[] = [];
+      for (let i = 0; i < 30; i++) ids.push((await submitJob(A!, { command: `echo ${i} >> '${file}'; sleep 0.1` })).id);
+      expect(await waitFor(() => linesOf(file).length >= 5, 15_000)).toBe(true);
+
+      await redis.stop(signal);
+      const refused = await timed(A!, '/v1/jobs', { body: { argv: ['true'] } });
+      expect(refused).toMatchObject({ status: 503, code: 'QUEUE_FULL', retryAfter: expect.stringMatching(/^\d+$/) });
+      expect(refused.ms).toBeLessThan(1500);
+      expect(await readyz(A!)).toBe(503);
+      expect(linesOf(file).length).toBeLessThan(30); // stopped mid-queue
+      await redis.start();
+
+      expect(await waitFor(async () => (await readyz(A!)) === 200, 10_000, 100)).toBe(true);
+      const jobs: Job[] = [];
+      for (const id of ids) jobs.push(await settleJob(A!, id, 30_000));
+      expect(jobs.map((j) => j.state)).toEqual(ids.map(() => 'succeeded'));
+      expect(linesOf(file)).toEqual(ids.map((_, i) => String(i))); // each once, in acceptance order
+      expect((await listAll(A!, '', 7)).map((j) => j.id)).toEqual(ids); // none missing from the list
+      const later = await submitJob(A!, { argv: ['true'] });
+      expect((await settleJob(A!, later.id)).state).toBe('succeeded');
+    }, 60_000);
+  }
+
+  // A 503 answers a submit whose outcome execd could not learn: Redis may have stored its confirmation in the
+  // instant it died (the reply is what got lost). That is what Idempotency-Key is for: the client retries with
+  // the same key and gets the job that was accepted, or a new one — every submission runs exactly once.
+  it('submits racing a Redis crash: every 202 runs exactly once; a 503 retried with its Idempotency-Key runs exactly once too; none is left queued', async () => {
     redis = await startRedis({ aof: true });
-    // A stall interval well above the outage: this test is about the queue, not about stalls.
-    cluster = new Cluster({ redisUrl: redis.url, env: { EXECD_QUEUES: 'default:1', EXECD_REDIS_STALL_MS: '15000' } });
+    cluster = new Cluster({ redisUrl: redis.url, env: { EXECD_QUEUES: 'default:4', EXECD_REDIS_STALL_MS: '15000' } });
     const [A] = await cluster.startAll(['api', 'worker']);
-    const file = join(work, 'restart.log');
-    const ids: string[] = [];
-    for (let i = 0; i < 30; i++) ids.push((await submitJob(A!, { command: `echo ${i} >> '${file}'; sleep 0.1` })).id);
-    expect(await waitFor(() => linesOf(file).length >= 5, 15_000)).toBe(true);
-
-    await redis.stop(); // SIGTERM: an orderly restart
-    const refused = await timed(A!, '/v1/jobs', { body: { argv: ['true'] } });
-    expect(refused).toMatchObject({ status: 503, code: 'QUEUE_FULL', retryAfter: expect.stringMatching(/^\d+$/) });
-    expect(refused.ms).toBeLessThan(1500);
-    expect(await readyz(A!)).toBe(503);
-    expect(linesOf(file).length).toBeLessThan(30); // stopped mid-queue
+    const file = join(work, 'race.log');
+    const outcome = new Map<number, number | 'error'>(); // submission number → HTTP status (or a transport error)
+    const accepted = new Map<number, string>();
+    let next = 0;
+    let stop = false;
+    const submitter = async () => {
+      while (!stop && next < 5000) {
+        const i = next++;
+        try {
+          const r = await call<Job>(A!, '/v1/jobs', { body: { command: `echo ${i} >> '${file}'` }, headers: { 'idempotency-key': `race-${i}` }, signal: AbortSignal.timeout(10_000) });
+          outcome.set(i, r.status);
+          if (r.status === 202) accepted.set(i, r.body.id);
+        } catch {
+          outcome.set(i, 'error');
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    const submitters = Array.from({ length: 4 }, submitter);
+    await new Promise((r) => setTimeout(r, 400));
+    await redis.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500));
     await redis.start();
-
     expect(await waitFor(async () => (await readyz(A!)) === 200, 10_000, 100)).toBe(true);
-    const jobs: Job[] = [];
-    for (const id of ids) jobs.push(await settleJob(A!, id, 30_000));
-    expect(jobs.map((j) => j.state)).toEqual(ids.map(() => 'succeeded'));
-    expect(linesOf(file)).toEqual(ids.map((_, i) => String(i))); // each once, in acceptance order
-    expect((await listAll(A!, '', 7)).map((j) => j.id)).toEqual(ids); // none missing from the list
-    const later = await submitJob(A!, { argv: ['true'] });
-    expect((await settleJob(A!, later.id)).state).toBe('succeeded');
-  }, 60_000);
+    await new Promise((r) => setTimeout(r, 500));
+    stop = true;
+    await Promise.all(submitters);
+
+    const statuses = [...outcome.values()];
+    expect(statuses.filter((s) => s === 202).length).toBeGreaterThan(20);
+    expect(statuses.filter((s) => s !== 202 && s !== 503)).toEqual([]); // refused with 503 QUEUE_FULL, never another error
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
+    for (const id of accepted.values()) expect((await settleJob(A!, id, 10_000)).state).toBe('succeeded');
+    // every job the cluster holds ends: none stays queued (or running) for ever
+    await new Promise((r) => setTimeout(r, 1000));
+    const stuck = (await listAll(A!, '', 1000)).filter((j) => j.state === 'queued' || j.state === 'running');
+    expect(stuck.map((j) => ({ id: j.id, state: j.state, spec: j.spec.command }))).toEqual([]);
+    // What ran before any retry: each at most once, and every 202 among them. A 503 that ran anyway is one whose
+    // confirmation landed as Redis died: only a few submissions were in flight then.
+    const before = linesOf(file).map(Number);
+    expect(before.length).toBe(new Set(before).size);
+    for (const i of accepted.keys()) expect(before).toContain(i);
+    const refusedButRan = before.filter((i) => !accepted.has(i));
+    expect(refusedButRan.length).toBeLessThanOrEqual(4);
+    // The client's retries with the same keys: the job already accepted (200), or a new one (202); never two.
+    const refused = [...outcome.keys()].filter((i) => !accepted.has(i));
+    for (const i of refused) {
+      const retry = () => call<Job>(A!, '/v1/jobs', { body: { command: `echo ${i} >> '${file}'` }, headers: { 'idempotency-key': `race-${i}` } });
+      let r = await retry();
+      // 503 + Retry-After while the first attempt's outcome is still being settled (at most its confirmation time)
+      for (let n = 0; r.status === 503 && n < 15; n++) {
+        expect(r.headers.get('retry-after')).toBe('1');
+        await new Promise((done) => setTimeout(done, 1000));
+        r = await retry();
+      }
+      expect([200, 202], JSON.stringify(r.body)).toContain(r.status);
+      if (refusedButRan.includes(i)) expect(r.status).toBe(200); // it had been accepted: the same job
+      expect((await settleJob(A!, r.body.id, 10_000)).state).toBe('succeeded');
+    }
+    const ran = linesOf(file).map(Number);
+    expect(ran.length).toBe(new Set(ran).size); // none twice, retries included
+    expect(ran.sort((a, b) => a - b)).toEqual([...outcome.keys()].sort((a, b) => a - b)); // every submission, once
+  }, 120_000);
 });

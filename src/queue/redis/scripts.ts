@@ -117,9 +117,15 @@ local id, q, idem = ARGV[2], ARGV[3], ARGV[11]
 if idem ~= '' then
   local prior = redis.call('GET', idem)
   if prior then
-    local digest = redis.call('HGET', jobKey(prior), 'digest')
-    if digest == ARGV[9] then return {'dup', prior} end
-    if digest then return {'conflict', prior} end
+    local r = redis.call('HMGET', jobKey(prior), 'digest', 'confirmBy', 'state', 'queue')
+    if r[2] and r[3] == 'queued' and tonumber(r[2]) <= nowMs() then
+      -- the earlier submit with this key was never confirmed (its client got a 503): forget it, take this one
+      redis.call('ZREM', P .. ':wait:' .. r[4], prior)
+      purge(prior)
+      r[1] = false
+    end
+    if r[1] == ARGV[9] then return {'dup', prior} end
+    if r[1] then return {'conflict', prior} end
     redis.call('DEL', idem)
   end
 end
