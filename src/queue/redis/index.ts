@@ -229,8 +229,13 @@ export class RedisJobQueue implements JobQueue {
       this.cmd.execdSubmit(this.prefix, id, queue, now, JSON.stringify(ownerId), JSON.stringify(redacted), secret, JSON.stringify(grant), digest, this.config.queueCapacity, idemKey, CONFIRM_MS),
     )) as [string, string?, number?];
     if (r[0] === 'dup') {
-      const job = await this.get(r[1]!);
-      if (job) return { job, created: false };
+      // The earlier submit with this key may be a moment from its confirmation (two racing requests): wait a little.
+      for (const until = Date.now() + UNAVAILABLE_MS; ; ) {
+        const job = await this.get(r[1]!);
+        if (job) return { job, created: false };
+        if (Date.now() > until) break;
+        await new Promise((done) => setTimeout(done, 20));
+      }
       // the earlier submit with this key is still being confirmed (or failed and is being forgotten)
       throw new ApiError('QUEUE_FULL', 'a job with this Idempotency-Key is still being accepted; try again shortly', {}, { retryAfter: 1 });
     }
