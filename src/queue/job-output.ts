@@ -30,28 +30,9 @@ export interface JobOutputOptions {
   onError?: (err: Error, stream: StreamName) => void;
 }
 
-/** Both streams of one job: the runner writes here (OutputSink), readers read here. */
-export class JobOutput implements OutputSink, JobOutputReader {
-  private readonly logs: Record<StreamName, OutputLog>;
-
-  constructor(options: JobOutputOptions) {
-    const make = (stream: StreamName) =>
-      new OutputLog({
-        file: join(options.dir, `${options.jobId}.${stream}`),
-        memoryBytes: options.memoryBytes,
-        maxBytes: options.maxBytes,
-        onError: (err) => options.onError?.(err, stream),
-      });
-    this.logs = { stdout: make('stdout'), stderr: make('stderr') };
-  }
-
-  log(stream: StreamName): OutputLog {
-    return this.logs[stream];
-  }
-
-  write(stream: StreamName, chunk: Buffer): void {
-    this.logs[stream].append(chunk);
-  }
+/** A JobOutputReader over one OutputLog per stream (a job's own logs, or a node's copy of them). */
+export abstract class LogPair implements JobOutputReader {
+  protected abstract readonly logs: Record<StreamName, OutputLog>;
 
   end(stream: StreamName): number {
     return this.logs[stream].end;
@@ -77,13 +58,38 @@ export class JobOutput implements OutputSink, JobOutputReader {
     return this.logs[stream].subscribe(fromOffset, listener);
   }
 
-  close(): void {
-    this.logs.stdout.close();
-    this.logs.stderr.close();
-  }
-
   dispose(): void {
     this.logs.stdout.dispose();
     this.logs.stderr.dispose();
+  }
+}
+
+/** Both streams of one job: the runner writes here (OutputSink), readers read here. */
+export class JobOutput extends LogPair implements OutputSink {
+  protected readonly logs: Record<StreamName, OutputLog>;
+
+  constructor(options: JobOutputOptions) {
+    super();
+    const make = (stream: StreamName) =>
+      new OutputLog({
+        file: join(options.dir, `${options.jobId}.${stream}`),
+        memoryBytes: options.memoryBytes,
+        maxBytes: options.maxBytes,
+        onError: (err) => options.onError?.(err, stream),
+      });
+    this.logs = { stdout: make('stdout'), stderr: make('stderr') };
+  }
+
+  log(stream: StreamName): OutputLog {
+    return this.logs[stream];
+  }
+
+  write(stream: StreamName, chunk: Buffer): void {
+    this.logs[stream].append(chunk);
+  }
+
+  close(): void {
+    this.logs.stdout.close();
+    this.logs.stderr.close();
   }
 }

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { OutputSink, StreamName } from '../../services/runner/index.js';
-import type { JobOutputReader } from '../job-output.js';
+import { LogPair } from '../job-output.js';
 import type { LogListener, LogSubscription } from '../log-subscription.js';
-import { OutputLog, type OutputSnapshot } from '../output-log.js';
+import { OutputLog } from '../output-log.js';
 
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 /** A pending chunk this big is sent at once; smaller ones are coalesced until the next turn of the event loop. */
@@ -113,8 +113,8 @@ const entryBytes = ([, fields]: Entry): number => fields.reduce((n, f) => n + f.
  * node's Tailer. Readers and subscriptions work on the copy exactly as on a
  * local job, with the same byte offsets.
  */
-export class OutputMirror implements JobOutputReader {
-  private readonly logs: Record<StreamName, OutputLog>;
+export class OutputMirror extends LogPair {
+  protected readonly logs: Record<StreamName, OutputLog>;
   readonly lastIds: Record<StreamName, string> = { stdout: '0-0', stderr: '0-0' };
   lastUsed = Date.now();
   disposed = false;
@@ -129,6 +129,7 @@ export class OutputMirror implements JobOutputReader {
     memoryBytes: number,
     onError: (err: Error, stream: StreamName) => void,
   ) {
+    super();
     const make = (stream: StreamName) =>
       new OutputLog({
         file: join(dir, `${jobId}.${stream}`),
@@ -174,35 +175,14 @@ export class OutputMirror implements JobOutputReader {
     }
   }
 
-  end(stream: StreamName): number {
-    return this.logs[stream].end;
-  }
-
-  closed(stream: StreamName): boolean {
-    return this.logs[stream].closed;
-  }
-
-  truncated(stream: StreamName): boolean {
-    return this.logs[stream].truncated;
-  }
-
-  read(stream: StreamName, offset: number, length: number): Promise<Buffer> {
-    return this.logs[stream].read(offset, length);
-  }
-
-  snapshot(stream: StreamName): Promise<OutputSnapshot> {
-    return this.logs[stream].snapshot();
-  }
-
-  subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription {
+  override subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription {
     this.lastUsed = Date.now();
-    return this.logs[stream].subscribe(fromOffset, listener);
+    return super.subscribe(stream, fromOffset, listener);
   }
 
-  dispose(): void {
+  override dispose(): void {
     this.disposed = true;
-    this.logs.stdout.dispose();
-    this.logs.stderr.dispose();
+    super.dispose();
   }
 }
 
