@@ -3,7 +3,9 @@
  * on the same machine in the same run:
  *  1. N jobs of /bin/true end to end (submitted over HTTP, until all finished),
  *     jobs/s, vs a raw child_process.spawn loop of /bin/true at the same
- *     concurrency (target ≥ 80 %).
+ *     concurrency (target ≥ 80 %) and vs a minimal BullMQ worker spawning
+ *     /bin/true at the same concurrency (bench/bullmq-peer.ts, Redis at
+ *     BENCH_REDIS_URL or redis://127.0.0.1:6379; target ≥ 2×, issue 8).
  *  2. POST /v1/jobs accepted/s vs a bare Fastify POST route answering 202
  *     (target ≥ 70 %), both with autocannon, both servers in their own process.
  *  3. RSS of the server with 100,000 jobs queued (target ≤ 2 KiB per job).
@@ -15,10 +17,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
-import { closedLoop, rawSpawnTrue, rssBytes, TOKEN, freePort } from './lib.js';
+import { bullmqPeer } from './bullmq-peer.js';
+import { postJson, rawSpawnTrue, rssBytes, TOKEN, freePort } from './lib.js';
 
 const [JOBS = 20_000, CONCURRENCY = 8, POST_ROUNDS = 5, QUEUED = 100_000] = process.argv.slice(2).map(Number);
 const ROOT = new URL('..', import.meta.url).pathname;
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const AUTH = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
 interface Server {
@@ -106,30 +110,48 @@ async function rawSpawns(n: number): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-/** `n` jobs of /bin/true submitted over HTTP (16 in flight) until all have finished; seconds taken. */
+/**
+ * `n` jobs of /bin/true submitted over HTTP (16 in flight, keep-alive node:http as bench/lib's
+ * postJson: fetch cost this process 2.5× the CPU per job, on the same two cores) until all have
+ * finished; seconds taken.
+ */
 async function execdJobs(execd: Server, n: number): Promise<number> {
   const before = (await queueInfo(execd, 'bench')).processed;
   let toSubmit = n;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: 16 }, async () => {
-      while (toSubmit-- > 0) await api(execd, '/v1/jobs', { argv: ['/bin/true'], queue: 'bench' });
+      while (toSubmit-- > 0) {
+        const r = await postJson(`${execd.url}/v1/jobs`, { argv: ['/bin/true'], queue: 'bench' });
+        if (r.status !== 202) throw new Error(`/v1/jobs: ${r.status} ${r.body}`);
+      }
     }),
   );
   while ((await queueInfo(execd, 'bench')).processed < before + n) await new Promise((r) => setTimeout(r, 20));
   return (performance.now() - t0) / 1000;
 }
 
+/** The BullMQ peer over `n` jobs (after an untimed warm-up in its fresh process); seconds taken, or null without Redis. */
+async function bullmqJobs(n: number): Promise<number | null> {
+  try {
+    const r = await bullmqPeer({ jobs: n, concurrency: CONCURRENCY, redisUrl: REDIS_URL, warmup: 200 });
+    return r.ms / 1000;
+  } catch (err) {
+    console.log(`   BullMQ peer failed (${(err as Error).message}); is Redis at ${REDIS_URL}? It is left out`);
+    return null;
+  }
+}
+
 /**
- * Interleaved slices (raw, then each execd, ten times) so that a neighbour's
- * load on this machine weighs on every side alike; the totals are compared.
- * execd runs twice: with its default spawner (EXECD_SPAWNER=auto: the native
- * one when built) and with child_process, the raw loop's own mechanism.
+ * Interleaved slices (raw, then each execd, then BullMQ, ten times) so that a
+ * neighbour's load on this machine weighs on every side alike; the totals are
+ * compared. execd runs twice: with its default spawner (EXECD_SPAWNER=auto: the
+ * native one when built) and with child_process, the raw loop's own mechanism.
  */
 async function endToEnd(): Promise<void> {
   const slices = 10;
   const slice = Math.ceil(JOBS / slices);
-  console.log(`\n1. ${slice * slices} jobs of /bin/true end to end, ${CONCURRENCY} workers, vs a raw child_process.spawn loop at ${CONCURRENCY} in flight (${slices} interleaved slices)`);
+  console.log(`\n1. ${slice * slices} jobs of /bin/true end to end, ${CONCURRENCY} workers, vs a raw child_process.spawn loop at ${CONCURRENCY} in flight and a minimal BullMQ worker (${slices} interleaved slices)`);
   const env = { EXECD_QUEUES: `bench:${CONCURRENCY}`, EXECD_QUEUE_CAPACITY: String(JOBS + 1000), EXECD_RETAIN_JOBS: '1000' };
   const servers = [await startExecd({ ...env, EXECD_SPAWNER: 'auto' }), await startExecd({ ...env, EXECD_SPAWNER: 'child_process' })];
   try {
@@ -137,6 +159,7 @@ async function endToEnd(): Promise<void> {
     await rawSpawns(200); // warm-up
     for (const s of servers) await execdJobs(s, 200);
     let raw = 0;
+    let bull: number | null = 0;
     const ours = servers.map(() => 0);
     const ratios: string[][] = servers.map(() => []);
     for (let i = 0; i < slices; i++) {
@@ -147,12 +170,19 @@ async function endToEnd(): Promise<void> {
         ours[k]! += e;
         ratios[k]!.push(`${((r / e) * 100).toFixed(0)}%`);
       }
+      if (bull !== null) {
+        const b = await bullmqJobs(slice);
+        bull = b === null ? null : bull + b;
+      }
     }
     const rawRate = (slice * slices) / raw;
+    const bullRate = bull === null ? null : (slice * slices) / bull;
     console.log(`   raw spawn loop               ${rawRate.toFixed(1)} spawns/s`);
+    if (bullRate !== null) console.log(`   BullMQ peer (1 worker, ${CONCURRENCY} concurrency) ${bullRate.toFixed(1)} jobs/s`);
     for (const [k, name] of names.entries()) {
       const rate = (slice * slices) / ours[k]!;
-      console.log(`   execd jobs, spawner ${name.slice(0, 13).padEnd(13)} ${rate.toFixed(1)} jobs/s = ${pct(rate, rawRate)} of raw (target ≥ 80 %); per slice ${ratios[k]!.join(' ')}`);
+      const vsBull = bullRate === null ? '' : `; ${(rate / bullRate).toFixed(2)}× BullMQ (target ≥ 2×)`;
+      console.log(`   execd jobs, spawner ${name.slice(0, 13).padEnd(13)} ${rate.toFixed(1)} jobs/s = ${pct(rate, rawRate)} of raw (target ≥ 80 %)${vsBull}; per slice vs raw ${ratios[k]!.join(' ')}`);
     }
   } finally {
     for (const s of servers) await s.stop();

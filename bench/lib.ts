@@ -114,3 +114,36 @@ export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
 }
+
+/**
+ * Start execd in its own process on a free port and wait until GET `readyPath` answers 200
+ * (works at any log level, and on worker nodes, which serve only /healthz, /readyz, /metrics).
+ */
+export async function startExecdReady(
+  env: Record<string, string> = {},
+  readyPath = '/readyz',
+): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const root = new URL('..', import.meta.url).pathname;
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: root,
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env, EXECD_PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`execd exited with ${child.exitCode}`);
+    if (await fetch(`${url}${readyPath}`).then((r) => r.ok, () => false)) break;
+    if (i > 400) throw new Error(`execd did not become ready at ${url}${readyPath}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}

@@ -6,8 +6,8 @@
 #    ENOEXEC, E2BIG, bad cwd), run-as (when root). valgrind runs a CLONE_VM|CLONE_VFORK clone as
 #    a fork, so under it a failed exec looks like a child exiting 127 (and valgrind's copy of the
 #    child says "EXEC FAILED"): this loop checks memory, the tests check errnos.
-# 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, pidfd watchers, wait4)
-#    inside node, running the same loop. valgrind 3.19 has no pidfd_open (ENOSYS), so the addon
+# 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, pidfd watchers, wait4,
+#    output pipe readers) inside node, running the same loop. valgrind 3.19 has no pidfd_open (ENOSYS), so the addon
 #    is rebuilt with AddressSanitizer + LeakSanitizer + UBSan and node runs with libasan
 #    preloaded; only reports with a frame in the addon count (Node's own exit-time
 #    allocations are not ours to judge). With a valgrind that knows pidfd_open, set
@@ -50,12 +50,27 @@ const kinds = [
 ];
 const pending = new Map();
 let ending = false;
+let bytes = 0;
 let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => {
-  for (const fd of [f0, f1, f2]) if (fd >= 0) closeSync(fd); // the child sees EOF / EPIPE
   const done = pending.get(id);
   pending.delete(id);
-  if (type === 1) addon.watch(pid, () => done('spawned'));
-  else if (type === 2) {
+  if (type === 1) {
+    // [stdin writer], stdout reader, [stderr reader]: stdin is closed (the child sees EOF), the
+    // output is read with readPipe; every 4th run stops its readers at once (closePipe, twice).
+    const k = kinds[(id - 1) % kinds.length];
+    const fds = [f0, f1, f2].filter((fd) => fd >= 0);
+    if (k.stdinPipe) closeSync(fds.shift());
+    let left = fds.length + 1;
+    const end = () => { if (--left === 0) done('spawned'); };
+    for (const fd of fds) {
+      const reader = addon.readPipe(fd, (chunk) => { if (chunk === null) end(); else bytes += chunk.length; });
+      if (id % 4 === 0) { addon.closePipe(reader); addon.closePipe(reader); end(); }
+    }
+    addon.watch(pid, end);
+    return;
+  }
+  for (const fd of [f0, f1, f2]) if (fd >= 0) closeSync(fd);
+  if (type === 2) {
     if (pid > 0) addon.watch(pid, () => {});
     done('failed');
   } else if (!ending) {
@@ -86,7 +101,7 @@ for (let i = 0; i < 3; i++) {
   globalThis.gc?.();
   await new Promise((r) => setTimeout(r, 20));
 }
-console.log(\`  \${N} requests: \${counts.spawned} spawned, \${counts.failed} refused; helper exit \${code}; watched left \${addon.watching()}\`);
+console.log(\`  \${N} requests: \${counts.spawned} spawned, \${counts.failed} refused, \${bytes} bytes of output read; helper exit \${code}; watched left \${addon.watching()}\`);
 EOF
 
 # encodeRequest is TypeScript: compile that one module to plain JS with the esbuild that tsx ships.

@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closedLoop, postJson, rawSpawnTrue, startExecd, TOKEN, type LoopResult, freePort } from './lib.js';
+import { closedLoop, postJson, rawSpawnTrue, startExecdReady, TOKEN, type LoopResult, freePort } from './lib.js';
 
 const GiB = 1 << 30;
 const CONNS = [1, 8] as const;
@@ -35,9 +35,7 @@ if (process.argv[2] === '--raw') {
   const ballast = ballastBytes > 0 ? Buffer.alloc(ballastBytes, 1) : null;
   const nativeTrue = async () => {
     const c = await nativeSpawner.spawn({ file: '/bin/true', argv: ['/bin/true'], cwd: '/', env: {}, stdin: 'ignore' });
-    c.stdout.resume();
-    c.stderr.resume();
-    await Promise.all([c.exited, once(c.stdout, 'close'), once(c.stderr, 'close')]);
+    await Promise.all([c.exited, c.readOutput(() => {}).closed]);
   };
   const out: Record<string, LoopResult | null> = {};
   for (const c of CONNS) {
@@ -109,7 +107,8 @@ async function startWebhook(bin: string, dir: string): Promise<Target> {
 }
 
 async function startExecdTarget(name: string, env: Record<string, string>): Promise<Target> {
-  const execd = await startExecd({ EXECD_MAX_SYNC_RUNS: '64', ...env });
+  // Logging at info (one audit line per run) to /dev/null, as webhook logs its lines at its default level there.
+  const execd = await startExecdReady({ EXECD_LOG_LEVEL: 'info', EXECD_MAX_SYNC_RUNS: '64', ...env });
   const check = await postJson(`${execd.url}/v1/run`, body);
   if (check.status !== 200) throw new Error(`${name} answered ${check.status}: ${check.body}`);
   const info = JSON.parse((await getJson(`${execd.url}/v1/info`)).body) as { spawner: string };

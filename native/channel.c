@@ -23,6 +23,9 @@
  *                           (all -1 when the status could not be read); when it cannot watch, it kills
  *                           and reaps the child, then throws {code}
  *   watching()              children watched and not reaped yet
+ *   readPipe(fd, onData)    read a child's output pipe (the fd becomes ours): onData(Buffer) per chunk,
+ *                           then onData(null) once it is closed -> reader
+ *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -324,16 +327,24 @@ typedef struct watcher {
   struct watcher *prev, *next;
   napi_env env;
   napi_ref callback;
-  napi_async_context async;
   pid_t pid;
   int pidfd;
 } watcher;
 
 /* Per environment (the main thread, or a worker): the watchers, so teardown can stop them. */
+typedef struct reader reader;
+
 typedef struct watch_list {
+  napi_env env;
   watcher *head;
   int count;
+  reader *readers; /* open output readers (section 3) */
+  /* One async context for every exit and output callback, made when the addon loads (outside
+     any request): one per child and per pipe cost an async resource each, for no use. */
+  napi_async_context async;
 } watch_list;
+
+static void close_readers(watch_list *list);
 
 static watch_list *watches_of(napi_env env);
 
@@ -363,14 +374,12 @@ static void finish_watcher(watch_list *list, watcher *w, bool report, int status
       napi_create_double(env, known ? (double)ru->ru_utime.tv_sec * 1e6 + (double)ru->ru_utime.tv_usec : -1, &argv[2]);
       napi_create_double(env, known ? (double)ru->ru_stime.tv_sec * 1e6 + (double)ru->ru_stime.tv_usec : -1, &argv[3]);
       napi_create_double(env, known ? (double)ru->ru_maxrss : -1, &argv[4]); /* KiB on Linux */
-      call_from_loop(env, w->callback, w->async, 5, argv);
+      call_from_loop(env, w->callback, list->async, 5, argv);
       napi_close_handle_scope(env, scope);
     }
   }
   if (w->callback) napi_delete_reference(env, w->callback);
-  if (w->async) napi_async_destroy(env, w->async);
   w->callback = NULL;
-  w->async = NULL;
   uv_close((uv_handle_t *)&w->poll, on_watcher_closed);
 }
 
@@ -392,6 +401,7 @@ static void on_pidfd_readable(uv_poll_t *handle, int status, int events) {
 static void watch_cleanup(void *arg) {
   watch_list *list = arg;
   while (list->head) finish_watcher(list, list->head, false, 0, NULL, false);
+  close_readers(list);
   free(list);
 }
 
@@ -400,6 +410,10 @@ static watch_list *watches_of(napi_env env) {
   if (napi_get_instance_data(env, (void **)&list) == napi_ok && list) return list;
   list = calloc(1, sizeof *list);
   if (!list) return NULL;
+  list->env = env;
+  napi_value name;
+  napi_create_string_utf8(env, "execd:child", NAPI_AUTO_LENGTH, &name);
+  if (napi_async_init(env, NULL, name, &list->async) != napi_ok) list->async = NULL; /* callbacks then run without one */
   if (napi_set_instance_data(env, list, NULL, NULL) != napi_ok) {
     free(list);
     return NULL;
@@ -411,7 +425,7 @@ static watch_list *watches_of(napi_env env) {
 
 static napi_value js_watch(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value args[2], name;
+  napi_value args[2];
   napi_valuetype t;
   int32_t pid = 0;
   uv_loop_t *loop;
@@ -455,8 +469,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
     throw_errno(env, -err, "uv_poll_init failed");
     return NULL;
   }
-  napi_create_string_utf8(env, "execd:child-exit", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_reference(env, args[1], 1, &w->callback) != napi_ok || napi_async_init(env, NULL, name, &w->async) != napi_ok) {
+  if (napi_create_reference(env, args[1], 1, &w->callback) != napi_ok) {
     if (w->callback) napi_delete_reference(env, w->callback);
     w->callback = NULL;
     uv_close((uv_handle_t *)&w->poll, on_watcher_closed);
@@ -478,6 +491,181 @@ static napi_value js_watching(napi_env env, napi_callback_info info) {
   napi_get_instance_data(env, (void **)&list);
   napi_create_int32(env, list ? list->count : 0, &out);
   return out;
+}
+
+/* ---------- output pipes ---------- */
+
+/*
+ * 3. Reading a child's stdout/stderr. Wrapping each pipe in a net.Socket cost
+ *    more server CPU than everything else a spawn does (two sockets per run:
+ *    handle type probe, stream state, end/close events). Here libuv polls the
+ *    fd and each chunk goes to one JS callback as a Buffer, then null once the
+ *    pipe is closed (EOF or an error) and its fd is closed.
+ */
+struct reader {
+  uv_poll_t poll; /* first: the handle's address is the reader's */
+  reader *prev, *next;
+  watch_list *list;
+  napi_env env;
+  napi_ref callback;
+  int fd;
+  bool open;     /* polling; the fd is ours */
+  bool js_alive; /* the external wrapping it has not been finalized */
+  bool closed;   /* libuv has let go of the handle */
+};
+
+#define READ_CHUNK 65536
+static _Thread_local char read_buf[READ_CHUNK];
+
+static void maybe_free_reader(reader *r) {
+  if (r->closed && !r->js_alive) free(r);
+}
+
+static void on_reader_closed(uv_handle_t *handle) {
+  reader *r = (reader *)handle;
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+  r->closed = true;
+  maybe_free_reader(r);
+}
+
+/* Stop reading and close the fd; `report` tells JS (null) first. Idempotent. */
+static void finish_reader(reader *r, bool report) {
+  if (!r->open) return;
+  r->open = false;
+  if (r->prev) r->prev->next = r->next;
+  else r->list->readers = r->next;
+  if (r->next) r->next->prev = r->prev;
+  uv_poll_stop(&r->poll);
+  if (report) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(r->env, &scope) == napi_ok) {
+      napi_value arg;
+      napi_get_null(r->env, &arg);
+      call_from_loop(r->env, r->callback, r->list->async, 1, &arg);
+      napi_close_handle_scope(r->env, scope);
+    }
+  }
+  if (r->callback) napi_delete_reference(r->env, r->callback);
+  r->callback = NULL;
+  uv_close((uv_handle_t *)&r->poll, on_reader_closed);
+}
+
+static void close_readers(watch_list *list) {
+  while (list->readers) finish_reader(list->readers, false);
+  if (list->async) napi_async_destroy(list->env, list->async);
+  list->async = NULL;
+}
+
+static void on_pipe_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  reader *r = (reader *)handle;
+  if (status < 0) {
+    finish_reader(r, true);
+    return;
+  }
+  /* As libuv's streams: read until a short read (the poll is level-triggered), a bounded number of times. */
+  for (int i = 0; i < 16 && r->open; i++) {
+    ssize_t n = read(r->fd, read_buf, READ_CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+      finish_reader(r, true); /* EOF, or an error: the pipe is done either way */
+      return;
+    }
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(r->env, &scope) == napi_ok) {
+      napi_value chunk;
+      if (napi_create_buffer_copy(r->env, (size_t)n, read_buf, NULL, &chunk) == napi_ok) {
+        call_from_loop(r->env, r->callback, r->list->async, 1, &chunk);
+      }
+      napi_close_handle_scope(r->env, scope);
+    }
+    if (n < READ_CHUNK) return;
+  }
+}
+
+static void finalize_reader(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  reader *r = data;
+  r->js_alive = false;
+  finish_reader(r, false);
+  maybe_free_reader(r);
+}
+
+static bool get_reader(napi_env env, napi_value value, reader **out) {
+  void *data = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, value, &t) != napi_ok || t != napi_external || napi_get_value_external(env, value, &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a reader");
+    return false;
+  }
+  *out = data;
+  return true;
+}
+
+/* readPipe(fd, onData) -> reader: the fd is ours from now on (closed when done), even when this throws. */
+static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], out;
+  napi_valuetype t;
+  int32_t fd = -1;
+  uv_loop_t *loop;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 || napi_typeof(env, args[1], &t) != napi_ok ||
+      t != napi_function) {
+    napi_throw_type_error(env, NULL, "readPipe(fd, onData)");
+    return NULL;
+  }
+  watch_list *list = watches_of(env);
+  if (!list || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    close(fd);
+    throw_errno(env, ENOMEM, "cannot read");
+    return NULL;
+  }
+  reader *r = calloc(1, sizeof *r);
+  if (!r) {
+    close(fd);
+    throw_errno(env, ENOMEM, "out of memory");
+    return NULL;
+  }
+  r->env = env;
+  r->list = list;
+  r->fd = fd;
+  int err = uv_poll_init(loop, &r->poll, fd); /* also makes the fd non-blocking */
+  if (err) {
+    close(fd);
+    free(r);
+    throw_errno(env, -err, "uv_poll_init failed");
+    return NULL;
+  }
+  r->js_alive = true;
+  if (napi_create_reference(env, args[1], 1, &r->callback) != napi_ok || napi_create_external(env, r, finalize_reader, NULL, &out) != napi_ok) {
+    if (r->callback) napi_delete_reference(env, r->callback);
+    r->callback = NULL;
+    r->js_alive = false;
+    uv_close((uv_handle_t *)&r->poll, on_reader_closed); /* closes the fd, frees r */
+    napi_throw_error(env, NULL, "cannot read");
+    return NULL;
+  }
+  r->open = true;
+  r->next = list->readers;
+  if (list->readers) list->readers->prev = r;
+  list->readers = r;
+  uv_poll_start(&r->poll, UV_READABLE | UV_DISCONNECT, on_pipe_readable);
+  return out;
+}
+
+/* closePipe(reader): stop reading now and close the fd, without calling onData (idempotent). */
+static napi_value js_close_pipe(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  reader *r;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 1 || !get_reader(env, args[0], &r)) return NULL;
+  finish_reader(r, false);
+  return NULL;
 }
 
 /* null when this kernel can do what we need (pidfd_open: Linux 5.3), else why not. */
@@ -502,7 +690,10 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"watch", NULL, js_watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watching", NULL, js_watching, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probe", NULL, js_probe, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readPipe", NULL, js_read_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closePipe", NULL, js_close_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  watches_of(env); /* now, while the addon loads: its async context belongs to no request */
   return exports;
 }

@@ -5,6 +5,7 @@ import { problem } from './errors.js';
 import { registerErrorHandling, sendProblem } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
 import { registerAuth } from './plugins/auth.js';
+import { RequestLogController } from './plugins/request-log.js';
 import { createServices, type Services } from './services/index.js';
 import { Security } from './services/security.js';
 import type { Spawner } from './services/runner/index.js';
@@ -76,6 +77,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
+    logController: new RequestLogController(), // one line per request (plugins/request-log.ts)
     bodyLimit: config.bodyLimit,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

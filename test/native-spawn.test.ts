@@ -218,7 +218,9 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
     });
   });
 
-  it('a thousand spawns leave no zombie and nothing watched', async () => {
+  it('a thousand spawns leave no zombie, nothing watched and no fd open (output pipes are read and closed by the addon)', async () => {
+    await run({ argv: ['/bin/true'] });
+    const fdsBefore = readdirSync('/proc/self/fd').length;
     let next = 0;
     const worker = async () => {
       while (next < 1000) {
@@ -230,6 +232,7 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
     await Promise.all(Array.from({ length: 8 }, worker));
     expect(ourZombies()).toEqual([]);
     expect(watchedChildren()).toBe(0);
+    expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fdsBefore);
   }, 180_000);
 
   it.runIf(process.getuid?.() === 0)('runs as another uid/gid with no supplementary groups (root only)', async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunResult } from '../src/schemas/run.js';
 import { AUTH, startApp, type TestApp } from './helpers/app.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
 
@@ -51,6 +52,22 @@ describe('POST /v1/run', () => {
     expect(res.body.pid).toBeGreaterThan(1);
     expect(Date.parse(res.body.finishedAt)).toBeGreaterThanOrEqual(Date.parse(res.body.startedAt));
     expect(Number.isInteger(res.body.durationMs)).toBe(true);
+  });
+
+  it('answers exactly in RunResult\'s shape (the route serializes with JSON.stringify, not through zod)', async () => {
+    const answers = await Promise.all([
+      run({ argv: ['true'] }),
+      run({ command: 'echo out; echo err >&2; exit 3' }),
+      run({ command: 'kill -TERM $$' }),
+      run({ argv: ['sleep', '5'], timeoutMs: 100, killGraceMs: 0 }),
+      run({ command: 'printf abcdef', maxOutputBytes: 2, stderr: 'merge', encoding: 'base64' }),
+    ]);
+    for (const res of answers) {
+      expect(res.status).toBe(200);
+      const parsed = RunResult.strict().safeParse(res.body);
+      expect(parsed.error).toBeUndefined();
+      expect(parsed.data).toEqual(res.body);
+    }
   });
 
   it('runs a shell command with `command`, and reports a non-zero exit', async () => {

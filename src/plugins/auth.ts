@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { bearerToken, hasScope, type Principal, type Scope } from '../services/auth.js';
 import { originAllowed } from '../stream/origin.js';
@@ -33,8 +33,8 @@ const AUDIT_EVENTS: Record<string, string> = {
 };
 const AUDITED_SCOPES: ReadonlySet<Scope> = new Set(['run', 'jobs:write', 'admin']);
 
-const scopesOf = (request: FastifyRequest): readonly Scope[] => {
-  const s = request.routeOptions.config.scope;
+const scopesOf = (config: FastifyContextConfig): readonly Scope[] => {
+  const s = config.scope;
   return s === undefined ? ['admin'] : typeof s === 'string' ? [s] : s;
 };
 
@@ -65,30 +65,25 @@ function outcome(request: FastifyRequest, status: number): string {
 }
 
 function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
-  const operationId = (request.routeOptions.schema as { operationId?: string } | undefined)?.operationId;
-  const needs = scopesOf(request);
-  const audited = operationId !== undefined && (AUDIT_EVENTS[operationId] !== undefined || needs.some((s) => AUDITED_SCOPES.has(s)));
+  const route = request.routeOptions; // a getter that builds a new object: read once
+  const operationId = (route.schema as { operationId?: string } | undefined)?.operationId;
+  const audited = operationId !== undefined && (AUDIT_EVENTS[operationId] !== undefined || scopesOf(route.config).some((s) => AUDITED_SCOPES.has(s)));
   const status = reply.statusCode;
   if (!audited && status !== 401 && status !== 403) return;
   const params = request.params as { id?: unknown } | undefined;
   const body = request.body as { signal?: unknown } | undefined;
   const event = audited ? (AUDIT_EVENTS[operationId] ?? operationId) : status === 401 ? 'auth.failed' : 'forbidden';
-  scope.security.audit.info(
-    {
-      event,
-      tokenId: request.principal?.id ?? null,
-      reqId: request.id,
-      method: request.method,
-      route: request.routeOptions.url ?? null,
-      ...(typeof params?.id === 'string' ? { jobId: params.id } : {}),
-      ...(operationId === 'signalJob' && typeof body?.signal === 'string' ? { signal: body.signal.slice(0, 32) } : {}),
-      ...request.audit,
-      status,
-      outcome: outcome(request, status),
-      ...(audited ? {} : { ip: request.ip }),
-    },
-    event,
-  );
+  // One flat line (services/log.ts): the request's audit facts are strings, numbers, booleans and string arrays.
+  const line: Record<string, unknown> = { event, tokenId: request.principal?.id ?? null, reqId: request.id, method: request.method, route: route.url ?? null };
+  if (typeof params?.id === 'string') line.jobId = params.id;
+  if (operationId === 'signalJob' && typeof body?.signal === 'string') line.signal = body.signal.slice(0, 32);
+  Object.assign(line, request.audit);
+  line.status = status;
+  line.outcome = outcome(request, status);
+  line.responseTime = reply.elapsedTime;
+  if (!audited) line.ip = request.ip;
+  scope.security.audit.info(line, event);
+  request.auditLogged = true; // the audit line is this request's completion line (plugins/request-log.ts)
 }
 
 /**
@@ -98,32 +93,42 @@ function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: F
 export function registerAuth(scope: FastifyInstance): void {
   if (!scope.hasRequestDecorator('principal')) scope.decorateRequest('principal', null);
   if (!scope.hasRequestDecorator('audit')) scope.decorateRequest('audit', null as unknown as Record<string, unknown>);
+  if (!scope.hasRequestDecorator('auditLogged')) scope.decorateRequest('auditLogged', false);
 
-  scope.addHook('onRequest', async (request) => {
-    request.audit = {};
-    if (crossOriginUpgrade(request) && !originAllowed(request.headers.origin, scope.services?.config.wsOrigins ?? [])) {
-      throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
-    }
-    const token = bearerToken(request.headers.authorization, request.headers['sec-websocket-protocol'] as string | undefined);
-    if (token === null) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
-    const { security } = scope;
-    const principal = security.tokens.authenticate(token);
-    if (!principal) throw new ApiError('UNAUTHORIZED', 'the bearer token is not valid');
-    request.principal = principal;
-    const wait = security.rateLimit?.take(principal.id) ?? 0;
-    if (wait > 0) {
-      throw new ApiError('RATE_LIMITED', `token ${JSON.stringify(principal.id)} is over EXECD_RATE_LIMIT (${security.rateLimit!.perMinute} requests a minute)`, {}, { retryAfter: wait });
-    }
-    const needs = scopesOf(request);
-    if (!needs.some((s) => hasScope(principal, s))) {
-      const named = needs.map((s) => `"${s}"`).join(' or ');
-      throw new ApiError('FORBIDDEN', `this needs the scope ${named}, which token ${JSON.stringify(principal.id)} does not hold`, { scope: needs.length === 1 ? needs[0] : needs });
-    }
+  // Callback hooks, not async ones: every /v1 request passes both, and a promise each is a cost for
+  // nothing. Fastify's hook runner turns a throw into the request's error, as a rejection would be.
+  scope.addHook('onRequest', (request, _reply, done) => {
+    authorize(scope, request);
+    done();
   });
 
-  scope.addHook('onResponse', async (request, reply) => {
+  scope.addHook('onResponse', (request, reply, done) => {
     if (request.audit === null) request.audit = {};
     auditResponse(scope, request, reply);
+    done();
   });
+}
+
+/** Who is asking (bearer token), within the rate limit, holding a scope the route needs; throws ApiError otherwise. */
+function authorize(scope: FastifyInstance, request: FastifyRequest): void {
+  request.audit = {};
+  if (crossOriginUpgrade(request) && !originAllowed(request.headers.origin, scope.services?.config.wsOrigins ?? [])) {
+    throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
+  }
+  const token = bearerToken(request.headers.authorization, request.headers['sec-websocket-protocol'] as string | undefined);
+  if (token === null) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
+  const { security } = scope;
+  const principal = security.tokens.authenticate(token);
+  if (!principal) throw new ApiError('UNAUTHORIZED', 'the bearer token is not valid');
+  request.principal = principal;
+  const wait = security.rateLimit?.take(principal.id) ?? 0;
+  if (wait > 0) {
+    throw new ApiError('RATE_LIMITED', `token ${JSON.stringify(principal.id)} is over EXECD_RATE_LIMIT (${security.rateLimit!.perMinute} requests a minute)`, {}, { retryAfter: wait });
+  }
+  const needs = scopesOf(request.routeOptions.config);
+  if (!needs.some((s) => hasScope(principal, s))) {
+    const named = needs.map((s) => `"${s}"`).join(' or ');
+    throw new ApiError('FORBIDDEN', `this needs the scope ${named}, which token ${JSON.stringify(principal.id)} does not hold`, { scope: needs.length === 1 ? needs[0] : needs });
+  }
 }
 

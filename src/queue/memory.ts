@@ -7,6 +7,7 @@ import { ApiError } from '../errors.js';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../services/policy.js';
+import { flatLogger } from '../services/log.js';
 import { startRun, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
 import { returncodeOf } from '../services/runner/result.js';
 import { Fifo } from './fifo.js';
@@ -53,12 +54,15 @@ export class MemoryJobQueue implements JobQueue {
   private seq = 0;
   private closing: Promise<void> | null = null;
   private draining: Promise<void> | null = null;
+  /** `job finished`, one line per job with flat fields: the cheap logger (services/log.ts). */
+  private readonly finishLog: FastifyBaseLogger;
 
   constructor(
     private readonly config: Config,
     private readonly deps: QueueDeps,
   ) {
     this.outputDir = join(config.dataDir, 'jobs');
+    this.finishLog = flatLogger(deps.log);
     this.store = new JobStore<MemoryJob>({
       retainJobs: config.retainJobs,
       retainMs: config.retainMs,
@@ -251,7 +255,9 @@ export class MemoryJobQueue implements JobQueue {
       const state = finalState(outcome, returncode);
       const error = outcome.terminationReason === 'shutdown' ? SHUTDOWN_ERROR : undefined;
       const ran = { uid: runSpec.uid ?? process.getuid!(), gid: runSpec.gid ?? process.getgid!() };
-      this.finish(job, state, { result: toJobResult(outcome, returncode, output, ran), ...(error ? { error } : {}) }, lane);
+      const patch: { result: JobResult; error?: JobError } = { result: toJobResult(outcome, returncode, output, ran) };
+      if (error) patch.error = error;
+      this.finish(job, state, patch, lane);
     } catch (err) {
       this.deps.log.error({ err, jobId: job.id }, 'job worker failed');
       if (!isTerminal(job.state)) this.finish(job, 'failed', { error: { code: 'INTERNAL', message: 'the worker failed; the error has been logged' } }, lane);
@@ -268,7 +274,7 @@ export class MemoryJobQueue implements JobQueue {
       lane.processed++;
       if (state === 'failed' || state === 'timed_out') lane.failed++;
     }
-    if (log) this.deps.log.info(
+    if (log) this.finishLog.info(
       { jobId: job.id, queue: job.queue, state, returncode: job.result?.returncode, durationMs: job.result?.durationMs, error: job.error?.code },
       'job finished',
     );

@@ -23,6 +23,7 @@ import { admitCommand } from '../services/policy-gate.js';
 import { isSignalName } from '../services/runner/index.js';
 import { toRunSpec } from '../services/spec.js';
 import type { CommandSpec } from '../schemas/run.js';
+import type { SubmitRequest } from '../queue/types.js';
 
 const TAGS = ['jobs'];
 
@@ -101,9 +102,11 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const { grant } = await admitCommand(request, runSpec);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
-      const { job, created } = await jobs.submit({ queue, spec, ownerId, grant, ...(key !== undefined ? { idempotencyKey: key } : {}) });
+      const submitted: SubmitRequest = { queue, spec, ownerId, grant };
+      if (key !== undefined) submitted.idempotencyKey = key;
+      const { job, created } = await jobs.submit(submitted);
       request.audit.jobId = job.id;
-      request.log.info({ jobId: job.id, queue, created }, created ? 'job queued' : 'job replayed for its idempotency key');
+      request.log.debug({ jobId: job.id, queue, created }, created ? 'job queued' : 'job replayed for its idempotency key');
       return reply.code(created ? 202 : 200).header('location', `/v1/jobs/${job.id}`).send(job);
     },
   );

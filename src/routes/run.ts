@@ -43,10 +43,19 @@ const wantsText = (accept: string | undefined): boolean => {
   return text >= 0 && (json < 0 || text < json);
 };
 
+/**
+ * toRunResult builds the answer in exactly RunResult's shape (test/run.test.ts
+ * checks answers against the schema strictly), so it is serialized with
+ * JSON.stringify rather than re-validated through zod on every run, as the job
+ * routes do. The schema still documents the answer.
+ */
+const plainJson = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
+
 const runRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/run',
     {
+      ...plainJson,
       schema: {
         operationId: 'run',
         tags: ['run'],
@@ -67,7 +76,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
       const encoding = body.encoding ?? 'utf8';
       const result = toRunResult(run, encoding);
       const cmd = body.argv ?? body.command!;
-      request.log.info({ argv: body.argv, command: body.command, returncode: run.returncode, timedOut: result.timedOut, durationMs: result.durationMs }, 'run finished');
+      request.log.debug({ argv: body.argv, command: body.command, returncode: run.returncode, timedOut: result.timedOut, durationMs: result.durationMs }, 'run finished');
       if (body.check && result.timedOut) {
         throw new ApiError('TIMEOUT_EXPIRED', `Command '${pyStr(cmd)}' timed out after ${spec.timeoutMs! / 1000} seconds`, { result });
       }

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -32,7 +32,8 @@ interface TokenEntry {
   digest: Buffer;
 }
 
-const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+/** One-shot crypto.hash: no Hash object per call (authenticate hashes the token of every request). */
+const sha256 = (s: string): Buffer => hash('sha256', s, 'buffer');
 
 const TOKEN_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
 

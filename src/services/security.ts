@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ConfigError, type Config } from '../config.js';
 import { TokenStore } from './auth.js';
 import { isRoot, resolveRunAs, type RunAsUser } from './identity.js';
+import { flatLogger } from './log.js';
 import { CommandPolicy } from './policy.js';
 import { RateLimiter } from './ratelimit.js';
 import type { RunContext } from './runner/index.js';
@@ -23,7 +24,7 @@ export class Security {
   readonly policy: CommandPolicy;
   /** Per-token rate limit; null when EXECD_RATE_LIMIT is 0. */
   readonly rateLimit: RateLimiter | null;
-  /** The one audit logger: every line has `event` and `tokenId`. */
+  /** The one audit logger: every line has `event` and `tokenId`, and only flat fields (services/log.ts). */
   readonly audit: FastifyBaseLogger;
   /** EXECD_RUN_AS, resolved; null when unset. */
   readonly runAs: RunAsUser | null;
@@ -41,7 +42,7 @@ export class Security {
       defaultRunAs: this.runAs,
     });
     this.rateLimit = config.rateLimitPerMinute > 0 ? new RateLimiter(config.rateLimitPerMinute) : null;
-    this.audit = log.child({ log: 'audit' });
+    this.audit = flatLogger(log, { log: 'audit' });
   }
 
   /** Re-read EXECD_TOKENS_FILE and EXECD_POLICY_FILE (SIGHUP). A file that fails keeps what was in force. */

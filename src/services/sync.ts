@@ -27,7 +27,7 @@ export async function runSync(services: Services, asked: RunSpec, reply: Fastify
         void handle.done.then(() => reply.raw.removeListener('close', onClose));
       },
     });
-    const ran = { ...run, uid: spec.uid ?? process.getuid!(), gid: spec.gid ?? process.getgid!() };
+    const ran: SyncRun = Object.assign(run, { uid: spec.uid ?? process.getuid!(), gid: spec.gid ?? process.getgid!() });
     const o = run.outcome;
     Object.assign(reply.request.audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
     return ran;

@@ -25,6 +25,8 @@ interface Addon {
   watch(pid: number, onExit: (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void): void;
   watching(): number;
   probe(): string | null;
+  readPipe(fd: number, onData: (chunk: Buffer | null) => void): object;
+  closePipe(reader: object): void;
 }
 
 const REQ_STDIN_PIPE = 1;
@@ -278,6 +280,23 @@ function watchExit(addon: Addon, pid: number): Promise<HelperExit> {
     });
   });
 }
+
+/**
+ * Read one of a child's output pipes in the addon (libuv polls the fd; no
+ * net.Socket): onData(chunk) per chunk, then onData(null) once it is closed.
+ * The fd is the reader's from now on, even when this throws.
+ */
+export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): object {
+  const a = loadAddon();
+  if (!a) {
+    closeSync(fd);
+    throw new HelperSpawnError('ENOSYS', osConstants.errno.ENOSYS, 'native spawner');
+  }
+  return a.readPipe(fd, onData);
+}
+
+/** Stop a readPipe now and close its fd, without onData(null). Idempotent. */
+export const closePipe = (reader: object): void => loadAddon()?.closePipe(reader);
 
 /** Children watched and not reaped yet (tests). */
 export const watchedChildren = (): number => loadAddon()?.watching() ?? 0;

@@ -1,10 +1,10 @@
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
-import { Readable } from 'node:stream';
-import { helper, nativeUnavailableReason, startHelpers, type HelperChild } from './native-helper.js';
+import { closePipe, helper, nativeUnavailableReason, readPipe, startHelpers, type HelperChild } from './native-helper.js';
+import type { StreamName } from './output.js';
 import { resolveExecutable } from './prepare.js';
-import { childProcessSpawner, type ChildHandle, type Spawner, type SpawnOptions } from './spawn.js';
+import { childProcessSpawner, type ChildHandle, type ChildOutput, type Spawner, type SpawnOptions } from './spawn.js';
 
 /**
  * The native spawner: children are cloned and exec'd by execd-spawn-helper, a
@@ -14,29 +14,54 @@ import { childProcessSpawner, type ChildHandle, type Spawner, type SpawnOptions 
  * come with wait4's rusage. docs/design-native-spawn.md says why this design.
  */
 
-/** The parent's end of a pipe as a non-blocking Node stream (libuv sets O_NONBLOCK; the fd is O_CLOEXEC). */
-const readEnd = (fd: number) => new Socket({ fd, readable: true, writable: false });
+/** The parent's end of the stdin pipe as a non-blocking Node stream (libuv sets O_NONBLOCK; the fd is O_CLOEXEC). */
 const writeEnd = (fd: number) => new Socket({ fd, readable: false, writable: true });
-/** stderr of a merged run: it all went to stdout. */
-const emptyStream = () =>
-  new Readable({
-    read() {
-      this.push(null);
-    },
+
+/**
+ * The output pipes, read by the addon (readPipe): a net.Socket per pipe cost more
+ * server CPU than the rest of a spawn (60-80 µs of a /bin/true run here).
+ */
+function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput {
+  let open = fds.length;
+  let settle!: () => void;
+  const closed = new Promise<void>((resolve) => (settle = resolve));
+  const readers: object[] = [];
+  const names: StreamName[] = ['stdout', 'stderr'];
+  fds.forEach((fd, i) => {
+    const name = names[i]!;
+    let done = false;
+    const ended = () => {
+      if (done) return;
+      done = true;
+      if (--open === 0) settle();
+    };
+    try {
+      readers.push(readPipe(fd, (chunk) => (chunk === null ? ended() : onChunk(name, chunk))));
+    } catch {
+      ended(); // never seen (out of memory): the fd is closed, this stream reads as empty
+    }
   });
+  if (fds.length === 0) settle();
+  return {
+    closed,
+    destroy() {
+      for (const r of readers) closePipe(r);
+      if (open > 0) {
+        open = 0;
+        settle();
+      }
+    },
+  };
+}
 
 function toHandle(child: HelperChild): ChildHandle {
-  const fds = [child.stdinFd, child.stdoutFd, child.stderrFd];
+  const output = child.stderrFd >= 0 ? [child.stdoutFd, child.stderrFd] : [child.stdoutFd];
+  let stdin: Socket | null = null;
   try {
-    const stdin = child.stdinFd >= 0 ? writeEnd(child.stdinFd) : null;
-    fds[0] = -1;
-    const stdout = readEnd(child.stdoutFd);
-    fds[1] = -1;
-    const stderr = child.stderrFd >= 0 ? readEnd(child.stderrFd) : emptyStream();
-    return { pid: child.pid, stdin, stdout, stderr, exited: child.exited };
+    if (child.stdinFd >= 0) stdin = writeEnd(child.stdinFd);
   } catch (err) {
     // Never seen: the fds are pipes we just received. Do not leave the child running unsupervised.
-    for (const fd of fds) if (fd >= 0) closeSync(fd);
+    for (const fd of [child.stdinFd, ...output]) if (fd >= 0) closeSync(fd);
     try {
       process.kill(-child.pid, 'SIGKILL');
     } catch {
@@ -44,6 +69,17 @@ function toHandle(child: HelperChild): ChildHandle {
     }
     throw err;
   }
+  let reading = false;
+  return {
+    pid: child.pid,
+    stdin,
+    readOutput(onChunk) {
+      if (reading) throw new Error('readOutput may be called once');
+      reading = true;
+      return readOutput(output, onChunk);
+    },
+    exited: child.exited,
+  };
 }
 
 export const nativeSpawner: Spawner = {

@@ -1,7 +1,5 @@
-import { once } from 'node:events';
-import type { Readable } from 'node:stream';
 import { SpawnError, toSpawnError } from './errors.js';
-import type { OutputSink, StreamName } from './output.js';
+import type { OutputSink } from './output.js';
 import { prepareSpawn, type PrepareContext } from './prepare.js';
 import type { ChildHandle, Spawner } from './spawn.js';
 import { killProcessGroup, terminateProcessGroup } from './terminate.js';
@@ -63,7 +61,7 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     if (Buffer.isBuffer(spec.stdin)) stdin.end(spec.stdin);
   }
 
-  const pipesClosed = Promise.all([pump(child.stdout, 'stdout', sink), pump(child.stderr, 'stderr', sink)]);
+  const output = child.readOutput((name, chunk) => sink.write(name, chunk));
 
   const done = (async (): Promise<RunOutcome> => {
     const status = await child.exited;
@@ -73,10 +71,9 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     if (timer) clearTimeout(timer);
     // A grandchild may hold the pipes open: wait a bounded time, then let go of them.
     let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([pipesClosed, new Promise<void>((r) => (drainTimer = setTimeout(r, ctx.pipeDrainMs)))]);
+    await Promise.race([output.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, ctx.pipeDrainMs)))]);
     clearTimeout(drainTimer); // one pending timer per run would otherwise linger for pipeDrainMs
-    child.stdout.destroy();
-    child.stderr.destroy();
+    output.destroy();
     stdin?.destroy();
     // Whatever the leader left in its group does not outlive the run.
     if (reason !== null) {
@@ -85,7 +82,7 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     } else {
       terminateProcessGroup(pid, spec.killGraceMs);
     }
-    await pipesClosed;
+    await output.closed;
     return {
       pid,
       exitCode: status.code,
@@ -127,14 +124,5 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     },
   };
 }
-
-function pump(stream: Readable, name: StreamName, sink: OutputSink): Promise<void> {
-  stream.on('data', (chunk: Buffer) => sink.write(name, chunk));
-  return once(stream, 'close').then(
-    () => undefined,
-    () => undefined,
-  );
-}
-
 
 export { SpawnError };

@@ -1,5 +1,7 @@
 import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
+import type { StreamName } from './output.js';
 
 /**
  * The spawn step, behind a small interface so a faster spawner (posix_spawn
@@ -40,13 +42,43 @@ export interface ExitStatus {
   usage?: ResourceUsage | null;
 }
 
+/** A child's stdout and stderr being read (ChildHandle.readOutput). */
+export interface ChildOutput {
+  /** Resolves once both pipes are closed: the writers are gone (EOF), an error, or destroy(). Never rejects. */
+  closed: Promise<void>;
+  /** Stop reading now and close the pipes (a grandchild may hold them open forever); no chunk comes after it. */
+  destroy(): void;
+}
+
 export interface ChildHandle {
   pid: number;
   stdin: Writable | null;
-  stdout: Readable;
-  stderr: Readable;
+  /**
+   * Start reading stdout and stderr (call it once, in the same turn as the spawn resolved):
+   * each chunk in order per stream. A merged stderr sends nothing on 'stderr'.
+   */
+  readOutput(onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput;
   /** Resolves once the process has exited and been reaped. */
   exited: Promise<ExitStatus>;
+}
+
+/** readOutput over two Node streams (child_process). */
+export function streamOutput(stdout: Readable, stderr: Readable, onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput {
+  const pump = (stream: Readable, name: StreamName) => {
+    stream.on('data', (chunk: Buffer) => onChunk(name, chunk));
+    return once(stream, 'close').then(
+      () => undefined,
+      () => undefined,
+    );
+  };
+  const closed = Promise.all([pump(stdout, 'stdout'), pump(stderr, 'stderr')]).then(() => undefined);
+  return {
+    closed,
+    destroy() {
+      stdout.destroy();
+      stderr.destroy();
+    },
+  };
 }
 
 export interface Spawner {
@@ -103,8 +135,7 @@ export const childProcessSpawner: Spawner = {
         resolve({
           pid: child.pid!,
           stdin: child.stdin,
-          stdout: child.stdout!,
-          stderr: child.stderr!,
+          readOutput: (onChunk) => streamOutput(child.stdout!, child.stderr!, onChunk),
           exited,
         });
       });
