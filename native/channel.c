@@ -24,8 +24,7 @@
  *                           and reaps the child, then throws {code}
  *   watching()              children watched and not reaped yet
  *   readPipe(fd, onData)    read a child's output pipe (the fd becomes ours): onData(Buffer) per chunk,
- *                           then onData(null) once it is closed -> reader (it reads on to EOF even when
- *                           JS drops the reader; only closePipe or teardown stops it early)
+ *                           then onData(null) once it is closed -> reader
  *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
  */
 #define _GNU_SOURCE
@@ -586,12 +585,12 @@ static void on_pipe_readable(uv_poll_t *handle, int status, int events) {
   }
 }
 
-/* JS let go of the reader: reading goes on to EOF (its callback is referenced until then). */
 static void finalize_reader(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   reader *r = data;
   r->js_alive = false;
+  finish_reader(r, false);
   maybe_free_reader(r);
 }
 
