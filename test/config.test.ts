@@ -34,6 +34,11 @@ describe('config', () => {
     [{ EXECD_HOST: 'not a host' }, /EXECD_HOST/],
     [{ EXECD_HOST: '0.0.0.0' }, /non-loopback.*EXECD_TOKEN/],
     [{ EXECD_HOST: '::' }, /non-loopback.*EXECD_TOKEN/],
+    [{ EXECD_ROLE: 'api' }, /EXECD_ROLE.*redis/],
+    [{ EXECD_ROLE: 'boss', EXECD_QUEUE_BACKEND: 'redis', EXECD_REDIS_URL: 'redis://127.0.0.1:6379' }, /EXECD_ROLE/],
+    [{ EXECD_REDIS_PREFIX: 'a b', EXECD_QUEUE_BACKEND: 'redis', EXECD_REDIS_URL: 'redis://127.0.0.1:6379' }, /EXECD_REDIS_PREFIX/],
+    [{ EXECD_NODE_ID: 'x'.repeat(129) }, /EXECD_NODE_ID/],
+    [{ EXECD_REDIS_STALL_MS: '500' }, /EXECD_REDIS_STALL_MS/],
   ])('refuses %o with one clear line', (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {
@@ -42,6 +47,12 @@ describe('config', () => {
       expect((err as Error).message).toMatch(message);
       expect((err as Error).message).not.toContain('\n');
     }
+  });
+
+  it('reads the Redis settings: role, prefix, node id and stall interval', () => {
+    const c = parseConfig({ EXECD_QUEUE_BACKEND: 'redis', EXECD_REDIS_URL: 'redis://127.0.0.1:6379/2', EXECD_ROLE: 'worker', EXECD_REDIS_PREFIX: 'team-a', EXECD_NODE_ID: 'w1', EXECD_REDIS_STALL_MS: '2000' });
+    expect(c).toMatchObject({ queueBackend: 'redis', redisUrl: 'redis://127.0.0.1:6379/2', role: 'worker', redisPrefix: 'team-a', nodeId: 'w1', redisStallMs: 2000 });
+    expect(parseConfig({})).toMatchObject({ role: 'all', redisPrefix: 'execd', redisStallMs: 5000, nodeId: expect.stringMatching(new RegExp(`-${process.pid}$`)) });
   });
 
   it('allows a non-loopback host with a token', () => {

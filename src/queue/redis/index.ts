@@ -136,7 +136,7 @@ export class RedisJobQueue implements JobQueue {
   private lastBeat = Date.now();
   private rpcSeq = 0;
   private down = false;
-  private lastWorkerError = 0;
+  private readonly lastWarned = new Map<string, number>();
   private draining: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
 
@@ -761,16 +761,22 @@ export class RedisJobQueue implements JobQueue {
   }
 
   private unavailable(err: unknown): ApiError {
-    this.redisError(err as Error, 'request');
+    // Logged at most every 10 s, and without the outage flag: a command that failed on a live connection
+    // (a timeout) must not keep the next real outage from being logged.
+    this.warnEvery('request', { err: { message: (err as Error)?.message }, node: this.nodeId }, 'a request to redis failed: answered 503');
     return new ApiError('QUEUE_FULL', 'the queue backend (redis) is unreachable; try again shortly', {}, { retryAfter: 1 });
   }
 
   /** BullMQ worker errors (a lapsed lock, a connection retry): logged at most every 10 s. */
   private workerError(err: Error): void {
+    this.warnEvery('worker', { err: { message: err?.message }, node: this.nodeId }, 'job worker (BullMQ) error');
+  }
+
+  private warnEvery(kind: string, fields: object, message: string): void {
     const now = Date.now();
-    if (now - this.lastWorkerError < 10_000) return;
-    this.lastWorkerError = now;
-    this.deps.log.warn({ err: { message: err?.message }, node: this.nodeId }, 'job worker (BullMQ) error');
+    if (now - (this.lastWarned.get(kind) ?? 0) < 10_000) return;
+    this.lastWarned.set(kind, now);
+    this.deps.log.warn(fields, message);
   }
 
   /** Connection trouble is logged once per outage, not once per retry. */
