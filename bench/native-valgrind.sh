@@ -51,20 +51,26 @@ const kinds = [
 const pending = new Map();
 let ending = false;
 let bytes = 0;
+const readers = new Set();
 let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => {
   const done = pending.get(id);
   pending.delete(id);
   if (type === 1) {
     // [stdin writer], stdout reader, [stderr reader]: stdin is closed (the child sees EOF), the
     // output is read with readPipe; every 4th run stops its readers at once (closePipe, twice).
+    // A reader is held until it reports null: one that JS drops may be finished by its finalizer.
     const k = kinds[(id - 1) % kinds.length];
     const fds = [f0, f1, f2].filter((fd) => fd >= 0);
     if (k.stdinPipe) closeSync(fds.shift());
     let left = fds.length + 1;
     const end = () => { if (--left === 0) done('spawned'); };
     for (const fd of fds) {
-      const reader = addon.readPipe(fd, (chunk) => { if (chunk === null) end(); else bytes += chunk.length; });
-      if (id % 4 === 0) { addon.closePipe(reader); addon.closePipe(reader); end(); }
+      const reader = addon.readPipe(fd, (chunk) => {
+        if (chunk !== null) bytes += chunk.length;
+        else { readers.delete(reader); end(); }
+      });
+      readers.add(reader);
+      if (id % 4 === 0) { addon.closePipe(reader); addon.closePipe(reader); readers.delete(reader); end(); }
     }
     addon.watch(pid, end);
     return;
