@@ -65,9 +65,11 @@ local function publish(t, id)
   redis.call('PUBLISH', P .. ':events', cjson.encode({t = t, f = f, pos = pos}))
 end
 
--- Forget a job: record, output, idempotency key, indexes; viewers are told.
+-- Forget a job: record, output, idempotency key, indexes (its place in line too); viewers are told.
 local function purge(id)
   local k = jobKey(id)
+  local q = redis.call('HGET', k, 'queue')
+  if q then redis.call('ZREM', P .. ':wait:' .. q, id) end
   local idem = redis.call('HGET', k, 'idem')
   if idem and idem ~= '' then
     if redis.call('GET', idem) == id then redis.call('DEL', idem) end
@@ -117,10 +119,9 @@ local id, q, idem = ARGV[2], ARGV[3], ARGV[11]
 if idem ~= '' then
   local prior = redis.call('GET', idem)
   if prior then
-    local r = redis.call('HMGET', jobKey(prior), 'digest', 'confirmBy', 'state', 'queue')
+    local r = redis.call('HMGET', jobKey(prior), 'digest', 'confirmBy', 'state')
     if r[2] and r[3] == 'queued' and tonumber(r[2]) <= nowMs() then
       -- the earlier submit with this key was never confirmed (its client got a 503): forget it, take this one
-      redis.call('ZREM', P .. ':wait:' .. r[4], prior)
       purge(prior)
       r[1] = false
     end
@@ -148,8 +149,6 @@ return {'ok', tostring(seq), redis.call('ZRANK', P .. ':wait:' .. q, id)}
 export const ABANDON = `${COMMON}
 local id = ARGV[2]
 if redis.call('HGET', jobKey(id), 'state') ~= 'queued' then return 0 end
-local q = redis.call('HGET', jobKey(id), 'queue')
-redis.call('ZREM', P .. ':wait:' .. q, id)
 purge(id)
 return 1
 `;
@@ -185,7 +184,6 @@ if state ~= 'queued' then return false end
 local confirmBy = redis.call('HGET', k, 'confirmBy')
 if confirmBy then
   if nowMs() < tonumber(confirmBy) then return {'wait'} end
-  redis.call('ZREM', P .. ':wait:' .. redis.call('HGET', k, 'queue'), id)
   purge(id) -- never confirmed: its submit was answered 503, so it never runs
   return false
 end
@@ -283,9 +281,8 @@ for i = 1, #running, 2 do
 end
 local abandoned = redis.call('ZRANGEBYSCORE', P .. ':unconfirmed', '-inf', nowMs(), 'LIMIT', 0, 100)
 for _, id in ipairs(abandoned) do
-  local r = redis.call('HMGET', jobKey(id), 'state', 'confirmBy', 'queue')
+  local r = redis.call('HMGET', jobKey(id), 'state', 'confirmBy')
   if r[1] == 'queued' and r[2] then
-    redis.call('ZREM', P .. ':wait:' .. r[3], id)
     purge(id)
   else
     redis.call('ZREM', P .. ':unconfirmed', id)
