@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { bullmqPeer } from './bullmq-peer.js';
-import { postJson, rawSpawnTrue, rssBytes, TOKEN, freePort } from './lib.js';
+import { execdMain, postJson, rawSpawnTrue, rssBytes, TOKEN, freePort } from './lib.js';
 
 const [JOBS = 20_000, CONCURRENCY = 8, POST_ROUNDS = 5, QUEUED = 100_000] = process.argv.slice(2).map(Number);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -58,7 +58,7 @@ async function startServer(args: string[], env: Record<string, string>, readyPat
 }
 
 const startExecd = (env: Record<string, string>) =>
-  startServer(['--import', 'tsx', 'src/main.ts'], { EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env }, '/healthz');
+  startServer(execdMain(), { EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env }, '/healthz');
 
 const BARE_FASTIFY = `
 import Fastify from 'fastify';

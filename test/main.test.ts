@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
-/** Start execd as `npm start` does (node --import tsx src/main.ts) in a child with only the given environment. */
+/** Start execd from source (node --import tsx src/main.ts; `npm start` runs the same compiled) in a child with only the given environment. */
 function startServer(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr: string[] = [];
