@@ -8,10 +8,11 @@
  *    callback with the pipe fds that came along (MSG_CMSG_CLOEXEC: they never
  *    leak into a child). Requests go the other way through a pipe written from JS.
  * 2. Exit watching. The helper starts children with CLONE_PARENT, so they are
- *    this process's children: each gets a pidfd (always O_CLOEXEC) polled by
- *    libuv; once it is readable the child is a zombie and wait4(pid, WNOHANG)
- *    reaps it with its rusage. No thread, no SIGCHLD handler: libuv reaps only
- *    the pids it spawned itself, so the two never take each other's children.
+ *    this process's children: each gets a pidfd (always O_CLOEXEC) in one epoll
+ *    set that libuv polls; once it is readable the child is a zombie and
+ *    wait4(pid, WNOHANG | __WALL) reaps it with its rusage. No thread, no
+ *    SIGCHLD (section 4): libuv reaps only the pids it spawned itself, so the
+ *    two never take each other's children.
  *
  * JS API (src/services/runner/native-helper.ts):
  *   openChannel(onMessage) -> [helperFd, channel]
@@ -19,21 +20,27 @@
  *     onMessage(type, id, pid, err, fd0, fd1, fd2); type 0: the channel closed (err: why, 0 at EOF)
  *   setRef(channel, bool)   keep the event loop alive for it, or not
  *   closeChannel(channel)   stop listening and close the socket (idempotent)
- *   watch(pid, onExit)      reap pid when it exits: onExit(code | -1, signal | 0, userUs, systemUs, maxRssKiB)
+ *   watch(pid, onExit, ref?) reap pid when it exits (ref false: it does not keep the event loop alive): onExit(code | -1, signal | 0, userUs, systemUs, maxRssKiB)
  *                           (all -1 when the status could not be read); when it cannot watch, it kills
  *                           and reaps the child, then throws {code}
- *   watching()              children watched and not reaped yet
+ *   watching()              children watched (ref) and not reaped yet
  *   readPipe(fd, onData)    read a child's output pipe (the fd becomes ours): onData(Buffer) per chunk,
  *                           then onData(null) once it is closed -> reader
  *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
+ *   spawnHelper(path, replyFd) -> [pid, requestFd]   start a helper (section 4)
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -49,6 +56,9 @@
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
 #endif
 
 enum { CH_OPEN, CH_CLOSING, CH_CLOSED };
@@ -320,48 +330,91 @@ static napi_value js_close_channel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* ---------- exit watching ---------- */
+/* ---------- exit watching and output pipes: one epoll set ---------- */
+
+/*
+ * Every pidfd and output pipe of every child sits in one epoll set of ours,
+ * and libuv polls that set's fd, once. Per child this costs an epoll_ctl ADD
+ * and DEL per fd; a uv_poll_t per fd cost eight system calls each (libuv's
+ * pollability probe ADD/DEL, FIONBIO, ADD, and DELs at stop and close).
+ * Items finished while a batch of events is being handled are freed after the
+ * batch, so a later event of the same batch never reaches freed memory; each
+ * fd leaves the set (EPOLL_CTL_DEL) before it is closed, since a fork of this
+ * process could still hold the file and keep it registered.
+ */
+enum { ITEM_WATCHER = 1, ITEM_READER = 2 };
+
+typedef struct reader reader;
 
 typedef struct watcher {
-  uv_poll_t poll; /* first: the handle's address is the watcher's */
+  int kind; /* first: ITEM_WATCHER */
+  bool dead;
+  bool ref; /* keeps the event loop alive (every child; not the helpers) */
   struct watcher *prev, *next;
-  napi_env env;
+  struct watcher *next_free;
   napi_ref callback;
   pid_t pid;
   int pidfd;
 } watcher;
 
-/* Per environment (the main thread, or a worker): the watchers, so teardown can stop them. */
-typedef struct reader reader;
-
+/* Per environment (the main thread, or a worker): the epoll set and its items, so teardown can stop them. */
 typedef struct watch_list {
   napi_env env;
+  uv_poll_t *poll; /* libuv's watch on epfd; its own allocation, freed when libuv lets go of it */
+  int epfd;
+  int items; /* registered fds: the loop is kept alive while there are any */
+  int dispatching;
   watcher *head;
-  int count;
-  reader *readers; /* open output readers (section 3) */
+  int count; /* referenced watchers: the children (not the helpers) */
+  reader *readers; /* open output readers */
+  watcher *free_watchers; /* finished during a batch: freed after it */
+  reader *free_readers;
   /* One async context for every exit and output callback, made when the addon loads (outside
      any request): one per child and per pipe cost an async resource each, for no use. */
   napi_async_context async;
 } watch_list;
 
 static void close_readers(watch_list *list);
-
 static watch_list *watches_of(napi_env env);
+static void free_finished(watch_list *list);
 
-static void on_watcher_closed(uv_handle_t *handle) {
-  watcher *w = (watcher *)handle;
-  if (w->pidfd >= 0) close(w->pidfd);
-  free(w);
+/* Keep the event loop alive exactly while a child is watched or a pipe read. */
+static void count_item(watch_list *list, int delta) {
+  int before = list->items;
+  list->items += delta;
+  if (!list->poll) return;
+  if (before == 0 && list->items > 0) uv_ref((uv_handle_t *)list->poll);
+  else if (before > 0 && list->items == 0) uv_unref((uv_handle_t *)list->poll);
 }
 
-/* Unlink, stop, drop the JS side and close; `report` calls onExit first (not at teardown). */
+/* `ref`: while registered, the fd keeps the event loop alive. */
+static int add_fd(watch_list *list, int fd, uint32_t events, void *item, bool ref) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = events;
+  ev.data.ptr = item;
+  if (epoll_ctl(list->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) return errno;
+  if (ref) count_item(list, 1);
+  return 0;
+}
+
+static void remove_fd(watch_list *list, int fd, bool ref) {
+  epoll_ctl(list->epfd, EPOLL_CTL_DEL, fd, NULL);
+  if (ref) count_item(list, -1);
+}
+
+/* Unlink, drop the JS side and close; `report` calls onExit first (not at teardown). */
 static void finish_watcher(watch_list *list, watcher *w, bool report, int status, const struct rusage *ru, bool known) {
-  napi_env env = w->env;
+  napi_env env = list->env;
+  if (w->dead) return;
+  w->dead = true;
   if (w->prev) w->prev->next = w->next;
   else list->head = w->next;
   if (w->next) w->next->prev = w->prev;
-  list->count--;
-  uv_poll_stop(&w->poll);
+  if (w->ref) list->count--;
+  remove_fd(list, w->pidfd, w->ref);
+  close(w->pidfd);
+  w->pidfd = -1;
   if (report) {
     napi_handle_scope scope;
     if (napi_open_handle_scope(env, &scope) == napi_ok) {
@@ -380,107 +433,72 @@ static void finish_watcher(watch_list *list, watcher *w, bool report, int status
   }
   if (w->callback) napi_delete_reference(env, w->callback);
   w->callback = NULL;
-  uv_close((uv_handle_t *)&w->poll, on_watcher_closed);
+  w->next_free = list->free_watchers;
+  list->free_watchers = w;
+  if (!list->dispatching) free_finished(list);
 }
 
-static void on_pidfd_readable(uv_poll_t *handle, int status, int events) {
-  (void)events;
-  watcher *w = (watcher *)handle;
-  watch_list *list = watches_of(w->env);
+static void on_pidfd_event(watch_list *list, watcher *w) {
   struct rusage ru;
   int wstatus = 0;
   pid_t r;
   memset(&ru, 0, sizeof ru);
-  do r = wait4(w->pid, &wstatus, WNOHANG, &ru);
+  /* __WALL: a child whose exit signal is not SIGCHLD (the helper's, native-helper.ts) is waited for too. */
+  do r = wait4(w->pid, &wstatus, WNOHANG | __WALL, &ru);
   while (r < 0 && errno == EINTR);
   if (r == 0) return; /* not waitable yet: the pidfd stays readable, the next turn reaps it */
   /* r < 0 (ECHILD) only if someone else reaped it (SIGCHLD ignored): the status is unknown. */
-  if (list) finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
-}
-
-static void watch_cleanup(void *arg) {
-  watch_list *list = arg;
-  while (list->head) finish_watcher(list, list->head, false, 0, NULL, false);
-  close_readers(list);
-  free(list);
-}
-
-static watch_list *watches_of(napi_env env) {
-  watch_list *list = NULL;
-  if (napi_get_instance_data(env, (void **)&list) == napi_ok && list) return list;
-  list = calloc(1, sizeof *list);
-  if (!list) return NULL;
-  list->env = env;
-  napi_value name;
-  napi_create_string_utf8(env, "execd:child", NAPI_AUTO_LENGTH, &name);
-  if (napi_async_init(env, NULL, name, &list->async) != napi_ok) list->async = NULL; /* callbacks then run without one */
-  if (napi_set_instance_data(env, list, NULL, NULL) != napi_ok) {
-    free(list);
-    return NULL;
-  }
-  /* Teardown (process exit, worker end): stop watching, free everything. */
-  napi_add_env_cleanup_hook(env, watch_cleanup, list);
-  return list;
+  finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
 }
 
 static napi_value js_watch(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
+  size_t argc = 3;
+  napi_value args[3];
   napi_valuetype t;
   int32_t pid = 0;
-  uv_loop_t *loop;
+  bool ref = true;
   if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_int32(env, args[0], &pid) != napi_ok || pid <= 0 || napi_typeof(env, args[1], &t) != napi_ok ||
       t != napi_function) {
-    napi_throw_type_error(env, NULL, "watch(pid, onExit)");
+    napi_throw_type_error(env, NULL, "watch(pid, onExit[, ref])");
     return NULL;
   }
+  if (argc >= 3 && napi_get_value_bool(env, args[2], &ref) != napi_ok) ref = true;
   watch_list *list = watches_of(env);
-  if (!list || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+  if (!list || list->epfd < 0) {
     throw_errno(env, ENOMEM, "cannot watch");
     return NULL;
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (pidfd < 0) {
+  int err = pidfd < 0 ? errno : 0;
+  watcher *w = NULL;
+  if (!err && !(w = calloc(1, sizeof *w))) err = ENOMEM;
+  if (!err) {
+    w->kind = ITEM_WATCHER;
+    w->pid = pid;
+    w->pidfd = pidfd;
+    w->ref = ref;
+    if (napi_create_reference(env, args[1], 1, &w->callback) != napi_ok) err = ENOMEM;
+    else err = add_fd(list, pidfd, EPOLLIN, w, w->ref);
+  }
+  if (err) {
     /* Out of fds, say. A child nobody watches would run unsupervised and end a zombie:
        kill it and reap it now (it dies at once). */
-    int err = errno;
+    if (w && w->callback) napi_delete_reference(env, w->callback);
+    free(w);
+    if (pidfd >= 0) close(pidfd);
     if (err != ESRCH) {
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
-      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+      while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {}
     }
-    throw_errno(env, err, "pidfd_open failed");
-    return NULL;
-  }
-  watcher *w = calloc(1, sizeof *w);
-  if (!w) {
-    close(pidfd);
-    throw_errno(env, ENOMEM, "out of memory");
-    return NULL;
-  }
-  w->env = env;
-  w->pid = pid;
-  w->pidfd = pidfd;
-  int err = uv_poll_init(loop, &w->poll, pidfd);
-  if (err) {
-    close(pidfd);
-    free(w);
-    throw_errno(env, -err, "uv_poll_init failed");
-    return NULL;
-  }
-  if (napi_create_reference(env, args[1], 1, &w->callback) != napi_ok) {
-    if (w->callback) napi_delete_reference(env, w->callback);
-    w->callback = NULL;
-    uv_close((uv_handle_t *)&w->poll, on_watcher_closed);
-    napi_throw_error(env, NULL, "cannot watch");
+    throw_errno(env, err, pidfd < 0 ? "pidfd_open failed" : "cannot watch");
     return NULL;
   }
   w->next = list->head;
   if (list->head) list->head->prev = w;
   list->head = w;
-  list->count++;
-  uv_poll_start(&w->poll, UV_READABLE, on_pidfd_readable);
+  if (w->ref) list->count++;
   return NULL;
 }
 
@@ -493,79 +511,78 @@ static napi_value js_watching(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ---------- output pipes ---------- */
-
 /*
- * 3. Reading a child's stdout/stderr. Wrapping each pipe in a net.Socket cost
- *    more server CPU than everything else a spawn does (two sockets per run:
- *    handle type probe, stream state, end/close events). Here libuv polls the
- *    fd and each chunk goes to one JS callback as a Buffer, then null once the
- *    pipe is closed (EOF or an error) and its fd is closed.
+ * Reading a child's stdout/stderr. Wrapping each pipe in a net.Socket cost
+ * more server CPU than everything else a spawn does (two sockets per run:
+ * handle type probe, stream state, end/close events). Here the epoll set
+ * watches the fd and each chunk goes to one JS callback as a Buffer, then null
+ * once the pipe is closed (EOF or an error) and its fd is closed.
  */
 struct reader {
-  uv_poll_t poll; /* first: the handle's address is the reader's */
+  int kind; /* first: ITEM_READER */
+  bool dead; /* finished: the fd is closed (or was never ours to poll) */
   reader *prev, *next;
+  reader *next_free;
   watch_list *list;
-  napi_env env;
   napi_ref callback;
   int fd;
-  bool open;     /* polling; the fd is ours */
   bool js_alive; /* the external wrapping it has not been finalized */
-  bool closed;   /* libuv has let go of the handle */
+  bool finished; /* off every list, not on the free list: freed by the finalizer */
 };
 
 #define READ_CHUNK 65536
 static _Thread_local char read_buf[READ_CHUNK];
 
-static void maybe_free_reader(reader *r) {
-  if (r->closed && !r->js_alive) free(r);
-}
-
-static void on_reader_closed(uv_handle_t *handle) {
-  reader *r = (reader *)handle;
-  if (r->fd >= 0) close(r->fd);
-  r->fd = -1;
-  r->closed = true;
-  maybe_free_reader(r);
-}
-
 /* Stop reading and close the fd; `report` tells JS (null) first. Idempotent. */
 static void finish_reader(reader *r, bool report) {
-  if (!r->open) return;
-  r->open = false;
+  if (r->dead) return;
+  watch_list *list = r->list;
+  r->dead = true;
   if (r->prev) r->prev->next = r->next;
-  else r->list->readers = r->next;
+  else list->readers = r->next;
   if (r->next) r->next->prev = r->prev;
-  uv_poll_stop(&r->poll);
+  remove_fd(list, r->fd, true);
+  close(r->fd);
+  r->fd = -1;
   if (report) {
     napi_handle_scope scope;
-    if (napi_open_handle_scope(r->env, &scope) == napi_ok) {
+    if (napi_open_handle_scope(list->env, &scope) == napi_ok) {
       napi_value arg;
-      napi_get_null(r->env, &arg);
-      call_from_loop(r->env, r->callback, r->list->async, 1, &arg);
-      napi_close_handle_scope(r->env, scope);
+      napi_get_null(list->env, &arg);
+      call_from_loop(list->env, r->callback, list->async, 1, &arg);
+      napi_close_handle_scope(list->env, scope);
     }
   }
-  if (r->callback) napi_delete_reference(r->env, r->callback);
+  if (r->callback) napi_delete_reference(list->env, r->callback);
   r->callback = NULL;
-  uv_close((uv_handle_t *)&r->poll, on_reader_closed);
+  /* Freed once JS lets go of it too, and never during a batch of events. */
+  r->next_free = list->free_readers;
+  list->free_readers = r;
+  if (!list->dispatching) free_finished(list);
+}
+
+/* Free what finished: watchers at once, readers the finalizer no longer needs (it frees the others). */
+static void free_finished(watch_list *list) {
+  while (list->free_watchers) {
+    watcher *w = list->free_watchers;
+    list->free_watchers = w->next_free;
+    free(w);
+  }
+  while (list->free_readers) {
+    reader *r = list->free_readers;
+    list->free_readers = r->next_free;
+    r->finished = true;
+    if (!r->js_alive) free(r);
+  }
 }
 
 static void close_readers(watch_list *list) {
   while (list->readers) finish_reader(list->readers, false);
-  if (list->async) napi_async_destroy(list->env, list->async);
-  list->async = NULL;
 }
 
-static void on_pipe_readable(uv_poll_t *handle, int status, int events) {
-  (void)events;
-  reader *r = (reader *)handle;
-  if (status < 0) {
-    finish_reader(r, true);
-    return;
-  }
-  /* As libuv's streams: read until a short read (the poll is level-triggered), a bounded number of times. */
-  for (int i = 0; i < 16 && r->open; i++) {
+static void on_pipe_event(reader *r) {
+  /* As libuv's streams: read until a short read (the set is level-triggered), a bounded number of times. */
+  for (int i = 0; i < 16 && !r->dead; i++) {
     ssize_t n = read(r->fd, read_buf, READ_CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -574,15 +591,98 @@ static void on_pipe_readable(uv_poll_t *handle, int status, int events) {
       return;
     }
     napi_handle_scope scope;
-    if (napi_open_handle_scope(r->env, &scope) == napi_ok) {
+    if (napi_open_handle_scope(r->list->env, &scope) == napi_ok) {
       napi_value chunk;
-      if (napi_create_buffer_copy(r->env, (size_t)n, read_buf, NULL, &chunk) == napi_ok) {
-        call_from_loop(r->env, r->callback, r->list->async, 1, &chunk);
+      if (napi_create_buffer_copy(r->list->env, (size_t)n, read_buf, NULL, &chunk) == napi_ok) {
+        call_from_loop(r->list->env, r->callback, r->list->async, 1, &chunk);
       }
-      napi_close_handle_scope(r->env, scope);
+      napi_close_handle_scope(r->list->env, scope);
     }
     if (n < READ_CHUNK) return;
   }
+}
+
+/* The epoll set is readable: handle a batch of its events. */
+static void on_set_readable(uv_poll_t *handle, int status, int events) {
+  (void)status;
+  (void)events;
+  watch_list *list = handle->data;
+  if (!list) return;
+  struct epoll_event ev[64];
+  int n;
+  do n = epoll_wait(list->epfd, ev, 64, 0);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return;
+  list->dispatching++;
+  for (int i = 0; i < n; i++) {
+    int kind = *(int *)ev[i].data.ptr;
+    if (kind == ITEM_WATCHER) {
+      watcher *w = ev[i].data.ptr;
+      if (!w->dead) on_pidfd_event(list, w);
+    } else {
+      reader *r = ev[i].data.ptr;
+      if (!r->dead) on_pipe_event(r);
+    }
+  }
+  list->dispatching--;
+  if (!list->dispatching) free_finished(list);
+}
+
+static void on_set_poll_closed(uv_handle_t *handle) {
+  free(handle);
+}
+
+static void watch_cleanup(void *arg) {
+  watch_list *list = arg;
+  while (list->head) finish_watcher(list, list->head, false, 0, NULL, false);
+  close_readers(list);
+  list->dispatching = 0;
+  free_finished(list);
+  if (list->poll) {
+    list->poll->data = NULL;
+    uv_poll_stop(list->poll);
+    uv_close((uv_handle_t *)list->poll, on_set_poll_closed);
+    list->poll = NULL;
+  }
+  if (list->epfd >= 0) close(list->epfd);
+  list->epfd = -1;
+  if (list->async) napi_async_destroy(list->env, list->async);
+  list->async = NULL;
+  /* Readers JS still holds are freed by their finalizers, which must not touch the list. */
+  free(list);
+}
+
+static watch_list *watches_of(napi_env env) {
+  watch_list *list = NULL;
+  uv_loop_t *loop;
+  if (napi_get_instance_data(env, (void **)&list) == napi_ok && list) return list;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  list = calloc(1, sizeof *list);
+  if (!list) return NULL;
+  list->env = env;
+  list->epfd = epoll_create1(EPOLL_CLOEXEC);
+  list->poll = list->epfd >= 0 ? calloc(1, sizeof *list->poll) : NULL;
+  if (!list->poll || uv_poll_init(loop, list->poll, list->epfd) != 0) {
+    if (list->epfd >= 0) close(list->epfd);
+    free(list->poll);
+    free(list);
+    return NULL;
+  }
+  list->poll->data = list;
+  uv_poll_start(list->poll, UV_READABLE, on_set_readable);
+  uv_unref((uv_handle_t *)list->poll); /* nothing to wait for yet */
+  napi_value name;
+  napi_create_string_utf8(env, "execd:child", NAPI_AUTO_LENGTH, &name);
+  if (napi_async_init(env, NULL, name, &list->async) != napi_ok) list->async = NULL; /* callbacks then run without one */
+  if (napi_set_instance_data(env, list, NULL, NULL) != napi_ok) {
+    uv_close((uv_handle_t *)list->poll, on_set_poll_closed);
+    close(list->epfd);
+    free(list);
+    return NULL;
+  }
+  /* Teardown (process exit, worker end): stop watching, free everything. */
+  napi_add_env_cleanup_hook(env, watch_cleanup, list);
+  return list;
 }
 
 static void finalize_reader(napi_env env, void *data, void *hint) {
@@ -590,8 +690,9 @@ static void finalize_reader(napi_env env, void *data, void *hint) {
   (void)hint;
   reader *r = data;
   r->js_alive = false;
-  finish_reader(r, false);
-  maybe_free_reader(r);
+  if (!r->dead) finish_reader(r, false); /* a reader JS dropped while open: stop it (its list is alive) */
+  if (r->finished) free(r);
+  /* else it is on its list's free list: free_finished frees it after the batch */
 }
 
 static bool get_reader(napi_env env, napi_value value, reader **out) {
@@ -611,7 +712,6 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
   napi_value args[2], out;
   napi_valuetype t;
   int32_t fd = -1;
-  uv_loop_t *loop;
   if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 || napi_typeof(env, args[1], &t) != napi_ok ||
       t != napi_function) {
@@ -619,41 +719,36 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
     return NULL;
   }
   watch_list *list = watches_of(env);
-  if (!list || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+  reader *r = list && list->epfd >= 0 ? calloc(1, sizeof *r) : NULL;
+  int one = 1;
+  if (!r) {
     close(fd);
     throw_errno(env, ENOMEM, "cannot read");
     return NULL;
   }
-  reader *r = calloc(1, sizeof *r);
-  if (!r) {
-    close(fd);
-    throw_errno(env, ENOMEM, "out of memory");
-    return NULL;
-  }
-  r->env = env;
+  r->kind = ITEM_READER;
   r->list = list;
   r->fd = fd;
-  int err = uv_poll_init(loop, &r->poll, fd); /* also makes the fd non-blocking */
+  int err = ioctl(fd, FIONBIO, &one) != 0 ? errno : 0; /* reads until EAGAIN must never block */
+  if (!err && (napi_create_reference(env, args[1], 1, &r->callback) != napi_ok ||
+               napi_create_external(env, r, finalize_reader, NULL, &out) != napi_ok)) err = ENOMEM;
+  if (!err) r->js_alive = true;
+  if (!err) err = add_fd(list, fd, EPOLLIN | EPOLLRDHUP, r, true);
   if (err) {
-    close(fd);
-    free(r);
-    throw_errno(env, -err, "uv_poll_init failed");
-    return NULL;
-  }
-  r->js_alive = true;
-  if (napi_create_reference(env, args[1], 1, &r->callback) != napi_ok || napi_create_external(env, r, finalize_reader, NULL, &out) != napi_ok) {
     if (r->callback) napi_delete_reference(env, r->callback);
-    r->callback = NULL;
-    r->js_alive = false;
-    uv_close((uv_handle_t *)&r->poll, on_reader_closed); /* closes the fd, frees r */
-    napi_throw_error(env, NULL, "cannot read");
+    close(fd);
+    if (r->js_alive) {
+      /* the external exists: its finalizer frees r */
+      r->dead = true;
+      r->callback = NULL;
+      r->finished = true;
+    } else free(r);
+    throw_errno(env, err, "cannot read");
     return NULL;
   }
-  r->open = true;
   r->next = list->readers;
   if (list->readers) list->readers->prev = r;
   list->readers = r;
-  uv_poll_start(&r->poll, UV_READABLE | UV_DISCONNECT, on_pipe_readable);
   return out;
 }
 
@@ -666,6 +761,111 @@ static napi_value js_close_pipe(napi_env env, napi_callback_info info) {
   if (argc < 1 || !get_reader(env, args[0], &r)) return NULL;
   finish_reader(r, false);
   return NULL;
+}
+
+/* ---------- starting a helper ---------- */
+
+/*
+ * 4. The helper itself, started here rather than by child_process: a
+ *    clone(CLONE_VM|CLONE_VFORK) whose exit signal is 0, not SIGCHLD. A child
+ *    started with CLONE_PARENT takes the exit signal of its starter, so the
+ *    children the helper starts for us end without a SIGCHLD too: no signal,
+ *    no libuv SIGCHLD handler waking the loop and calling waitpid for each
+ *    process it knows, per run. Both are reaped through their pidfds (wait4 with
+ *    __WALL). Like child_process's detached: true, the helper gets its own session.
+ *
+ * spawnHelper(path, replyFd) -> [pid, requestFd]: the helper's fd 0 reads the
+ * requests (a pipe; requestFd is the write end, ours), 1 is /dev/null, 2 is ours,
+ * 3 is replyFd; nothing else, an empty environment, cwd /. Throws {code} when
+ * it cannot start (the exec's errno comes back through the shared memory).
+ */
+#define HELPER_STACK (64u << 10)
+
+struct helper_start {
+  const char *path;
+  int req_rd, reply_fd, devnull;
+  int err; /* set by the child when exec fails */
+};
+
+static int helper_main(void *arg) {
+  struct helper_start *a = arg;
+  /* Our dispositions are copied, not shared (no CLONE_SIGHAND): put them back to default before unblocking. */
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction old;
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) sigaction(sig, &dfl, NULL);
+  }
+  /* SIGPIPE ignored by node would stay ignored across exec: the helper expects the default (it checks writes). */
+  sigaction(SIGPIPE, &dfl, NULL);
+  /* Out of 0-3's way first (either may be 3), then into place: dup2's copies are not close-on-exec. */
+  int req = fcntl(a->req_rd, F_DUPFD, 4), reply = fcntl(a->reply_fd, F_DUPFD, 4);
+  if (req < 0 || reply < 0 || setsid() < 0 || dup2(req, 0) < 0 || dup2(a->devnull, 1) < 0 || dup2(reply, 3) < 0 || chdir("/") != 0) {
+    a->err = errno;
+    _exit(127);
+  }
+  syscall(SYS_close_range, 4u, ~0u, 0u);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  char *argv[] = {(char *)a->path, NULL};
+  char *envp[] = {NULL};
+  execve(a->path, argv, envp);
+  a->err = errno;
+  _exit(127);
+}
+
+static napi_value js_spawn_helper(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], result, v;
+  char path[4096];
+  size_t len = 0;
+  int32_t reply_fd = -1;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, args[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1 ||
+      napi_get_value_int32(env, args[1], &reply_fd) != napi_ok || reply_fd < 0) {
+    napi_throw_type_error(env, NULL, "spawnHelper(path, replyFd)");
+    return NULL;
+  }
+  int req[2] = {-1, -1};
+  struct helper_start a = {.path = path, .reply_fd = reply_fd, .devnull = -1, .err = 0};
+  void *stack = MAP_FAILED;
+  int err = 0;
+  if (pipe2(req, O_CLOEXEC) != 0) err = errno;
+  if (!err && (a.devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0) err = errno;
+  if (!err && (stack = mmap(NULL, HELPER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0)) == MAP_FAILED) err = errno;
+  pid_t pid = -1;
+  if (!err) {
+    a.req_rd = req[0];
+    /* Every signal blocked while the child runs on our memory: no handler of ours may run in it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = clone(helper_main, (char *)stack + HELPER_STACK, CLONE_VM | CLONE_VFORK /* exit signal 0 */, &a);
+    if (pid < 0) err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0 && a.err) {
+      err = a.err;
+      while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {}
+      pid = -1;
+    }
+  }
+  if (stack != MAP_FAILED) munmap(stack, HELPER_STACK);
+  if (a.devnull >= 0) close(a.devnull);
+  if (req[0] >= 0) close(req[0]);
+  if (err) {
+    if (req[1] >= 0) close(req[1]);
+    throw_errno(env, err, "cannot start the spawn helper");
+    return NULL;
+  }
+  napi_create_array_with_length(env, 2, &result);
+  napi_create_int32(env, pid, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, req[1], &v);
+  napi_set_element(env, result, 1, v);
+  return result;
 }
 
 /* null when this kernel can do what we need (pidfd_open: Linux 5.3), else why not. */
@@ -692,6 +892,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"probe", NULL, js_probe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readPipe", NULL, js_read_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closePipe", NULL, js_close_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"spawnHelper", NULL, js_spawn_helper, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   watches_of(env); /* now, while the addon loads: its async context belongs to no request */

@@ -1,7 +1,7 @@
-import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, constants as osConstants } from 'node:os';
+import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ResourceUsage } from './spawn.js';
 
@@ -22,11 +22,12 @@ interface Addon {
   openChannel(onMessage: (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number) => void): [number, object];
   setRef(channel: object, ref: boolean): void;
   closeChannel(channel: object): void;
-  watch(pid: number, onExit: (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void): void;
+  watch(pid: number, onExit: (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void, ref?: boolean): void;
   watching(): number;
   probe(): string | null;
   readPipe(fd: number, onData: (chunk: Buffer | null) => void): object;
   closePipe(reader: object): void;
+  spawnHelper(path: string, replyFd: number): [number, number];
 }
 
 const REQ_STDIN_PIPE = 1;
@@ -152,11 +153,13 @@ interface Pending {
  * server's own and carry on, watched as before.
  */
 class HelperProcess {
-  private readonly process: ChildProcess;
+  readonly pid: number;
+  private readonly requests: Socket;
   private readonly channel: object;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private referenced = false;
+  private exited = false;
   closed = false;
 
   constructor(
@@ -165,27 +168,36 @@ class HelperProcess {
   ) {
     const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2) => this.onMessage(type, id, pid, err, [fd0, fd1, fd2]));
     this.channel = channel;
+    let requestFd: number;
     try {
-      // Its own session: a terminal's Ctrl-C reaches the server, which shuts down in order; the
-      // helper ends when its stdin does. Its environment is empty: children get theirs per request.
-      this.process = cpSpawn(HELPER_PATH, [], { stdio: ['pipe', 'ignore', 'inherit', helperFd], cwd: '/', env: {}, detached: true });
+      // Started by the addon, not child_process: its exit signal is 0, and so is that of every child it
+      // starts for us (CLONE_PARENT), so no run ends in a SIGCHLD (native/channel.c, section 4). Its own
+      // session: a terminal's Ctrl-C reaches the server, which shuts down in order; the helper ends when
+      // its requests pipe does. Its environment is empty: children get theirs per request.
+      [this.pid, requestFd] = addon.spawnHelper(HELPER_PATH, helperFd);
     } catch (err) {
       addon.closeChannel(channel);
       throw err;
     } finally {
       closeSync(helperFd);
     }
-    this.process.once('error', () => this.close());
-    this.process.once('exit', () => this.close());
-    this.process.stdin!.on('error', () => this.close());
+    this.requests = new Socket({ fd: requestFd, readable: false, writable: true });
+    this.requests.on('error', () => this.close());
     // Idle, the helper keeps nothing alive; a pending spawn refs the channel (updateRef).
-    this.process.unref();
-    (this.process.stdin as unknown as { unref(): void }).unref();
+    this.requests.unref();
     addon.setRef(channel, false);
-  }
-
-  get pid(): number | undefined {
-    return this.process.pid;
+    try {
+      // Reaped like any child (unreferenced: an idle helper keeps nothing alive); its end closes it here.
+      void watchExit(addon, this.pid, false).then(() => {
+        this.exited = true;
+        this.close();
+      });
+    } catch (err) {
+      // Cannot watch it (out of fds): the addon has killed and reaped it.
+      this.exited = true;
+      this.close();
+      throw err;
+    }
   }
 
   /** Spawns sent and not answered yet. */
@@ -201,7 +213,7 @@ class HelperProcess {
     return new Promise<HelperChild>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, stdinPipe: request.stdinPipe, mergeStderr: request.mergeStderr });
       this.updateRef();
-      this.process.stdin!.write(frame);
+      this.requests.write(frame);
     });
   }
 
@@ -258,8 +270,15 @@ class HelperProcess {
     if (this.closed) return;
     this.closed = true;
     this.addon.closeChannel(this.channel);
-    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGKILL');
-    this.process.stdin?.destroy();
+    // Not reaped yet (our watcher reaps it), so the pid is still the helper's.
+    if (!this.exited) {
+      try {
+        process.kill(this.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    this.requests.destroy();
     for (const p of this.pending.values()) p.reject(helperGone());
     this.pending.clear();
     this.onClosed(this);
@@ -269,7 +288,7 @@ class HelperProcess {
 const helperGone = () => new HelperSpawnError('EAGAIN', osConstants.errno.EAGAIN, 'spawn helper');
 
 /** Watch a child of this process until it exits; the promise never rejects. Throws when it cannot watch. */
-function watchExit(addon: Addon, pid: number): Promise<HelperExit> {
+function watchExit(addon: Addon, pid: number, ref = true): Promise<HelperExit> {
   return new Promise<HelperExit>((resolve) => {
     addon.watch(pid, (code, signal, userUs, systemUs, maxRssKiB) => {
       resolve({
@@ -277,7 +296,7 @@ function watchExit(addon: Addon, pid: number): Promise<HelperExit> {
         signal: signal ? (SIGNAL_NAMES.get(signal) ?? null) : null,
         usage: userUs < 0 ? null : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
       });
-    });
+    }, ref);
   });
 }
 
@@ -320,7 +339,7 @@ function startHelper(slot: number): HelperProcess {
   return h;
 }
 
-/** Start every helper now (selectSpawner does, while the server is small: child_process forks each once). */
+/** Start every helper now (selectSpawner does, at start-up). */
 export function startHelpers(): void {
   for (let i = 0; i < poolSize; i++) if (!pool[i] || pool[i]!.closed) startHelper(i);
 }
@@ -344,6 +363,6 @@ export function setHelperCount(n: number): void {
 }
 
 /** Pids of the running helpers (tests, diagnostics). */
-export const helperPids = (): number[] => pool.filter((h): h is HelperProcess => !!h && !h.closed && h.pid !== undefined).map((h) => h.pid!);
+export const helperPids = (): number[] => pool.filter((h): h is HelperProcess => !!h && !h.closed).map((h) => h.pid);
 
 export type { HelperProcess };
