@@ -6,7 +6,7 @@
 #    ENOEXEC, E2BIG, bad cwd), run-as (when root). valgrind runs a CLONE_VM|CLONE_VFORK clone as
 #    a fork, so under it a failed exec looks like a child exiting 127 (and valgrind's copy of the
 #    child says "EXEC FAILED"): this loop checks memory, the tests check errnos.
-# 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, pidfd watchers, wait4,
+# 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, the epoll set, pidfd watchers, wait4, spawnHelper,
 #    output pipe readers) inside node, running the same loop. valgrind 3.19 has no pidfd_open (ENOSYS), so the addon
 #    is rebuilt with AddressSanitizer + LeakSanitizer + UBSan and node runs with libasan
 #    preloaded; only reports with a frame in the addon count (Node's own exit-time
@@ -31,6 +31,7 @@ chmod +x "$WORK/no-shebang"
 cat > "$WORK/loop.mjs" <<EOF
 import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 const require = createRequire('$ROOT/');
 const addon = require(process.env.ADDON);
@@ -85,7 +86,14 @@ let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => 
   }
 });
 const [cmd, ...args] = JSON.parse(process.env.HELPER_CMD);
-const helper = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'inherit', helperFd], env: {}, detached: true });
+// Under valgrind (1.) the helper is started by child_process; else (2.) by the addon, as execd does.
+let helper;
+if (args.length > 0) helper = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'inherit', helperFd], env: {}, detached: true });
+else {
+  const [pid, requestFd] = addon.spawnHelper(cmd, helperFd);
+  const exit = new Promise((r) => addon.watch(pid, (code) => r([code]), false));
+  helper = { stdin: new Socket({ fd: requestFd, readable: false, writable: true }), once: (_e, cb) => exit.then((a) => cb(...a)) };
+}
 closeSync(helperFd);
 const counts = { spawned: 0, failed: 0 };
 let next = 0;

@@ -10,8 +10,8 @@
  * 2. Exit watching. The helper starts children with CLONE_PARENT, so they are
  *    this process's children: each gets a pidfd (always O_CLOEXEC) in one epoll
  *    set that libuv polls; once it is readable the child is a zombie and
- *    wait4(pid, WNOHANG | __WALL) reaps it with its rusage. No thread, no
- *    SIGCHLD (section 4): libuv reaps only the pids it spawned itself, so the
+ *    wait4(pid, WNOHANG) reaps it with its rusage. No thread, no SIGCHLD
+ *    handler (section 4): libuv reaps only the pids it spawned itself, so the
  *    two never take each other's children.
  *
  * JS API (src/services/runner/native-helper.ts):
@@ -23,7 +23,7 @@
  *   watch(pid, onExit, ref?) reap pid when it exits (ref false: it does not keep the event loop alive): onExit(code | -1, signal | 0, userUs, systemUs, maxRssKiB)
  *                           (all -1 when the status could not be read); when it cannot watch, it kills
  *                           and reaps the child, then throws {code}
- *   watching()              children watched (ref) and not reaped yet
+ *   watching()              children watched (ref) and not reaped yet (the helpers are not counted)
  *   readPipe(fd, onData)    read a child's output pipe (the fd becomes ours): onData(Buffer) per chunk,
  *                           then onData(null) once it is closed -> reader
  *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
@@ -349,7 +349,7 @@ typedef struct reader reader;
 typedef struct watcher {
   int kind; /* first: ITEM_WATCHER */
   bool dead;
-  bool ref; /* keeps the event loop alive (every child; not the helpers) */
+  bool ref; /* keeps the event loop alive (every run; not the helpers) */
   struct watcher *prev, *next;
   struct watcher *next_free;
   napi_ref callback;
@@ -443,8 +443,7 @@ static void on_pidfd_event(watch_list *list, watcher *w) {
   int wstatus = 0;
   pid_t r;
   memset(&ru, 0, sizeof ru);
-  /* __WALL: a child whose exit signal is not SIGCHLD (the helper's, native-helper.ts) is waited for too. */
-  do r = wait4(w->pid, &wstatus, WNOHANG | __WALL, &ru);
+  do r = wait4(w->pid, &wstatus, WNOHANG, &ru);
   while (r < 0 && errno == EINTR);
   if (r == 0) return; /* not waitable yet: the pidfd stays readable, the next turn reaps it */
   /* r < 0 (ECHILD) only if someone else reaped it (SIGCHLD ignored): the status is unknown. */
@@ -490,7 +489,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
     if (err != ESRCH) {
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
-      while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {}
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     }
     throw_errno(env, err, pidfd < 0 ? "pidfd_open failed" : "cannot watch");
     return NULL;
@@ -766,13 +765,15 @@ static napi_value js_close_pipe(napi_env env, napi_callback_info info) {
 /* ---------- starting a helper ---------- */
 
 /*
- * 4. The helper itself, started here rather than by child_process: a
- *    clone(CLONE_VM|CLONE_VFORK) whose exit signal is 0, not SIGCHLD. A child
- *    started with CLONE_PARENT takes the exit signal of its starter, so the
- *    children the helper starts for us end without a SIGCHLD too: no signal,
- *    no libuv SIGCHLD handler waking the loop and calling waitpid for each
- *    process it knows, per run. Both are reaped through their pidfds (wait4 with
- *    __WALL). Like child_process's detached: true, the helper gets its own session.
+ * 4. The helper itself, started here (clone(CLONE_VM|CLONE_VFORK) and exec, as
+ *    posix_spawn does) rather than by child_process. libuv installs its SIGCHLD
+ *    handler while it has a child process of its own, and then every run's end
+ *    (a SIGCHLD, since runs are our children) interrupted the loop, went through
+ *    the handler's lock and signal pipes and made libuv call waitpid for each
+ *    helper: seven system calls and a signal per run. With no libuv child,
+ *    SIGCHLD keeps its default disposition and the kernel drops it at once; the
+ *    helper is watched and reaped through its pidfd like any run. Like
+ *    child_process's detached: true, the helper gets its own session.
  *
  * spawnHelper(path, replyFd) -> [pid, requestFd]: the helper's fd 0 reads the
  * requests (a pipe; requestFd is the write end, ours), 1 is /dev/null, 2 is ours,
@@ -843,12 +844,12 @@ static napi_value js_spawn_helper(napi_env env, napi_callback_info info) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = clone(helper_main, (char *)stack + HELPER_STACK, CLONE_VM | CLONE_VFORK /* exit signal 0 */, &a);
+    pid = clone(helper_main, (char *)stack + HELPER_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     if (pid < 0) err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid > 0 && a.err) {
       err = a.err;
-      while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {}
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
       pid = -1;
     }
   }

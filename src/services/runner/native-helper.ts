@@ -170,8 +170,8 @@ class HelperProcess {
     this.channel = channel;
     let requestFd: number;
     try {
-      // Started by the addon, not child_process: its exit signal is 0, and so is that of every child it
-      // starts for us (CLONE_PARENT), so no run ends in a SIGCHLD (native/channel.c, section 4). Its own
+      // Started by the addon, not child_process: with no child process of libuv's, libuv installs no
+      // SIGCHLD handler, and a run's end costs no signal handling (native/channel.c, section 4). Its own
       // session: a terminal's Ctrl-C reaches the server, which shuts down in order; the helper ends when
       // its requests pipe does. Its environment is empty: children get theirs per request.
       [this.pid, requestFd] = addon.spawnHelper(HELPER_PATH, helperFd);
