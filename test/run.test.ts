@@ -291,6 +291,20 @@ describe('POST /v1/run refuses bad input with a clear 4xx', () => {
     expect(problem.errno).toBe(errno);
   });
 
+  it('a cwd or program that goes bad right after a run there still fails cleanly (the checks remember passes for a second)', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'execd-run-gone-'));
+    const program = join(cwd, 'prog');
+    writeFileSync(program, '#!/bin/sh\necho ran\n');
+    chmodSync(program, 0o755);
+    expect((await run({ argv: [program], cwd })).body.stdout).toBe('ran\n');
+    chmodSync(program, 0o644); // no longer executable: the kernel refuses the exec
+    const noExec = expectCleanProblem(await run({ argv: [program], cwd }), 422, 'SPAWN_FAILED');
+    expect(noExec.errno).toBe('EACCES');
+    rmSync(cwd, { recursive: true, force: true }); // the cwd is gone: chdir fails in the child
+    const noCwd = expectCleanProblem(await run({ argv: ['true'], cwd }), 422, 'SPAWN_FAILED');
+    expect(noCwd.errno).toBe('ENOENT');
+  });
+
   it('a missing command under a shell is exit 127 from the shell, not a spawn failure', async () => {
     const res = await run({ command: 'no-such-program-execd' });
     expect(res.status).toBe(200);

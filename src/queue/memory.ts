@@ -21,6 +21,7 @@ import { JobStore } from './store.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 import { redactSpec, toJobView } from './view.js';
 import { Waiters } from './waiters.js';
+import { SERVER_GID, SERVER_UID } from '../services/identity.js';
 
 interface Lane {
   name: string;
@@ -254,7 +255,7 @@ export class MemoryJobQueue implements JobQueue {
       const returncode = returncodeOf(outcome);
       const state = finalState(outcome, returncode);
       const error = outcome.terminationReason === 'shutdown' ? SHUTDOWN_ERROR : undefined;
-      const ran = { uid: runSpec.uid ?? process.getuid!(), gid: runSpec.gid ?? process.getgid!() };
+      const ran = { uid: runSpec.uid ?? SERVER_UID, gid: runSpec.gid ?? SERVER_GID };
       const patch: { result: JobResult; error?: JobError } = { result: toJobResult(outcome, returncode, output, ran) };
       if (error) patch.error = error;
       this.finish(job, state, patch, lane);

@@ -3,6 +3,7 @@ import { ApiError } from '../errors.js';
 import type { Services } from './index.js';
 import { admitCommand } from './policy-gate.js';
 import { runToCompletion, SpawnError, type CompletedRun, type RunSpec } from './runner/index.js';
+import { SERVER_GID, SERVER_UID } from './identity.js';
 
 /** A finished sync run and the identity it ran as. */
 export type SyncRun = CompletedRun & { uid: number; gid: number };
@@ -27,7 +28,7 @@ export async function runSync(services: Services, asked: RunSpec, reply: Fastify
         void handle.done.then(() => reply.raw.removeListener('close', onClose));
       },
     });
-    const ran: SyncRun = Object.assign(run, { uid: spec.uid ?? process.getuid!(), gid: spec.gid ?? process.getgid!() });
+    const ran: SyncRun = Object.assign(run, { uid: spec.uid ?? SERVER_UID, gid: spec.gid ?? SERVER_GID });
     const o = run.outcome;
     Object.assign(reply.request.audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
     return ran;

@@ -22,6 +22,7 @@ import { redactSpec, toJobView } from '../view.js';
 import { Waiters } from '../waiters.js';
 import { OutputMirror, RedisOutputWriter, Tailer } from './output.js';
 import * as lua from './scripts.js';
+import { SERVER_GID, SERVER_UID } from '../../services/identity.js';
 
 /** Longest wait for Redis on a request before the API answers 503. */
 const UNAVAILABLE_MS = 1000;
@@ -496,7 +497,7 @@ export class RedisJobQueue implements JobQueue {
       const outcome = await handle.done;
       run.handle = null;
       const returncode = returncodeOf(outcome);
-      const ran = { uid: runSpec.uid ?? process.getuid!(), gid: runSpec.gid ?? process.getgid!() };
+      const ran = { uid: runSpec.uid ?? SERVER_UID, gid: runSpec.gid ?? SERVER_GID };
       const result = toJobResult(outcome, returncode, writer, ran);
       if (run.fenced) {
         await this.finishRun(id, run, 'lost', result, { code: 'WORKER_LOST', message: 'the worker lost Redis and stopped the job rather than risk running it twice' }, writer);

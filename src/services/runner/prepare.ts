@@ -37,7 +37,32 @@ const hasNul = (s: string) => s.includes('\0');
 // The checks below stat synchronously on purpose: a few cached-dentry lookups cost
 // microseconds, while a thread-pool round trip each cost ~1.5 ms per run under load.
 // They stay async in signature so a slower check (e.g. a network filesystem) can return.
+
+/**
+ * Paths that passed a check within the last second. Runs mostly use the same few cwds and
+ * programs, so a busy server skips three system calls and two Stats objects per run. Only
+ * passes are kept: a path that goes bad within the second still fails in the child (chdir or
+ * execve) and is answered SPAWN_FAILED with the kernel's errno, only not in this file's words.
+ */
+const PASSED_TTL_MS = 1000;
+const PASSED_MAX = 256;
+const passed = new Map<string, number>();
+
+function passedRecently(key: string): boolean {
+  const until = passed.get(key);
+  if (until === undefined) return false;
+  if (until > performance.now()) return true;
+  passed.delete(key);
+  return false;
+}
+
+function remember(key: string): void {
+  if (passed.size >= PASSED_MAX) passed.clear();
+  passed.set(key, performance.now() + PASSED_TTL_MS);
+}
+
 async function checkCwd(cwd: string): Promise<void> {
+  if (passedRecently(`d${cwd}`)) return;
   let st;
   try {
     st = statSync(cwd);
@@ -46,13 +71,16 @@ async function checkCwd(cwd: string): Promise<void> {
     throw new SpawnError(code, `cwd ${JSON.stringify(cwd)}: ${code === 'ENOENT' ? 'no such directory' : code}`);
   }
   if (!st.isDirectory()) throw new SpawnError('ENOTDIR', `cwd ${JSON.stringify(cwd)}: not a directory`);
+  remember(`d${cwd}`);
 }
 
 async function isExecutableFile(path: string): Promise<'ok' | 'ENOENT' | 'EACCES'> {
+  if (passedRecently(`x${path}`)) return 'ok';
   try {
     const st = statSync(path);
     if (!st.isFile()) return 'EACCES';
     accessSync(path, constants.X_OK);
+    remember(`x${path}`);
     return 'ok';
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EACCES' ? 'EACCES' : 'ENOENT';
