@@ -44,18 +44,26 @@ export function registerShutdown(app: FastifyInstance, services: Services): Shut
   });
   app.decorate('shutdown', shutdown);
   app.addHook('preClose', async () => shutdown.refuseNewWork());
-  app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.config.duringDrain === true) return;
-    if (shutdown.draining) {
-      throw new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 });
+  // Callback hooks: every request passes them, and an async hook costs a promise each.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.routeOptions.config.duringDrain === true) {
+      done();
+      return;
     }
-    if (request.headers.upgrade?.toLowerCase() !== 'websocket') inflight.add(request);
+    if (shutdown.draining) {
+      done(new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 }));
+      return;
+    }
+    if (request.headers.upgrade === undefined || request.headers.upgrade.toLowerCase() !== 'websocket') inflight.add(request);
+    done();
   });
-  app.addHook('onResponse', async (request) => {
+  app.addHook('onResponse', (request, _reply, done) => {
     inflight.delete(request);
+    done();
   });
-  app.addHook('onRequestAbort', async (request) => {
+  app.addHook('onRequestAbort', (request, done) => {
     inflight.delete(request);
+    done();
   });
   return shutdown;
 }

@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants as fsConstants } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, constants as osConstants } from 'node:os';
 import { Socket } from 'node:net';
@@ -154,6 +154,7 @@ interface Pending {
  */
 class HelperProcess {
   readonly pid: number;
+  private readonly requestFd: number;
   private readonly requests: Socket;
   private readonly channel: object;
   private readonly pending = new Map<number, Pending>();
@@ -181,6 +182,7 @@ class HelperProcess {
     } finally {
       closeSync(helperFd);
     }
+    this.requestFd = requestFd;
     this.requests = new Socket({ fd: requestFd, readable: false, writable: true });
     this.requests.on('error', () => this.close());
     // Idle, the helper keeps nothing alive; a pending spawn refs the channel (updateRef).
@@ -213,8 +215,30 @@ class HelperProcess {
     return new Promise<HelperChild>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, stdinPipe: request.stdinPipe, mergeStderr: request.mergeStderr });
       this.updateRef();
-      this.requests.write(frame);
+      this.send(frame);
     });
+  }
+
+  /**
+   * One write(2) straight to the pipe while nothing is queued on the stream (its machinery
+   * cost more than the write); the pipe is non-blocking (net.Socket made it so), so a full
+   * pipe answers EAGAIN and what is left goes through the stream, in order.
+   */
+  private send(frame: Buffer): void {
+    if (this.requests.writableLength === 0 && !this.requests.destroyed) {
+      let written = 0;
+      try {
+        written = writeSync(this.requestFd, frame);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+          this.close(); // EPIPE: the helper is gone; what is pending fails with EAGAIN, the next spawn starts another
+          return;
+        }
+      }
+      if (written === frame.length) return;
+      frame = frame.subarray(written);
+    }
+    this.requests.write(frame);
   }
 
   private updateRef(): void {
