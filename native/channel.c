@@ -28,6 +28,7 @@
  *                           then onData(null) once it is closed -> reader
  *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
  *   spawnHelper(path, replyFd) -> [pid, requestFd]   start a helper (section 4)
+ *   kill(pid, signal) -> 0 | errno   kill(2), without an exception
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -869,6 +870,22 @@ static napi_value js_spawn_helper(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* kill(pid, sig) -> 0, or the errno: for signalling process groups that are usually gone (ESRCH) without
+   the cost of an exception (Node's process.kill throws, capturing the whole stack whatever
+   Error.stackTraceLimit says: ~25 µs a run in a busy server). */
+static napi_value js_kill(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], out;
+  int32_t pid = 0, sig = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_int32(env, args[0], &pid) != napi_ok ||
+      napi_get_value_int32(env, args[1], &sig) != napi_ok || sig < 0 || sig >= NSIG) {
+    napi_throw_type_error(env, NULL, "kill(pid, signal)");
+    return NULL;
+  }
+  napi_create_int32(env, kill(pid, sig) == 0 ? 0 : errno, &out);
+  return out;
+}
+
 /* null when this kernel can do what we need (pidfd_open: Linux 5.3), else why not. */
 static napi_value js_probe(napi_env env, napi_callback_info info) {
   (void)info;
@@ -894,6 +911,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"readPipe", NULL, js_read_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closePipe", NULL, js_close_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawnHelper", NULL, js_spawn_helper, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"kill", NULL, js_kill, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   watches_of(env); /* now, while the addon loads: its async context belongs to no request */

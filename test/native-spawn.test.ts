@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeSpawner, selectSpawner } from '../src/services/runner/native.js';
-import { helperPids, nativeUnavailableReason, watchedChildren } from '../src/services/runner/native-helper.js';
+import { helperPids, killNoThrow, nativeUnavailableReason, watchedChildren } from '../src/services/runner/native-helper.js';
+import { killProcessGroup } from '../src/services/runner/terminate.js';
 import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/services/runner/index.js';
 import { AUTH, startApp, type TestApp, ON_REDIS } from './helpers/app.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
@@ -277,6 +278,16 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
     const outcome = await handle.done;
     expect(outcome.signal).toBe('SIGTERM');
     expect(outcome.usage).not.toBeNull();
+  });
+
+  it('signals a group through the addon without an exception: 0 while it lives, ESRCH once it is gone', async () => {
+    const handle = await startRun(spec({ argv: ['sleep', '30'] }), { write() {} }, ctx);
+    expect(killNoThrow(-handle.pid, 0)).toBe(0);
+    expect(killProcessGroup(handle.pid, 'SIGTERM')).toBe(true);
+    const outcome = await handle.done;
+    expect(outcome.signal).toBe('SIGTERM');
+    expect(killNoThrow(-handle.pid, 0)).toBe(osConstants.errno.ESRCH);
+    expect(killProcessGroup(handle.pid, 'SIGTERM')).toBe(false);
   });
 
   it('a server on the native spawner catches no SIGCHLD: its runs end without signal handling, and leave no zombie', async () => {

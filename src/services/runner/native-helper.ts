@@ -28,6 +28,7 @@ interface Addon {
   readPipe(fd: number, onData: (chunk: Buffer | null) => void): object;
   closePipe(reader: object): void;
   spawnHelper(path: string, replyFd: number): [number, number];
+  kill(pid: number, signal: number): number;
 }
 
 const REQ_STDIN_PIPE = 1;
@@ -336,6 +337,16 @@ export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): ob
     throw new HelperSpawnError('ENOSYS', osConstants.errno.ENOSYS, 'native spawner');
   }
   return a.readPipe(fd, onData);
+}
+
+/**
+ * kill(2) through the addon: 0 or the errno, never an exception; null when the addon is not
+ * there. A run's last group kill finds the group gone nearly always, and Node's process.kill
+ * throws then, capturing the whole async stack whatever Error.stackTraceLimit says.
+ */
+export function killNoThrow(pid: number, signal: number): number | null {
+  const a = addon ?? loadAddon();
+  return a ? a.kill(pid, signal) : null;
 }
 
 /** Stop a readPipe now and close its fd, without onData(null). Idempotent. */
