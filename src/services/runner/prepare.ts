@@ -77,7 +77,10 @@ async function checkCwd(cwd: string): Promise<void> {
 async function isExecutableFile(path: string): Promise<'ok' | 'ENOENT' | 'EACCES'> {
   if (passedRecently(`x${path}`)) return 'ok';
   try {
-    const st = statSync(path);
+    // A PATH search misses in most directories: no exception for those (Node captures the
+    // whole stack for an fs error, whatever Error.stackTraceLimit says).
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st === undefined) return 'ENOENT';
     if (!st.isFile()) return 'EACCES';
     accessSync(path, constants.X_OK);
     remember(`x${path}`);
