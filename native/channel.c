@@ -871,8 +871,7 @@ static napi_value js_spawn_helper(napi_env env, napi_callback_info info) {
 }
 
 /* kill(pid, sig) -> 0, or the errno: for signalling process groups that are usually gone (ESRCH) without
-   the cost of an exception (Node's process.kill throws, capturing the whole stack whatever
-   Error.stackTraceLimit says: ~25 µs a run in a busy server). */
+   the cost of an exception (Node's process.kill throws: ~25 µs a run in a busy server). */
 static napi_value js_kill(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value args[2], out;

@@ -54,7 +54,7 @@ export function registerShutdown(app: FastifyInstance, services: Services): Shut
       done(new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 }));
       return;
     }
-    if (request.headers.upgrade === undefined || request.headers.upgrade.toLowerCase() !== 'websocket') inflight.add(request);
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket') inflight.add(request);
     done();
   });
   app.addHook('onResponse', (request, _reply, done) => {

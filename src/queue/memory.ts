@@ -7,6 +7,7 @@ import { ApiError } from '../errors.js';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../services/policy.js';
+import { SERVER_GID, SERVER_UID } from '../services/identity.js';
 import { flatLogger } from '../services/log.js';
 import { startRun, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
 import { returncodeOf } from '../services/runner/result.js';
@@ -21,7 +22,6 @@ import { JobStore } from './store.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 import { redactSpec, toJobView } from './view.js';
 import { Waiters } from './waiters.js';
-import { SERVER_GID, SERVER_UID } from '../services/identity.js';
 
 interface Lane {
   name: string;

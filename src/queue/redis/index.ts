@@ -8,6 +8,7 @@ import type { Config } from '../../config.js';
 import { ApiError, isApiError } from '../../errors.js';
 import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
 import type { CommandSpec } from '../../schemas/run.js';
+import { SERVER_GID, SERVER_UID } from '../../services/identity.js';
 import type { Grant } from '../../services/policy.js';
 import { killTagged } from '../../services/recovery.js';
 import { startRun, type RunHandle, type RunSpec } from '../../services/runner/index.js';
@@ -22,7 +23,6 @@ import { redactSpec, toJobView } from '../view.js';
 import { Waiters } from '../waiters.js';
 import { OutputMirror, RedisOutputWriter, Tailer } from './output.js';
 import * as lua from './scripts.js';
-import { SERVER_GID, SERVER_UID } from '../../services/identity.js';
 
 /** Longest wait for Redis on a request before the API answers 503. */
 const UNAVAILABLE_MS = 1000;

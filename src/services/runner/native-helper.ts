@@ -296,13 +296,7 @@ class HelperProcess {
     this.closed = true;
     this.addon.closeChannel(this.channel);
     // Not reaped yet (our watcher reaps it), so the pid is still the helper's.
-    if (!this.exited) {
-      try {
-        process.kill(this.pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
+    if (!this.exited) this.addon.kill(this.pid, osConstants.signals.SIGKILL);
     this.requests.destroy();
     for (const p of this.pending.values()) p.reject(helperGone());
     this.pending.clear();
@@ -326,8 +320,8 @@ function watchExit(addon: Addon, pid: number, ref = true): Promise<HelperExit> {
 }
 
 /**
- * Read one of a child's output pipes in the addon (libuv polls the fd; no
- * net.Socket): onData(chunk) per chunk, then onData(null) once it is closed.
+ * Read one of a child's output pipes in the addon (its epoll set watches the
+ * fd; no net.Socket): onData(chunk) per chunk, then onData(null) once it is closed.
  * The fd is the reader's from now on, even when this throws.
  */
 export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): object {
@@ -342,11 +336,10 @@ export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): ob
 /**
  * kill(2) through the addon: 0 or the errno, never an exception; null when the addon is not
  * there. A run's last group kill finds the group gone nearly always, and Node's process.kill
- * throws then, capturing the whole async stack whatever Error.stackTraceLimit says.
+ * throws then (terminate.ts says what that cost).
  */
 export function killNoThrow(pid: number, signal: number): number | null {
-  const a = addon ?? loadAddon();
-  return a ? a.kill(pid, signal) : null;
+  return loadAddon()?.kill(pid, signal) ?? null;
 }
 
 /** Stop a readPipe now and close its fd, without onData(null). Idempotent. */

@@ -5,6 +5,7 @@ import { closePipe, helper, nativeUnavailableReason, readPipe, startHelpers, typ
 import type { StreamName } from './output.js';
 import { resolveExecutable } from './prepare.js';
 import { childProcessSpawner, type ChildHandle, type ChildOutput, type Spawner, type SpawnOptions } from './spawn.js';
+import { killProcessGroup } from './terminate.js';
 
 /**
  * The native spawner: children are cloned and exec'd by execd-spawn-helper, a
@@ -62,11 +63,7 @@ function toHandle(child: HelperChild): ChildHandle {
   } catch (err) {
     // Never seen: the fds are pipes we just received. Do not leave the child running unsupervised.
     for (const fd of [child.stdinFd, ...output]) if (fd >= 0) closeSync(fd);
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
+    killProcessGroup(child.pid, 'SIGKILL'); // false when it is gone already
     throw err;
   }
   let reading = false;

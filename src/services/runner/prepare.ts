@@ -77,8 +77,8 @@ async function checkCwd(cwd: string): Promise<void> {
 async function isExecutableFile(path: string): Promise<'ok' | 'ENOENT' | 'EACCES'> {
   if (passedRecently(`x${path}`)) return 'ok';
   try {
-    // A PATH search misses in most directories: no exception for those (Node captures the
-    // whole stack for an fs error, whatever Error.stackTraceLimit says).
+    // A PATH search misses in most directories: no exception for those (an fs error is
+    // built with a message and a stack trace, then thrown and caught: per directory, per run).
     const st = statSync(path, { throwIfNoEntry: false });
     if (st === undefined) return 'ENOENT';
     if (!st.isFile()) return 'EACCES';
