@@ -9,7 +9,8 @@ const EVENTS_DESCRIPTION =
   'for dashboards, as JSON text frames (`x-websocket`): `queued` when a job is accepted, `started` when its process runs, ' +
   '`finished` when it reaches a terminal state (the Job, with `state` and `result`). Events from the moment of connection on; GET /v1/jobs gives the ' +
   'state before. A viewer too slow for them has events dropped (its send buffer stays within EXECD_WS_MAX_BUFFER_BYTES) and, once it has caught up, ' +
-  'a `lagged` frame with how many. ' +
+  'a `lagged` frame with how many. A reload of EXECD_TOKENS_FILE (SIGHUP) that removes the token, or takes its jobs:read, closes the socket with 1008; ' +
+  "one that takes admin narrows the events to the token's own jobs. " +
   UPGRADE_DESCRIPTION;
 
 const eventRoutes: FastifyPluginAsyncZod = async (app) => {

@@ -14,7 +14,6 @@ import {
   StateFrame,
   StreamQuery,
 } from '../schemas/stream.js';
-import { hasScope } from '../services/auth.js';
 import { mustSee } from './jobs.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
 import { originAllowed } from '../stream/origin.js';
@@ -26,7 +25,7 @@ const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.string
 export const CLOSE_CODES = {
   1000: 'the job ended (after the exit frame)',
   1001: 'the server is shutting down, or the job was removed (an error frame says which)',
-  1008: 'too many invalid frames',
+  1008: 'too many invalid frames, or the token was revoked or lost a scope the connection needs (a tokens reload; an error frame says which)',
   1009: `a client frame over ${MAX_CLIENT_FRAME_BYTES} bytes`,
   1011: 'an internal error',
 };
@@ -60,7 +59,8 @@ const STREAM_DESCRIPTION =
   'misses nothing and sees nothing twice. Each viewer has its own send buffer (EXECD_WS_MAX_BUFFER_BYTES): a viewer too slow for the live output skips to ' +
   'the live edge and gets a `gap` frame with the skipped range (still readable from /output); the job never waits for a viewer. ' +
   'With the scope jobs:write, `stdin` frames write to a job created with "stdin": {"stream": true} and `signal` frames signal it; a refused frame gets an ' +
-  '`error` frame and the connection stays open. `offset` applies to each stream (one shorter than it has nothing to replay; one still written waits for ' +
+  '`error` frame and the connection stays open. The token is checked again on every reload of EXECD_TOKENS_FILE (SIGHUP): a removed token, or one ' +
+  'that lost jobs:read (or admin, for another token\'s job), is closed with 1008; jobs:write is checked on each stdin and signal frame. `offset` applies to each stream (one shorter than it has nothing to replay; one still written waits for ' +
   'those bytes); `stdoutOffset`/`stderrOffset` name one stream\'s resume point, and one past the end of a finished stream is a 400 (with `end`). ' +
   UPGRADE_DESCRIPTION;
 
@@ -108,13 +108,11 @@ const streamRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     handler: async () => needsUpgrade('GET /v1/jobs/{id}/stream'),
     wsHandler: (socket, request) => {
-      const principal = request.principal;
       app.viewers.openJobViewer(socket, {
         jobId: request.params.id,
         encoding: request.query.encoding ?? 'utf8',
         offsets: offsetsOf(request.query),
-        canWrite: principal !== null && hasScope(principal, 'jobs:write'),
-        tokenId: principal?.id ?? null,
+        principal: request.principal!, // authenticated by the onRequest hook of /v1
       });
     },
   });

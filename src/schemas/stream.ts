@@ -72,7 +72,7 @@ export const ExitFrame = z
 export const ErrorFrame = z
   .object({
     type: z.literal('error'),
-    code: z.string().meta({ description: 'VALIDATION_FAILED (bad frame), FORBIDDEN (needs jobs:write), CONFLICT (job not running, stdin not a stream or closed), NOT_FOUND (job removed).' }),
+    code: z.string().meta({ description: 'VALIDATION_FAILED (bad frame), FORBIDDEN (needs jobs:write; or, before a 1008 close, the token lost jobs:read or admin), UNAUTHORIZED (the token was revoked, then close 1008), CONFLICT (job not running, stdin not a stream or closed), NOT_FOUND (job removed).' }),
     detail: z.string(),
   })
   .meta({ description: 'A client frame was refused, or the job went away; the connection stays open unless a close follows.' });

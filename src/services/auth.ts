@@ -122,6 +122,8 @@ export function loadTokensFile(path: string, reservedIds: ReadonlySet<string>): 
 export class TokenStore {
   private readonly envEntries: TokenEntry[];
   private entries: TokenEntry[];
+  /** The digest of every principal handed out, so a holder (an open WebSocket) can ask whether its token is still in force. */
+  private readonly digests = new WeakMap<Principal, Buffer>();
   /** Warnings of the last file read (e.g. a world-readable file of plain tokens). */
   warnings: string[] = [];
 
@@ -134,6 +136,7 @@ export class TokenStore {
       digest: sha256(t),
     }));
     this.entries = this.envEntries;
+    for (const e of this.envEntries) this.digests.set(e.principal, e.digest);
     if (file !== undefined) this.reload();
   }
 
@@ -145,6 +148,7 @@ export class TokenStore {
     if (this.file === undefined) return { tokens: this.entries.length, warnings: [] };
     const reserved = new Set(['env', ...this.envEntries.map((e) => e.principal.id)]);
     const { entries, warnings } = loadTokensFile(this.file, reserved);
+    for (const e of entries) this.digests.set(e.principal, e.digest);
     this.entries = [...this.envEntries, ...entries];
     this.warnings = warnings;
     return { tokens: this.entries.length, warnings };
@@ -152,6 +156,17 @@ export class TokenStore {
 
   get size(): number {
     return this.entries.length;
+  }
+
+  /**
+   * What a principal authenticated earlier holds now: the entry in force with the same token and id (its
+   * scopes as the last reload gave them), or null when the token was removed (or given another id).
+   */
+  current(principal: Principal): Principal | null {
+    const digest = this.digests.get(principal);
+    if (digest === undefined) return null;
+    for (const e of this.entries) if (e.principal.id === principal.id && e.digest.equals(digest)) return e.principal;
+    return null;
   }
 
   authenticate(token: string): Principal | null {

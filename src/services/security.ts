@@ -28,6 +28,8 @@ export class Security {
   readonly audit: FastifyBaseLogger;
   /** EXECD_RUN_AS, resolved; null when unset. */
   readonly runAs: RunAsUser | null;
+  /** Called after each reload that changed the tokens in force (open WebSockets are checked again). */
+  private readonly tokenListeners: Array<() => void> = [];
 
   constructor(
     private readonly config: Config,
@@ -56,11 +58,17 @@ export class Security {
         const result = load();
         if (what === 'tokens') for (const w of this.tokens.warnings) this.log.warn(w);
         this.audit.info({ event: 'reload', what, ...result }, `${what} reloaded`);
+        if (what === 'tokens') for (const listener of this.tokenListeners) listener();
       } catch (err) {
         const message = err instanceof ConfigError ? err.message : 'unexpected error';
         this.log.error({ what, error: message }, `${what} not reloaded: the previous ones stay in force`);
       }
     }
+  }
+
+  /** Call `listener` after every successful tokens reload: a removed token, or a lost scope, reaches what is already open. */
+  onTokensReloaded(listener: () => void): void {
+    this.tokenListeners.push(listener);
   }
 
   /** The start-up lines about policy and identity (after the listen line). */

@@ -14,13 +14,9 @@ export class EventsViewer extends Viewer {
   private lagging = false;
   private invalidFrames = 0;
 
-  constructor(
-    ws: WebSocket,
-    ctx: ViewerContext,
-    /** The token: it gets the events of the jobs it can see (canSee), and no others. */
-    readonly principal: Principal,
-  ) {
-    super(ws, ctx);
+  /** `principal`: the token; it gets the events of the jobs it can see (canSee, with its scopes as the last reload left them), and no others. */
+  constructor(ws: WebSocket, ctx: ViewerContext, principal: Principal) {
+    super(ws, ctx, principal);
   }
 
   /** One event, already serialized (the hub encodes each event once for all viewers). */

@@ -99,6 +99,17 @@ export class ViewerHub {
     this.add(viewer);
   }
 
+  /**
+   * After a tokens reload (SIGHUP): each viewer learns what its token holds now (`current`: null when it
+   * was removed). A revoked token's viewers close with 1008; a lost scope is refused on the next frame.
+   */
+  revalidate(current: (principal: Principal) => Principal | null): void {
+    for (const viewer of this.all) {
+      const principal = viewer.principal;
+      if (principal !== null) viewer.revalidate(current(principal));
+    }
+  }
+
   /** Shutdown (preClose): close every viewer with 1001, cut those that do not answer within a second. */
   async closeAll(): Promise<void> {
     this.closing = true;
@@ -155,7 +166,8 @@ export class ViewerHub {
     if (this.eventViewers.size === 0) return;
     let bytes: Buffer | undefined;
     for (const viewer of this.eventViewers) {
-      if (!canSee(viewer.principal, ownerId)) continue; // another token's job: not even its id
+      const principal = viewer.principal; // null: revoked, closing
+      if (principal === null || !canSee(principal, ownerId)) continue; // another token's job: not even its id
       if (!bytes) {
         const frame: JobEventFrame = { type: name, job };
         bytes = Buffer.from(JSON.stringify(frame));

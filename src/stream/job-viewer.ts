@@ -4,6 +4,7 @@ import { isTerminal, type JobState, type LogEvent, type LogSubscription, type St
 import type { Encoding } from '../schemas/common.js';
 import type { Job } from '../schemas/jobs.js';
 import { ClientFrame } from '../schemas/stream.js';
+import { canSee, hasScope, type Principal } from '../services/auth.js';
 import { isSignalName } from '../services/runner/index.js';
 import { base64OutputFrame, exitFrame, gapFrame, stateFrame, textOutputFrame } from './frames.js';
 import { streamMetrics } from './metrics.js';
@@ -15,10 +16,11 @@ export interface JobViewerOptions {
   encoding: Encoding;
   /** Byte offset of the first byte wanted, per stream. */
   offsets: Record<StreamName, number>;
-  /** The token holds jobs:write: stdin and signal frames are taken. */
-  canWrite: boolean;
-  /** The token's id, for audit lines. */
-  tokenId: string | null;
+  /**
+   * The token: stdin and signal frames need its jobs:write, checked on every frame against the scopes
+   * the last reload left it (Viewer.revalidate); its id goes on audit lines.
+   */
+  principal: Principal;
 }
 
 interface Feed {
@@ -63,7 +65,7 @@ export class JobViewer extends Viewer {
     ctx: ViewerContext,
     readonly options: JobViewerOptions,
   ) {
-    super(ws, ctx);
+    super(ws, ctx, options.principal);
     this.feeds = STREAMS.map((stream) => ({
       stream,
       sub: null,
@@ -75,6 +77,10 @@ export class JobViewer extends Viewer {
 
   get jobId(): string {
     return this.options.jobId;
+  }
+
+  protected override get watching(): Record<string, unknown> {
+    return { jobId: this.jobId };
   }
 
   /** Subscribe to the job's output (the hub registered the viewer for state events already). */
@@ -204,7 +210,7 @@ export class JobViewer extends Viewer {
       const where = issue.path.length ? `/${issue.path.join('/')}: ` : '';
       return this.invalid(`${where}${issue.message} (frames: {"type":"stdin","data":"…"}, {"type":"stdin","eof":true}, {"type":"signal","signal":"SIGINT"})`);
     }
-    if (!this.options.canWrite) return this.invalid('stdin and signal frames need the scope "jobs:write", which this token does not hold', 'FORBIDDEN');
+    if (!this.mayWrite()) return this.refuseWrite();
     const frame = parsed.data;
     if (frame.type === 'signal') {
       const { signal } = frame;
@@ -247,8 +253,33 @@ export class JobViewer extends Viewer {
       });
   }
 
+  /** The token holds jobs:write now (a reload may have taken it since the upgrade, or since the frame arrived). */
+  private mayWrite(): boolean {
+    const principal = this.principal;
+    return principal !== null && hasScope(principal, 'jobs:write');
+  }
+
+  private refuseWrite(): void {
+    const id = JSON.stringify(this.principal?.id ?? this.options.principal.id);
+    this.invalid(`stdin and signal frames need the scope "jobs:write", which token ${id} does not hold (now)`, 'FORBIDDEN');
+  }
+
+  /** A reload narrowed the token: a job it can no longer see (another token's, once admin is gone) is no longer streamed to it. */
+  protected override onPrincipalChanged(principal: Principal): void {
+    if (principal.scopes.has('admin')) return;
+    void this.ctx.jobs.ownerOf(this.jobId).then(
+      (owner) => {
+        if (!this.disposed && this.principal === principal && owner !== undefined && !canSee(principal, owner)) {
+          this.revoke('FORBIDDEN', `token ${JSON.stringify(principal.id)} can no longer see job ${this.jobId} (EXECD_TOKENS_FILE reloaded)`, 'token lost the scope admin');
+        }
+      },
+      () => {}, // the backend away: the next reload looks again
+    );
+  }
+
   private async writeStdin(bytes: Buffer | null, eof: boolean): Promise<void> {
     if (this.disposed) return;
+    if (!this.mayWrite()) return this.refuseWrite();
     const { jobs } = this.ctx;
     let ok = this.streamStdin;
     if (ok && bytes !== null && bytes.length > 0) ok = await jobs.writeStdin(this.jobId, bytes);
@@ -266,6 +297,7 @@ export class JobViewer extends Viewer {
 
   private async signal(signal: NodeJS.Signals): Promise<void> {
     if (this.disposed) return;
+    if (!this.mayWrite()) return this.refuseWrite();
     let outcome = 'ok';
     try {
       await this.ctx.jobs.signal(this.jobId, signal);
@@ -274,6 +306,6 @@ export class JobViewer extends Viewer {
       outcome = 'refused';
       this.sendError(err.code, err.message);
     }
-    this.ctx.audit.info({ event: 'job.signal', via: 'websocket', tokenId: this.options.tokenId, jobId: this.jobId, signal, outcome }, 'job.signal');
+    this.ctx.audit.info({ event: 'job.signal', via: 'websocket', tokenId: this.options.principal.id, jobId: this.jobId, signal, outcome }, 'job.signal');
   }
 }
