@@ -1,9 +1,10 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import { problem } from './errors.js';
 import { registerErrorHandling, sendProblem } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
+import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
 import { RequestLogController } from './plugins/request-log.js';
 import { createServices, type Services } from './services/index.js';
@@ -73,6 +74,13 @@ function checkingInterval(config: Config): number {
 /** An incoming X-Request-Id is kept (and echoed) when it is a sane token; anything else gets a fresh UUID. */
 const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
 
+/** JSON answers (application/json, application/problem+json) end with a newline, so that curl's output does not run into the prompt. */
+const isJson = (reply: FastifyReply): boolean => {
+  const type = reply.getHeader('content-type');
+  return typeof type === 'string' && (type.startsWith('application/json') || type.startsWith('application/problem+json'));
+};
+const endsWithoutNewline = (payload: string): boolean => payload.length > 0 && payload.charCodeAt(payload.length - 1) !== 10;
+
 /** Build the execd app without listening: main.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -106,6 +114,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   // JSON only: a text/plain body is 415, not a string that fails validation.
   app.removeContentTypeParser(['text/plain']);
+  acceptEmptyBodies(app); // a route without a body takes an empty one, whatever its Content-Type
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -118,7 +127,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Callback hooks on the hot path, here and in plugins/: an async hook costs a promise per request.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
-    done(null, payload);
+    done(null, typeof payload === 'string' && endsWithoutNewline(payload) && isJson(reply) ? `${payload}\n` : payload);
   });
 
   registerErrorHandling(app);

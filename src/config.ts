@@ -3,6 +3,7 @@ import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { MAX_TIMEOUT_MS } from './schemas/run.js';
 
 /**
  * All settings, from one schema. `loadConfig(process.env)` is called by main.ts
@@ -17,6 +18,9 @@ const intString = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
     .pipe(z.number().int().min(min, `${name} must be at least ${min}`).max(max, `${name} must be at most ${max}`));
 
 const QUEUE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A job that gives no timeoutMs is stopped after an hour, so that a forgotten one (a `cat` waiting on streamed stdin) frees its worker. */
+export const DEFAULT_JOB_TIMEOUT_MS = 3_600_000;
 
 export interface QueueSetting {
   name: string;
@@ -71,7 +75,7 @@ export const envSchema = z.object({
   EXECD_QUEUES: z.string().transform(parseQueues).optional(),
   EXECD_QUEUE_CAPACITY: intString('EXECD_QUEUE_CAPACITY', 1).default(10000),
   EXECD_TIMEOUT_MS: intString('EXECD_TIMEOUT_MS', 1).default(60000),
-  EXECD_JOB_TIMEOUT_MS: intString('EXECD_JOB_TIMEOUT_MS', 1).optional(),
+  EXECD_JOB_TIMEOUT_MS: intString('EXECD_JOB_TIMEOUT_MS', 0, MAX_TIMEOUT_MS).default(DEFAULT_JOB_TIMEOUT_MS),
   EXECD_KILL_GRACE_MS: intString('EXECD_KILL_GRACE_MS', 0, 600000).default(2000),
   EXECD_MAX_OUTPUT_BYTES: intString('EXECD_MAX_OUTPUT_BYTES', 0).default(67108864),
   EXECD_MAX_SYNC_RUNS: intString('EXECD_MAX_SYNC_RUNS', 1).default(64),
@@ -129,6 +133,7 @@ export interface Config {
   queues: QueueSetting[];
   queueCapacity: number;
   syncTimeoutMs: number;
+  /** Timeout of a job that gives none (EXECD_JOB_TIMEOUT_MS; 0 there: undefined, no default). A job's `timeoutMs: 0` asks for none. */
   jobTimeoutMs: number | undefined;
   killGraceMs: number;
   maxOutputBytes: number;
@@ -207,11 +212,22 @@ export function isLoopback(host: string): boolean {
 export function parseConfig(env: Record<string, string | undefined>): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('EXECD_') && v !== ''));
   const parsed = envSchema.safeParse(present);
+/** Settings whose values are secrets: an error names them but never shows the value. */
+const SECRET_SETTINGS = new Set(['EXECD_TOKEN']);
+
+/** ` (got "…")` for an error line: the value as given, shortened, a URL's password masked, a secret never. */
+function shownValue(key: string, value: string | undefined, message: string): string {
+  if (value === undefined || SECRET_SETTINGS.has(key)) return '';
+  const masked = value.replace(/(\/\/[^/@:]*:)[^/@]*@/, '$1***@'); // redis://user:password@host → redis://user:***@host
+  const short = masked.length > 120 ? `${masked.slice(0, 120)}…` : masked;
+  return message.includes(JSON.stringify(short)) ? '' : ` (got ${JSON.stringify(short)})`;
+}
+
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
     const msg = issue.message.startsWith(key) ? issue.message : `${key}: ${issue.message}`;
-    throw new ConfigError(`invalid setting ${msg}`);
+    throw new ConfigError(`invalid setting ${msg}${shownValue(key, present[key], msg)}`);
   }
   const e = parsed.data;
   if (e.EXECD_HOST !== 'localhost' && !isIP(e.EXECD_HOST)) {
@@ -252,7 +268,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queues: e.EXECD_QUEUES ?? [{ name: 'default', concurrency: availableParallelism() }],
     queueCapacity: e.EXECD_QUEUE_CAPACITY,
     syncTimeoutMs: e.EXECD_TIMEOUT_MS,
-    jobTimeoutMs: e.EXECD_JOB_TIMEOUT_MS,
+    jobTimeoutMs: e.EXECD_JOB_TIMEOUT_MS === 0 ? undefined : e.EXECD_JOB_TIMEOUT_MS,
     killGraceMs: e.EXECD_KILL_GRACE_MS,
     maxOutputBytes: e.EXECD_MAX_OUTPUT_BYTES,
     maxSyncRuns: e.EXECD_MAX_SYNC_RUNS,

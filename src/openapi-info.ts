@@ -1,15 +1,22 @@
+import { readFileSync } from 'node:fs';
+
+/** One version number: the package's (package.json sits one directory above src/ and dist/ alike). */
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 /** The top of openapi.yaml; routes add the rest from their zod schemas. */
 export const OPENAPI_INFO = {
   openapi: '3.1.0',
   info: {
     title: 'execd',
-    version: '1.0.0',
+    version: VERSION,
     description:
       "Run commands on a host over HTTP and WebSocket: Python's `os` and `subprocess` for the network. " +
       'Every error is application/problem+json with a machine-readable `code`.',
     license: { name: 'MIT', identifier: 'MIT' },
   },
-  servers: [{ url: 'http://127.0.0.1:8080' }],
+  // Relative: resolved against wherever the document was fetched from, so /docs "Try it out" calls the server
+  // that served the page, on whatever address and port it listens.
+  servers: [{ url: '/', description: 'the execd that serves this document' }],
   components: {
     securitySchemes: {
       bearer: { type: 'http' as const, scheme: 'bearer', description: 'EXECD_TOKEN, or a token of EXECD_TOKENS_FILE' },

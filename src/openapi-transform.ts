@@ -1,5 +1,5 @@
 import { jsonSchemaTransformObject } from 'fastify-type-provider-zod';
-import { ERROR_CODES } from './errors.js';
+import { ERROR_CODES, problem, type ErrorCode } from './errors.js';
 
 type Json = Record<string, any>;
 
@@ -11,6 +11,53 @@ function codesFor(status: string): string {
     .filter(([, v]) => String(v.status) === status)
     .map(([k]) => `\`${k}\``)
     .join(', ');
+}
+
+/** A realistic `detail` per code, for the error examples of each status (the real ones vary with the request). */
+const SAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
+  VALIDATION_FAILED: 'body: give exactly one of "argv" and "command"',
+  UNAUTHORIZED: 'send Authorization: Bearer <token>',
+  FORBIDDEN: 'this needs the scope "run", which token "ci" does not hold',
+  COMMAND_NOT_ALLOWED: 'not allowed by policy rule "default-deny": no rule of the policy applies to this token',
+  NOT_FOUND: 'no job "j_0123456789abcdef"',
+  CONFLICT: 'job j_0123456789abcdef is queued; only a running job can be signaled',
+  PAYLOAD_TOO_LARGE: 'the request body is larger than the server accepts',
+  UNSUPPORTED_MEDIA_TYPE: 'send the body as application/json',
+  SPAWN_FAILED: "[Errno 2] No such file or directory: 'nosuchprogram'",
+  COMMAND_FAILED: "Command '['false']' returned non-zero exit status 1.",
+  TIMEOUT_EXPIRED: "Command '['sleep', '10']' timed out after 1.0 seconds",
+  RATE_LIMITED: 'token "ci" is over EXECD_RATE_LIMIT (600 requests a minute)',
+  INTERNAL: 'an unexpected error occurred; it has been logged',
+  QUEUE_FULL: 'queue "default" already holds 10000 waiting jobs',
+  SHUTTING_DOWN: 'the server is draining: it takes no new work',
+};
+
+/** Codes that only routes running a command answer. */
+const COMMAND_CODES = new Set<string>(['COMMAND_NOT_ALLOWED', 'SPAWN_FAILED', 'COMMAND_FAILED', 'TIMEOUT_EXPIRED']);
+
+/** One named example per error code this status can carry on this operation, each with its real code and status. */
+function problemExamples(status: string, runsCommands: boolean): Json {
+  const examples: Json = {};
+  for (const [code, v] of Object.entries(ERROR_CODES)) {
+    if (String(v.status) !== status || (COMMAND_CODES.has(code) && !runsCommands)) continue;
+    const c = code as ErrorCode;
+    examples[code] = { summary: v.title, value: problem(c, SAMPLE_DETAIL[c] ?? v.title) };
+  }
+  return examples;
+}
+
+/**
+ * zod writes every z.int() with the bounds of a safe integer, which Swagger UI then offers as the
+ * example value (-9007199254740991). Those bounds say nothing to a reader: drop them, keep real ones.
+ */
+function dropSafeIntegerBounds(node: unknown): void {
+  if (Array.isArray(node)) node.forEach(dropSafeIntegerBounds);
+  else if (node && typeof node === 'object') {
+    const obj = node as Json;
+    if (obj.minimum === Number.MIN_SAFE_INTEGER) delete obj.minimum;
+    if (obj.maximum === Number.MAX_SAFE_INTEGER) delete obj.maximum;
+    for (const v of Object.values(obj)) dropSafeIntegerBounds(v);
+  }
 }
 
 function collectRefs(node: unknown, into: Set<string>): void {
@@ -40,11 +87,12 @@ function renameRefs(node: unknown, from: string, to: string): void {
  */
 export const transformOpenApi: typeof jsonSchemaTransformObject = (input) => {
   const doc = jsonSchemaTransformObject(input) as Json;
-  for (const ops of Object.values<Json>(doc.paths ?? {})) {
-    for (const op of Object.values<Json>(ops)) {
+  for (const [path, ops] of Object.entries<Json>(doc.paths ?? {})) {
+    for (const [method, op] of Object.entries<Json>(ops)) {
+      const runsCommands = method === 'post' && /^\/v1\/(run|subprocess\/|jobs$|policy\/)/.test(path);
       for (const [status, res] of Object.entries<Json>(op.responses ?? {})) {
         if (Number(status) >= 400 && res.content?.['application/json']) {
-          res.content = { 'application/problem+json': res.content['application/json'] };
+          res.content = { 'application/problem+json': { ...res.content['application/json'], examples: problemExamples(status, runsCommands) } };
           res.description = `Problem: ${codesFor(status) || 'error'}`;
         } else if (res.description === 'Default Response') {
           res.description = STATUS_TEXT[status] || 'Response';
@@ -52,6 +100,7 @@ export const transformOpenApi: typeof jsonSchemaTransformObject = (input) => {
       }
     }
   }
+  dropSafeIntegerBounds(doc);
   // Prune the schema variants no operation refers to (transitively).
   const schemas: Json = doc.components?.schemas ?? {};
   const used = new Set<string>();

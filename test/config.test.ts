@@ -8,7 +8,32 @@ describe('config', () => {
     expect(c.tokens).toHaveLength(1);
     expect(c.tokens[0]!.length).toBeGreaterThanOrEqual(32);
     expect(c.queues).toEqual([{ name: 'default', concurrency: expect.any(Number) }]);
-    expect(c.jobTimeoutMs).toBeUndefined();
+    expect(c.jobTimeoutMs).toBe(3_600_000);
+  });
+
+  it('a bad setting shows the value it got, never a secret\'s', () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        parseConfig(env);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(message({ EXECD_PORT: '70000' })).toBe('invalid setting EXECD_PORT must be at most 65535 (got "70000")');
+    expect(message({ EXECD_LOG_LEVEL: 'loud' })).toMatch(/EXECD_LOG_LEVEL.*\(got "loud"\)$/);
+    expect(message({ EXECD_JOB_TIMEOUT_MS: '1h' })).toMatch(/EXECD_JOB_TIMEOUT_MS.*\(got "1h"\)$/);
+    const token = message({ EXECD_TOKEN: 'short-secret' });
+    expect(token).toMatch(/EXECD_TOKEN/);
+    expect(token).not.toContain('short-secret');
+    const redis = message({ EXECD_REDIS_URL: 'redis://app:hunter2-secret@redis internal:6379' });
+    expect(redis).toMatch(/EXECD_REDIS_URL/);
+    expect(redis).not.toContain('hunter2');
+  });
+
+  it('jobs stop after EXECD_JOB_TIMEOUT_MS (an hour by default); 0 is no default', () => {
+    expect(parseConfig({ EXECD_JOB_TIMEOUT_MS: '5000' }).jobTimeoutMs).toBe(5000);
+    expect(parseConfig({ EXECD_JOB_TIMEOUT_MS: '0' }).jobTimeoutMs).toBeUndefined();
   });
 
   it('parses queues, tokens and numbers', () => {

@@ -66,6 +66,15 @@ describe('originAllowed', () => {
     expect(originAllowed('garbage', allowed)).toBe(false);
     expect(originAllowed('https://dash.example.com', [])).toBe(false);
   });
+
+  it("allows the server's own origin (Origin names the Host the request went to) without any setting", () => {
+    expect(originAllowed('http://127.0.0.1:8080', [], '127.0.0.1:8080')).toBe(true);
+    expect(originAllowed('https://execd.example:443', [], 'EXECD.example')).toBe(true);
+    expect(originAllowed('http://127.0.0.1:8081', [], '127.0.0.1:8080')).toBe(false);
+    expect(originAllowed('http://evil.example', [], '127.0.0.1:8080')).toBe(false);
+    expect(originAllowed('null', [], 'null')).toBe(false);
+    expect(originAllowed('http://127.0.0.1:8080', [], 'bad host/')).toBe(false);
+  });
 });
 
 /** A WebSocket whose writes complete only when the test says so. */

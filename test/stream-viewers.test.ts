@@ -46,14 +46,16 @@ describe('refused upgrades are HTTP problems, before any WebSocket exists', () =
     expect((await refusal(t, '/v1/events', { token: null })).status).toBe(401);
   });
 
-  it('a browser Origin not in EXECD_WS_ORIGINS: 403, even the server\'s own; a listed one and no Origin pass', async () => {
-    for (const origin of ['https://evil.example', t.url, 'null']) {
+  it('a browser Origin not in EXECD_WS_ORIGINS: 403 naming the setting; a listed one, the server\'s own and no Origin pass', async () => {
+    for (const origin of ['https://evil.example', 'null']) {
       const r = await refusal(t, jobPath, { origin });
       expect(r.status, origin).toBe(403);
       expect(r.body).toMatchObject({ code: 'FORBIDDEN' });
+      expect(r.body.detail).toContain('EXECD_WS_ORIGINS');
       expect((await refusal(t, '/v1/events', { origin })).status).toBe(403);
     }
-    for (const origin of [DASHBOARD, `${DASHBOARD}:443`, 'http://localhost:5173']) {
+    // Same origin: a page execd serves (/docs, a future /ui/) opens its WebSockets without any setting.
+    for (const origin of [DASHBOARD, `${DASHBOARD}:443`, 'http://localhost:5173', t.url]) {
       const ok = await connect(t, jobPath, { origin });
       ok.ws.close();
     }

@@ -1,7 +1,7 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { bearerToken, hasScope, type Principal, type Scope } from '../services/auth.js';
-import { originAllowed } from '../stream/origin.js';
+import { originAllowed, originRefusal } from '../stream/origin.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -112,8 +112,8 @@ export function registerAuth(scope: FastifyInstance): void {
 /** Who is asking (bearer token), within the rate limit, holding a scope the route needs; throws ApiError otherwise. */
 function authorize(scope: FastifyInstance, request: FastifyRequest): void {
   request.audit = {};
-  if (crossOriginUpgrade(request) && !originAllowed(request.headers.origin, scope.services?.config.wsOrigins ?? [])) {
-    throw new ApiError('FORBIDDEN', 'a WebSocket from another origin is refused');
+  if (crossOriginUpgrade(request) && !originAllowed(request.headers.origin, scope.services?.config.wsOrigins ?? [], request.headers.host)) {
+    throw new ApiError('FORBIDDEN', originRefusal(request.headers.origin));
   }
   const token = bearerToken(request.headers.authorization, request.headers['sec-websocket-protocol'] as string | undefined);
   if (token === null) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');

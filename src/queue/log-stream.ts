@@ -60,6 +60,9 @@ export function rangeReadable(snapshot: OutputSnapshot, from: number, to: number
  * `onEnd` runs when the log ends, before the stream does. A job removed meanwhile
  * fails it with `gone()` (a NOT_FOUND ApiError: the route answers 404) before the
  * first byte, and ends it cleanly after (chunked: the client keeps every byte sent).
+ * `epilogue`, when given, is written last, after the log ended, on a line of its own
+ * (a newline first unless the bytes sent ended with one): the job's status in-band,
+ * for clients that cannot read HTTP trailers.
  */
 export function followReadable(
   reader: JobOutputReader,
@@ -67,9 +70,25 @@ export function followReadable(
   from: number,
   onEnd?: () => void,
   gone: () => Error = outputGone,
+  epilogue?: () => Promise<string>,
 ): Readable {
   let sub: LogSubscription | undefined;
   let pushed = false;
+  let endsWithNewline = true;
+  const finish = () => {
+    onEnd?.();
+    if (!epilogue) {
+      readable.push(null);
+      return;
+    }
+    epilogue().then(
+      (line) => {
+        readable.push(endsWithNewline ? line : `\n${line}`);
+        readable.push(null);
+      },
+      (err: Error) => readable.destroy(err),
+    );
+  };
   const readable = new Readable({
     highWaterMark: CHUNK,
     read() {
@@ -82,15 +101,14 @@ export function followReadable(
   });
   sub = reader.subscribe(stream, from, (event) => {
     if (event.type === 'data') {
+      if (event.data.length > 0) endsWithNewline = event.data[event.data.length - 1] === 0x0a;
       pushed = true;
       if (!readable.push(event.data)) sub!.pause();
     } else if (event.type === 'end') {
-      onEnd?.();
-      readable.push(null);
+      finish();
     } else if (event.error instanceof OutputRemovedError) {
       if (pushed) {
-        onEnd?.();
-        readable.push(null);
+        finish();
       } else {
         readable.destroy(gone());
       }

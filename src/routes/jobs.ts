@@ -55,7 +55,11 @@ const OUTPUT_DESCRIPTION =
   '`X-Returncode` and `X-Output-End` carry its exit status (empty when it has none, e.g. canceled before it started). ' +
   'A follow on a queued job waits for it to start. Every byte from 0 to the end stays readable while the job is kept ' +
   '(the first EXECD_OUTPUT_MEMORY_BYTES in memory, the rest in a file); past maxOutputBytes nothing is kept and `result.truncated` says so. ' +
-  'An `offset` past the end is a 400 VALIDATION_FAILED (with `end`), except with `follow=true` on a job that can still write, which waits for those bytes.';
+  'An `offset` past the end is a 400 VALIDATION_FAILED (with `end`), except with `follow=true` on a job that can still write, which waits for those bytes. ' +
+  'With `follow=true&status=inline` the body ends with one more line, for clients that cannot read trailers (fetch, Python requests, urllib3): ' +
+  '`{"execd":"status","state":"succeeded","exitCode":0,"signal":null,"returncode":0,"timedOut":false,"outputEnd":N}` and a newline, preceded by a ' +
+  "newline when the output did not end with one. The output is exactly the body's first `outputEnd` − `offset` bytes; the status is its last line " +
+  '(exit fields null when no process ran, e.g. canceled before it started). `status=inline` needs `follow=true` (else 400).';
 
 const jobRoutes: FastifyPluginAsyncZod = async (app) => {
   const { jobs, config } = app.services;
@@ -254,6 +258,11 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const stream = request.query.stream ?? 'stdout';
       const offset = request.query.offset ?? 0;
       const follow = request.query.follow === 'true';
+      const inline = request.query.status === 'inline';
+      if (inline && !follow) {
+        const message = 'status=inline goes with follow=true (without follow, the headers X-Job-State and X-Output-End say where the job stands)';
+        throw new ApiError('VALIDATION_FAILED', message, { errors: [{ in: 'querystring', path: '/status', message }] });
+      }
       await mustSee(jobs, request, id);
       const [output, job] = await Promise.all([jobs.output(id), jobs.get(id)]);
       if (!output || !job) throw notFound(id);
@@ -291,7 +300,15 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         .trailer('x-signal', async () => str((await status())?.result?.signal))
         .trailer('x-returncode', async () => str((await status())?.result?.returncode))
         .trailer('x-output-end', async () => str(output.end(stream)));
-      return reply.send(followReadable(output, stream, offset, () => void status(), () => notFound(id)) as never);
+      // In-band status (status=inline): the job's outcome as the body's last line.
+      const statusLine = async () => {
+        const job = await status();
+        const r = job?.result;
+        const line = { execd: 'status', state: job?.state ?? null, exitCode: r?.exitCode ?? null, signal: r?.signal ?? null,
+          returncode: r?.returncode ?? null, timedOut: r?.timedOut ?? null, outputEnd: output.end(stream) };
+        return `${JSON.stringify(line)}\n`;
+      };
+      return reply.send(followReadable(output, stream, offset, () => void status(), () => notFound(id), inline ? statusLine : undefined) as never);
     },
   );
 

@@ -16,7 +16,7 @@ import {
 } from '../schemas/stream.js';
 import { mustSee } from './jobs.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
-import { originAllowed } from '../stream/origin.js';
+import { originAllowed, originRefusal } from '../stream/origin.js';
 
 const TAGS = ['jobs'];
 const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
@@ -30,12 +30,12 @@ export const CLOSE_CODES = {
   1011: 'an internal error',
 };
 
-/** Refused before the upgrade, like any request: 403 for a browser Origin not in EXECD_WS_ORIGINS. */
+/** Refused before the upgrade, like any request: 403 for a browser Origin other than execd's own and those of EXECD_WS_ORIGINS. */
 export function checkOrigin(allowed: readonly string[]) {
   return async (request: FastifyRequest): Promise<void> => {
     const origin = request.headers.origin;
-    if (!originAllowed(origin, allowed)) {
-      throw new ApiError('FORBIDDEN', `a WebSocket from origin ${JSON.stringify(String(origin).slice(0, 200))} is refused: it is not in EXECD_WS_ORIGINS`);
+    if (!originAllowed(origin, allowed, request.headers.host)) {
+      throw new ApiError('FORBIDDEN', originRefusal(origin));
     }
   };
 }
@@ -47,7 +47,7 @@ export function needsUpgrade(path: string): never {
 
 export const UPGRADE_DESCRIPTION =
   'Authorization: `Authorization: Bearer <token>`, or (browsers) the subprotocol `bearer.<token>`, echoed as the accepted subprotocol. ' +
-  'A browser Origin must be in EXECD_WS_ORIGINS (a request without Origin is not a browser and passes). Every refusal (401, 403, 404, 400 for a bad query) ' +
+  'A browser Origin must be execd\'s own (a page it serves, such as /docs) or one of EXECD_WS_ORIGINS (a request without Origin is not a browser and passes). Every refusal (401, 403, 404, 400 for a bad query) ' +
   'is an HTTP problem+json answer before any WebSocket exists; a GET without Upgrade is a 400. ' +
   `Client frames are JSON text of at most ${MAX_CLIENT_FRAME_BYTES} bytes; the server pings every EXECD_WS_PING_MS and cuts a client that answers nothing for a whole interval. ` +
   'Frames and close codes: `x-websocket`.';

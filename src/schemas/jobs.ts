@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { JOB_STATES } from '../queue/job.js';
 import { IsoTime } from './common.js';
-import { commandSpecShape, exactlyOneProgram, RunStatus } from './run.js';
+import { commandSpecShape, exactlyOneProgram, MAX_TIMEOUT_MS, RunStatus } from './run.js';
 
 /** Longest long-poll of GET /v1/jobs/{id}?waitMs=. */
 export const MAX_WAIT_MS = 60_000;
@@ -25,18 +25,35 @@ export const JobState = z.enum(JOB_STATES).meta({ id: 'JobState' });
 
 export const QueueName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'queue names are 1-64 of A-Z a-z 0-9 _ -');
 
+/** A job's timeout: like a run's, and 0 for none (without it, EXECD_JOB_TIMEOUT_MS applies). */
+const JobTimeoutMs = z
+  .int()
+  .min(0)
+  .max(MAX_TIMEOUT_MS)
+  .meta({
+    description:
+      'Milliseconds until the process group gets SIGTERM (then SIGKILL after killGraceMs). Without it the server default applies ' +
+      '(EXECD_JOB_TIMEOUT_MS, an hour unless set); 0 asks for no timeout. A policy rule\'s maxTimeoutMs caps either.',
+  });
+
 export const JobRequest = z
   .strictObject({
     ...commandSpecShape,
+    timeoutMs: JobTimeoutMs.optional(),
     queue: QueueName.optional().meta({ description: 'One of the queues of EXECD_QUEUES (default "default"); another name is a 400.' }),
   })
   .superRefine(exactlyOneProgram)
-  .meta({ id: 'JobRequest', description: 'A CommandSpec plus the queue to run it on.' });
+  .meta({
+    id: 'JobRequest',
+    description: 'A CommandSpec plus the queue to run it on.',
+    examples: [{ command: 'for i in 1 2 3; do echo step $i; sleep 1; done', queue: 'default', timeoutMs: 60000 }],
+  });
 export type JobRequest = z.infer<typeof JobRequest>;
 
 export const JobSpec = z
   .object({
     ...commandSpecShape,
+    timeoutMs: JobTimeoutMs.optional(),
     env: z.record(z.string(), z.literal(REDACTED)).optional().meta({ description: 'The variable names; values are never echoed.' }),
     stdin: z
       .union([z.literal(REDACTED), z.object({ stream: z.literal(true) })])
@@ -119,11 +136,19 @@ export const OutputQuery = z.strictObject({
   stream: z.enum(['stdout', 'stderr']).optional().meta({ description: 'Default stdout.' }),
   offset: intQuery(0, Number.MAX_SAFE_INTEGER).optional().meta({ description: 'Byte offset of the first byte wanted (default 0).' }),
   follow: z.enum(['true', 'false']).optional().meta({ description: 'Keep the response open and stream until the job ends.' }),
+  status: z
+    .enum(['trailers', 'inline'])
+    .optional()
+    .meta({
+      description:
+        'With follow=true, where the exit status goes: `trailers` (default) in HTTP trailers; `inline` also as a last line of the body, ' +
+        'for clients that cannot read trailers (fetch, Python requests): `{"execd":"status","state":…,"exitCode":…,"signal":…,"returncode":…,"timedOut":…,"outputEnd":N}`.',
+    }),
 });
 
 export const SignalRequest = z
   .strictObject({ signal: z.string().min(1).max(32).meta({ description: 'A signal name such as "SIGINT" or "SIGUSR1".' }) })
-  .meta({ id: 'SignalRequest' });
+  .meta({ id: 'SignalRequest', examples: [{ signal: 'SIGINT' }] });
 
 export const SubmitHeaders = z.looseObject({
   'idempotency-key': z

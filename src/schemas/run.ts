@@ -53,7 +53,7 @@ export const exactlyOneProgram = (spec: SpecLike, ctx: z.RefinementCtx) => {
 export const CommandSpec = z
   .strictObject(commandSpecShape)
   .superRefine(exactlyOneProgram)
-  .meta({ id: 'CommandSpec' });
+  .meta({ id: 'CommandSpec', examples: [{ argv: ['ls', '-l', '/tmp'], timeoutMs: 5000 }] });
 export type CommandSpec = z.infer<typeof CommandSpec>;
 
 export const RunRequest = z
@@ -62,7 +62,7 @@ export const RunRequest = z
     check: z.boolean().optional().meta({ description: 'Answer 422 COMMAND_FAILED on a non-zero returncode (422 TIMEOUT_EXPIRED on timeout).' }),
   })
   .superRefine(exactlyOneProgram)
-  .meta({ id: 'RunRequest' });
+  .meta({ id: 'RunRequest', examples: [{ argv: ['uname', '-a'], timeoutMs: 5000 }, { command: 'sort | uniq -c', stdin: 'b\na\nb\n', stderr: 'merge' }] });
 export type RunRequest = z.infer<typeof RunRequest>;
 
 /** What the kernel counted for the run (wait4's rusage of the process and the children it waited for). */

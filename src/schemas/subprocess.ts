@@ -43,7 +43,7 @@ const input = z.string().meta({ description: 'Sent to stdin, then EOF: text when
 /** getoutput and getstatusoutput: `cmd` runs with shell=True, text mode, stderr merged into the output. */
 export const GetoutputRequest = z
   .strictObject({ cmd: PyArgs })
-  .meta({ id: 'GetoutputRequest' });
+  .meta({ id: 'GetoutputRequest', examples: [{ cmd: 'uname -a' }] });
 export type GetoutputRequest = z.infer<typeof GetoutputRequest>;
 
 export const CheckOutputRequest = z
@@ -64,12 +64,12 @@ export const CheckOutputRequest = z
           '`PIPE` captures it for the CalledProcessError only, as Python does.',
       }),
   })
-  .meta({ id: 'CheckOutputRequest' });
+  .meta({ id: 'CheckOutputRequest', examples: [{ args: ['echo', 'hi'], text: true }] });
 export type CheckOutputRequest = z.infer<typeof CheckOutputRequest>;
 
 export const CallRequest = z
   .strictObject({ args: PyArgs, timeout: timeout.optional(), cwd: cwd.optional(), env: PyEnv.optional(), shell: shell.optional() })
-  .meta({ id: 'CallRequest' });
+  .meta({ id: 'CallRequest', examples: [{ args: ['true'] }] });
 export type CallRequest = z.infer<typeof CallRequest>;
 
 export const SubprocessRunRequest = z
@@ -84,7 +84,7 @@ export const SubprocessRunRequest = z
     env: PyEnv.optional(),
     shell: shell.optional(),
   })
-  .meta({ id: 'SubprocessRunRequest' });
+  .meta({ id: 'SubprocessRunRequest', examples: [{ args: ['sh', '-c', 'echo out; echo err >&2; exit 2'], capture_output: true, text: true }] });
 export type SubprocessRunRequest = z.infer<typeof SubprocessRunRequest>;
 
 export const GetoutputResponse = z

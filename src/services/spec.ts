@@ -39,7 +39,8 @@ export function toRunSpec(body: CommandSpec, config: Config, defaults: SpecDefau
   if (body.env) spec.env = body.env;
   if (body.limits && Object.keys(body.limits).length > 0) spec.limits = body.limits;
   if (stdin !== undefined) spec.stdin = stdin;
+  // A job's timeoutMs 0 asks for none (a policy rule's maxTimeoutMs still caps it).
   const timeoutMs = body.timeoutMs ?? defaults.timeoutMs;
-  if (timeoutMs !== undefined) spec.timeoutMs = timeoutMs;
+  if (timeoutMs !== undefined && timeoutMs > 0) spec.timeoutMs = timeoutMs;
   return spec;
 }
