@@ -13,8 +13,21 @@ function refuse(err: unknown): never {
   process.exit(2);
 }
 
+/**
+ * Started with an IPC channel (child_process.fork, or an 'ipc' stdio slot: the tests do), execd lives no
+ * longer than its parent: the channel closes when the parent dies, even by SIGKILL, and execd then shuts
+ * down as on SIGTERM. Watched from the first line (a parent can die during the start); the channel is
+ * unref'd, so that it alone keeps nothing running. Null when started otherwise.
+ */
+function watchParent(): Promise<void> | null {
+  if (!process.channel) return null;
+  process.channel.unref();
+  return new Promise((resolve) => process.once('disconnect', () => resolve()));
+}
+
 /** The only place that reads process.env, listens, and shuts down. */
 async function main(): Promise<void> {
+  const parentExited = watchParent();
   let config: Config;
   try {
     config = loadConfig(process.env);
@@ -64,17 +77,17 @@ async function main(): Promise<void> {
       await settleLog(app);
     },
   );
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (reason !== null) {
-        app.log.info({ signal, phase: app.shutdown.phase }, 'already shutting down; signal ignored');
-        return;
-      }
-      reason = signal;
-      // A signal during the start waits for it (recovery, listen) to end, then shuts down as usual.
-      void listening.then(() => graceful.close());
-    });
-  }
+  const shutDown = (why: string) => {
+    if (reason !== null) {
+      app.log.info({ signal: why, phase: app.shutdown.phase }, 'already shutting down; signal ignored');
+      return;
+    }
+    reason = why;
+    // A signal during the start waits for it (recovery, listen) to end, then shuts down as usual.
+    void listening.then(() => graceful.close());
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => shutDown(signal));
+  void parentExited?.then(() => reason === null && shutDown('parent exited (IPC channel closed)'));
 
   try {
     await start(app, config, (remove) => (unregister = remove));

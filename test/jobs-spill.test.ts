@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN } from './helpers/app.js';
+import { SERVER_STDIO } from './helpers/server.js';
 import { fixture, pattern } from './queue/helpers.js';
 
 /**
@@ -30,7 +31,7 @@ async function api(path: string, init: RequestInit = {}) {
 beforeAll(async () => {
   server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [...SERVER_STDIO],
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,

@@ -1,22 +1,29 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/proc.js';
+import { liveMembers, procState } from './helpers/server.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
+/** Alive: not gone, and not a zombie (dead, only not yet reaped by whoever inherited it). */
+const alive = (pid: number) => ![null, 'Z'].includes(procState(pid));
 
 /** Start execd from source (node --import tsx src/main.ts; `npm start` runs the same compiled) in a child with only the given environment. */
 function startServer(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }); // ipc: it dies with this test (helpers/server.ts)
   const stderr: string[] = [];
-  child.stderr.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
   return { child, stderr };
 }
 
 describe('main: starting execd', () => {
   it('logs the URL first, prints a generated token once, serves it, and stops on SIGTERM', async () => {
     const { child, stderr } = startServer({ EXECD_PORT: '0', EXECD_TOKEN: '' });
-    const lines = createInterface({ input: child.stdout });
+    const lines = createInterface({ input: child.stdout! });
     const [first] = (await once(lines, 'line')) as [string];
     const entry = JSON.parse(first);
     expect(entry.msg).toMatch(/^execd listening on http:\/\/127\.0\.0\.1:\d+$/);
@@ -54,3 +61,29 @@ describe('main: starting execd', () => {
     expect(stderr.join('')).toMatch(/^execd: invalid setting EXECD_PORT/);
   });
 });
+
+describe('main: started by a test', () => {
+  it('exits by itself, its job stopped, when the process that started it is SIGKILLed (and a test redis-server dies too)', async () => {
+    const instanceDir = mkdtempSync(join(tmpdir(), 'execd-orphan-'));
+    const starter = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/start-servers.ts', instanceDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let pids: { server: number; job: number; redis: number } | undefined;
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: starter.stdout! }).once('line', resolve);
+        starter.once('exit', (code) => reject(new Error(`start-servers.ts exited (${code}) before it started them`)));
+      });
+      pids = JSON.parse(line) as { server: number; job: number; redis: number };
+      expect(pids.job).toBeGreaterThan(0);
+      expect([pids.server, pids.job, pids.redis].map(alive)).toEqual([true, true, true]);
+      starter.kill('SIGKILL');
+      const gone = await waitFor(() => !alive(pids!.server) && liveMembers(pids!.job).length === 0 && !alive(pids!.redis), 15_000, 50);
+      expect(gone, JSON.stringify({ server: procState(pids.server), job: liveMembers(pids.job), redis: procState(pids.redis) })).toBe(true);
+    } finally {
+      starter.kill('SIGKILL');
+      if (pids) for (const pid of [pids.server, pids.redis]) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      if (pids && liveMembers(pids.job).length > 0) process.kill(-pids.job, 'SIGKILL');
+      rmSync(instanceDir, { recursive: true, force: true });
+    }
+  });
+});
+

@@ -191,10 +191,10 @@ describe('log format', () => {
     // script(1) gives the server a pseudo-terminal as stdout; `exec env` makes the server script's own child.
     const child = spawn('script', ['-qec', `exec env -u NO_COLOR ${env} ${process.execPath} --import tsx src/main.ts`, '/dev/null'], {
       cwd: new URL('..', import.meta.url).pathname,
-      stdio: ['ignore', 'pipe', 'ignore'],
+      stdio: ['ignore', 'pipe', 'ignore', 'ipc'], // script and env pass the IPC channel on: the server dies with this test
     });
     let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
       expect(await waitFor(() => out.includes('execd ready'), 20_000)).toBe(true);

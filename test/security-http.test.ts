@@ -475,7 +475,7 @@ describe('SIGHUP reload (main.ts)', () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: root,
       env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', EXECD_PORT: '0', EXECD_TOKENS_FILE: tokens },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'], // it dies with this test (helpers/server.ts)
     });
     try {
       const lines: string[] = [];

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -97,6 +97,9 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+/** util-linux setpriv with --pdeathsig (Debian 11 and later). */
+const HAS_SETPRIV = spawnSync('setpriv', ['--pdeathsig', 'keep', 'true']).status === 0;
+
 export interface PrivateRedis {
   url: string;
   port: number;
@@ -129,7 +132,8 @@ export async function startRedis(options: { aof?: boolean } = {}): Promise<Priva
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--logfile', '', '--protected-mode', 'yes'];
     args.push('--appendonly', aof ? 'yes' : 'no');
     if (aof) args.push('--appendfsync', 'always');
-    const c = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv --pdeathsig: the kernel SIGKILLs it when this test process dies, however it dies (setpriv execs it: same pid).
+    const c = HAS_SETPRIV ? spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', 'redis-server', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     exited = once(c, 'exit');
     c.stdout!.setEncoding('utf8').on('data', (d: string) => log.push(d));

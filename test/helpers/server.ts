@@ -55,6 +55,13 @@ export function tempInstanceDir(): string {
 }
 
 /**
+ * The stdio of every execd a test starts: its last slot is an IPC channel, which closes when the test
+ * process dies however it dies (a SIGKILLed vitest worker too), and execd then shuts down (src/main.ts):
+ * no server outlives its test. Wrappers (unshare, tini, script) pass the channel's fd on to the node they run.
+ */
+export const SERVER_STDIO = ['ignore', 'pipe', 'pipe', 'ipc'] as const;
+
+/**
  * Start a real execd process (`node --import tsx src/main.ts` by default, as
  * `npm start`) with only the given environment, and wait for its first log
  * line, which names the URL.
@@ -63,7 +70,7 @@ export async function startServer(env: Record<string, string>, command: string[]
   const child = spawn(command[0]!, command.slice(1), {
     cwd: ROOT,
     env: { ...baseEnv(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [...SERVER_STDIO],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const logs: LogLine[] = [];
@@ -120,7 +127,7 @@ export async function startExpectingRefusal(env: Record<string, string>): Promis
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { ...baseEnv(), ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
