@@ -16,6 +16,8 @@ declare module 'fastify' {
 
 /** Open connections still there this long after the close began are cut (every process has ended by then). */
 const FORCE_CLOSE_MS = 1500;
+/** The set of requests in flight is swept of those whose client left once it has grown to twice its last swept size (and at least this). */
+const SWEEP_AT_LEAST = 256;
 
 /**
  * The HTTP side of the shutdown: decorates `app.shutdown`, and from the
@@ -25,8 +27,20 @@ const FORCE_CLOSE_MS = 1500;
 export function registerShutdown(app: FastifyInstance, services: Services): Shutdown {
   // Requests being answered, probes and WebSocket upgrades aside (a viewer is closed with 1001, not waited for).
   const inflight = new Set<FastifyRequest>();
+  let sweepAt = SWEEP_AT_LEAST;
+  /**
+   * The requests whose client is still there. A client that closes its connection after sending its whole
+   * request (an abandoned POST /v1/run) gets no answer, and Fastify then runs neither onResponse nor
+   * onRequestAbort for it: without this sweep it would hold every later drain for the whole grace. Swept
+   * when counted, not with a listener per request (the hot path), and when the set has doubled (no leak).
+   */
+  const clientsStillThere = (): number => {
+    for (const request of inflight) if (request.raw.socket?.destroyed !== false) inflight.delete(request);
+    sweepAt = Math.max(SWEEP_AT_LEAST, inflight.size * 2);
+    return inflight.size;
+  };
   const shutdown = new Shutdown({
-    requestsInFlight: () => inflight.size,
+    requestsInFlight: clientsStillThere,
     jobs: services.jobs,
     tracker: services.tracker,
     log: app.log,
@@ -54,7 +68,10 @@ export function registerShutdown(app: FastifyInstance, services: Services): Shut
       done(new ApiError('SHUTTING_DOWN', 'the server is shutting down and takes no new requests; retry against another instance', {}, { retryAfter: 1 }));
       return;
     }
-    if (request.headers.upgrade?.toLowerCase() !== 'websocket') inflight.add(request);
+    if (request.headers.upgrade?.toLowerCase() !== 'websocket') {
+      inflight.add(request);
+      if (inflight.size >= sweepAt) clientsStillThere();
+    }
     done();
   });
   app.addHook('onResponse', (request, _reply, done) => {
