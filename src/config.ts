@@ -139,7 +139,11 @@ export interface Config {
   maxOutputBytes: number;
   maxSyncRuns: number;
   pipeDrainMs: number;
-  dataDir: string;
+  /**
+   * EXECD_DATA_DIR: where job output beyond memory is kept (each instance in `<dataDir>/<instance id>/`).
+   * Unset: a fresh private directory per start (services/data-dir.ts).
+   */
+  dataDir: string | undefined;
   /** Bytes of each running job's stream kept in memory before the log spills to a file under dataDir. */
   outputMemoryBytes: number;
   /** Most finished jobs kept (record and output); the oldest-finished go first. */
@@ -192,7 +196,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** Hard limit of a shutdown: past it whatever is left is SIGKILLed and the process exits with 1. */
   shutdownTimeoutMs: number;
-  /** Where each running server records its instance id and pid, so the next start can kill what a crashed one left running. */
+  /** Where each running server records its instance id and pid, so the next start can kill what a crashed one left running and remove its files. Default: `<dataDir>/instances`, or `<tmpdir>/execd-instances-<uid>` without EXECD_DATA_DIR. */
   instanceDir: string;
   /** Load shedding: past this mean event-loop delay, requests get 503 (healthz excepted); 0 turns it off. */
   maxEventLoopDelayMs: number;
@@ -273,7 +277,7 @@ function shownValue(key: string, value: string | undefined, message: string): st
     maxOutputBytes: e.EXECD_MAX_OUTPUT_BYTES,
     maxSyncRuns: e.EXECD_MAX_SYNC_RUNS,
     pipeDrainMs: e.EXECD_PIPE_DRAIN_MS,
-    dataDir: e.EXECD_DATA_DIR ?? join(tmpdir(), `execd-${process.pid}`),
+    dataDir: e.EXECD_DATA_DIR,
     outputMemoryBytes: e.EXECD_OUTPUT_MEMORY_BYTES,
     retainJobs: e.EXECD_RETAIN_JOBS,
     retainMs: e.EXECD_RETAIN_MS,
@@ -302,7 +306,8 @@ function shownValue(key: string, value: string | undefined, message: string): st
     wsPingMs: e.EXECD_WS_PING_MS,
     shutdownGraceMs: e.EXECD_SHUTDOWN_GRACE_MS,
     shutdownTimeoutMs: e.EXECD_SHUTDOWN_TIMEOUT_MS,
-    instanceDir: e.EXECD_INSTANCE_DIR ?? join(tmpdir(), `execd-instances-${process.getuid?.() ?? 'user'}`),
+    // Per data directory when one is set (its instances recover each other), else per user.
+    instanceDir: e.EXECD_INSTANCE_DIR ?? (e.EXECD_DATA_DIR !== undefined ? join(e.EXECD_DATA_DIR, 'instances') : join(tmpdir(), `execd-instances-${process.getuid?.() ?? 'user'}`)),
     maxEventLoopDelayMs: e.EXECD_MAX_EVENT_LOOP_DELAY_MS,
   };
 }

@@ -100,12 +100,17 @@ async function main(): Promise<void> {
 async function start(app: FastifyInstance, config: Config, registered: (unregister: () => void) => void): Promise<void> {
   // Start-up recovery, before any work is taken: what a crashed earlier instance left running is killed.
   const recovery = await recoverPreviousInstances(config.instanceDir, config.killGraceMs).catch(refuse);
-  registered(registerInstance(config.instanceDir, app.services.instanceId));
+  registered(registerInstance(config.instanceDir, app.services.instanceId, app.services.files));
 
   // The first log line says where execd listens.
   const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
-  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, spawner: app.services.runContext.spawner.name, queues: config.queues,
+  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, dataDir: app.services.files.filesDir, spawner: app.services.runContext.spawner.name, queues: config.queues,
     backend: config.queueBackend, ...(config.queueBackend === 'redis' ? { role: config.role, node: config.nodeId, redisPrefix: config.redisPrefix } : {}) }, 'execd ready');
+  const spawner = app.services.runContext.spawner.name;
+  if (config.spawner === 'auto' && spawner !== 'native') {
+    // npm ci builds the native spawner when python3, make and g++ are there (native/build.mjs); without it every run still works.
+    app.log.warn({ spawner }, 'the native spawner is unavailable, so commands are spawned with child_process: slower, and no CPU/memory usage in results; install python3, make and g++, then run npm run native:build');
+  }
   logRecovery(app, recovery);
   app.security.logStartup();
   // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.
@@ -139,6 +144,7 @@ function logRecovery(app: FastifyInstance, report: RecoveryReport): void {
         previousPid: dead.pid,
         previousStartedAt: dead.startedAt,
         killed: orphans.map((o) => ({ pid: o.pid, pgid: o.pgid, name: o.name })),
+        filesRemoved: dead.filesDir !== undefined && report.filesRemoved.includes(dead.filesDir) ? dead.filesDir : null,
       },
       orphans.length > 0
         ? `recovery: killed ${orphans.length} process(es) a crashed earlier instance left running`

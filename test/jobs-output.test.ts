@@ -133,8 +133,8 @@ describe('offsets', () => {
         expect(res.body.equals(want.subarray(offset)), `offset ${offset} of ${size}`).toBe(true);
       }
     }
-    expect(existsSync(join(t.dataDir, 'jobs', `${big}.stdout`))).toBe(true);
-    expect(existsSync(join(t.dataDir, 'jobs', `${small}.stdout`))).toBe(false);
+    expect(existsSync(join(t.app.services.files.filesDir, 'jobs', `${big}.stdout`))).toBe(true);
+    expect(existsSync(join(t.app.services.files.filesDir, 'jobs', `${small}.stdout`))).toBe(false);
   });
 
   it('an interrupted read resumes exactly at X-Output-Offset + bytes received', async () => {

@@ -13,7 +13,7 @@ afterEach(async () => {
   t = undefined;
 });
 
-const outputFile = (app: JobsApp, id: string) => join(app.dataDir, 'jobs', `${id}.stdout`);
+const outputFile = (app: JobsApp, id: string) => join(app.app.services.files.filesDir, 'jobs', `${id}.stdout`);
 /** Where the job's output is kept: its spill file (memory backend), or its Redis stream (redis backend). */
 async function outputKept(app: JobsApp, id: string): Promise<boolean> {
   if (!ON_REDIS) return existsSync(outputFile(app, id));

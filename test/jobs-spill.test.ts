@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,7 +84,9 @@ describe('output spill', () => {
       if (job!.state !== 'queued' && job!.state !== 'running') break;
     }
     expect(job).toMatchObject({ state: 'succeeded', outputBytes: { stdout: SIZE }, result: { truncated: { stdout: false } } });
-    expect(statSync(join(dataDir, 'jobs', `${id}.stdout`)).size).toBe(SIZE);
+    // The server's own directory under the data directory (beside `instances`, the recovery records).
+    const filesDir = join(dataDir, readdirSync(dataDir).find((name) => name !== 'instances')!);
+    expect(statSync(join(filesDir, 'jobs', `${id}.stdout`)).size).toBe(SIZE);
     const growth = Math.max(peak, kib(pid, 'VmHWM')) - before;
     process.stderr.write(`spill: RSS before ${(before / 2 ** 20).toFixed(1)} MiB, sampled peak +${((peak - before) / 2 ** 20).toFixed(1)}, HWM +${((kib(pid, "VmHWM") - before) / 2 ** 20).toFixed(1)} MiB\n`);
     // Buffering the output would cost 200 MB; bounded, it is the memory bound plus pipe chunks and GC slack.
@@ -102,6 +104,6 @@ describe('output spill', () => {
       expect(head.equals(Buffer.concat([want, want]).subarray(phase, phase + head.length))).toBe(true);
     }
     expect((await api(`/v1/jobs/${id}`, { method: 'DELETE' })).status).toBe(204);
-    expect(() => statSync(join(dataDir, 'jobs', `${id}.stdout`))).toThrow();
+    expect(() => statSync(join(filesDir, 'jobs', `${id}.stdout`))).toThrow();
   });
 });

@@ -8,6 +8,9 @@ import { waitFor } from './helpers/proc.js';
 import { connect, reassemble, type Frame } from './helpers/stream.js';
 import { getJob, pattern, settle, startJobsApp, submit, waitRunning } from './queue/helpers.js';
 
+/** The exit frame of a job whose output was kept whole. */
+const UNTRUNCATED = { truncated: { stdout: false, stderr: false }, truncatedReason: { stdout: null, stderr: null } };
+
 let t: TestApp & { dataDir: string };
 const work = mkdtempSync(join(tmpdir(), 'execd-stream-'));
 beforeAll(async () => {
@@ -55,7 +58,7 @@ describe('GET /v1/jobs/{id}/stream: replay, live, exit', () => {
     expect(StateFrame.parse(frames[0])).toMatchObject({ state: 'running', pid: expect.any(Number) });
     expect(types(frames).slice(-2)).toEqual(['state', 'exit']);
     expect(StateFrame.parse(frames.at(-2))).toMatchObject({ state: 'failed' });
-    expect(ExitFrame.parse(frames.at(-1))).toEqual({ type: 'exit', state: 'failed', exitCode: 3, signal: null, returncode: 3, timedOut: false });
+    expect(ExitFrame.parse(frames.at(-1))).toEqual({ type: 'exit', state: 'failed', exitCode: 3, signal: null, returncode: 3, timedOut: false, ...UNTRUNCATED });
     const stdout = reassemble(frames, 'stdout');
     expect(stdout.gaps).toEqual([]);
     expect(stdout.bytes.equals(Buffer.concat([pattern(200_000), pattern(200_000)]))).toBe(true);
@@ -73,7 +76,7 @@ describe('GET /v1/jobs/{id}/stream: replay, live, exit', () => {
     expect(reassemble(frames, 'stdout').bytes.toString()).toBe('hello');
     expect(reassemble(frames, 'stderr').bytes.toString()).toBe('err');
     expect(frames.filter((f) => f.type === 'state')).toEqual([expect.objectContaining({ state: 'succeeded' })]);
-    expect(frames.at(-1)).toEqual({ type: 'exit', state: 'succeeded', exitCode: 0, signal: null, returncode: 0, timedOut: false });
+    expect(frames.at(-1)).toEqual({ type: 'exit', state: 'succeeded', exitCode: 0, signal: null, returncode: 0, timedOut: false, ...UNTRUNCATED });
   });
 
   it('a queued job: state queued, then running, then the output', async () => {
@@ -105,10 +108,10 @@ describe('GET /v1/jobs/{id}/stream: replay, live, exit', () => {
       await v.next((f) => f.type === 'state' && f.state === 'running');
       v.send({ type: 'signal', signal: 'SIGKILL' });
     });
-    expect(await exitOf(ok.id)).toEqual({ type: 'exit', state: 'succeeded', exitCode: 0, signal: null, returncode: 0, timedOut: false });
-    expect(await exitOf(fail.id)).toEqual({ type: 'exit', state: 'failed', exitCode: 7, signal: null, returncode: 7, timedOut: false });
-    expect(await killed).toEqual({ type: 'exit', state: 'failed', exitCode: null, signal: 'SIGKILL', returncode: -9, timedOut: false });
-    expect(await exitOf(timeout.id)).toEqual({ type: 'exit', state: 'timed_out', exitCode: null, signal: 'SIGTERM', returncode: -15, timedOut: true });
+    expect(await exitOf(ok.id)).toEqual({ type: 'exit', state: 'succeeded', exitCode: 0, signal: null, returncode: 0, timedOut: false, ...UNTRUNCATED });
+    expect(await exitOf(fail.id)).toEqual({ type: 'exit', state: 'failed', exitCode: 7, signal: null, returncode: 7, timedOut: false, ...UNTRUNCATED });
+    expect(await killed).toEqual({ type: 'exit', state: 'failed', exitCode: null, signal: 'SIGKILL', returncode: -9, timedOut: false, ...UNTRUNCATED });
+    expect(await exitOf(timeout.id)).toEqual({ type: 'exit', state: 'timed_out', exitCode: null, signal: 'SIGTERM', returncode: -15, timedOut: true, ...UNTRUNCATED });
   });
 
   it('a job canceled while queued: exit with nulls', async () => {
@@ -120,7 +123,7 @@ describe('GET /v1/jobs/{id}/stream: replay, live, exit', () => {
     await t.http.post(`/v1/jobs/${job.id}/cancel`).set(AUTH).expect(200);
     const { frames, code } = await viewer.all();
     expect(code).toBe(1000);
-    expect(frames.at(-1)).toEqual({ type: 'exit', state: 'canceled', exitCode: null, signal: null, returncode: null, timedOut: false });
+    expect(frames.at(-1)).toEqual({ type: 'exit', state: 'canceled', exitCode: null, signal: null, returncode: null, timedOut: false, ...UNTRUNCATED });
     g.open();
     await Promise.all(blockers.map((b) => settle(t, b.id)));
   });

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import type { OutputSink, StreamName } from '../services/runner/index.js';
 import type { LogListener, LogSubscription } from './log-subscription.js';
-import { OutputLog, type OutputSnapshot } from './output-log.js';
+import { OutputLog, type OutputSnapshot, type TruncatedReason } from './output-log.js';
 
-export type { StreamName, OutputSnapshot };
+export type { StreamName, OutputSnapshot, TruncatedReason };
 
 /**
  * What readers of a job's output see, whichever backend keeps it: `/output`
@@ -15,6 +15,8 @@ export interface JobOutputReader {
   /** True once no more bytes will come to `stream` (the job is terminal). */
   closed(stream: StreamName): boolean;
   truncated(stream: StreamName): boolean;
+  /** Why bytes of `stream` were dropped (the cap, or the disk), or null. */
+  truncatedReason(stream: StreamName): TruncatedReason | null;
   read(stream: StreamName, offset: number, length: number): Promise<Buffer>;
   /** The bytes kept now, readable to their end even if the job is deleted meanwhile; OutputRemovedError once it is. */
   snapshot(stream: StreamName): Promise<OutputSnapshot>;
@@ -23,6 +25,7 @@ export interface JobOutputReader {
 }
 
 export interface JobOutputOptions {
+  /** A directory only the server can write (services/data-dir.ts): the files are `<dir>/<jobId>.<stream>`. */
   dir: string;
   jobId: string;
   memoryBytes: number;
@@ -44,6 +47,10 @@ export abstract class LogPair implements JobOutputReader {
 
   truncated(stream: StreamName): boolean {
     return this.logs[stream].truncated;
+  }
+
+  truncatedReason(stream: StreamName): TruncatedReason | null {
+    return this.logs[stream].truncatedReason;
   }
 
   read(stream: StreamName, offset: number, length: number): Promise<Buffer> {

@@ -1,5 +1,6 @@
 import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../services/policy.js';
+import type { TruncatedReason } from './output-log.js';
 
 /**
  * A job's life: one closed union of states and ONE function, `transition`,
@@ -32,6 +33,8 @@ export interface JobResult {
   signal: string | null;
   returncode: number;
   truncated: { stdout: boolean; stderr: boolean };
+  /** Why bytes were dropped: the cap (max_output), or the data directory refused them (disk_full, write_failed); null when none were. */
+  truncatedReason: { stdout: TruncatedReason | null; stderr: TruncatedReason | null };
   timedOut: boolean;
   durationMs: number;
   pid: number;

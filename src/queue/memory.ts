@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { rmdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
@@ -15,6 +15,7 @@ import { Fifo } from './fifo.js';
 import { requestDigest } from './idempotency.js';
 import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from './job.js';
 import { JobOutput } from './job-output.js';
+import { writeFailureReason } from './output-log.js';
 import { finalState, SHUTDOWN_ERROR, startError, toJobResult } from './outcome.js';
 import { WorkerPool } from './pool.js';
 import { newMemoryJob, type MemoryJob } from './memory-job.js';
@@ -33,6 +34,8 @@ interface Lane {
 
 export interface QueueDeps {
   runContext: RunContext;
+  /** This instance's private directory (services/data-dir.ts): output files go below it, and only there. */
+  filesDir: string;
   /**
    * The runner's spec for a job, built when a worker takes it: the server's defaults, then the policy grant the job
    * was admitted with (run-as user, cwd, ceilings, limits). Throws (the job fails) for a job without a grant.
@@ -62,7 +65,8 @@ export class MemoryJobQueue implements JobQueue {
     private readonly config: Config,
     private readonly deps: QueueDeps,
   ) {
-    this.outputDir = join(config.dataDir, 'jobs');
+    this.outputDir = join(deps.filesDir, 'jobs');
+    mkdirSync(this.outputDir, { recursive: true, mode: 0o700 }); // at start, inside the instance's private directory
     this.finishLog = flatLogger(deps.log);
     this.store = new JobStore<MemoryJob>({
       retainJobs: config.retainJobs,
@@ -209,14 +213,7 @@ export class MemoryJobQueue implements JobQueue {
     }
     await drained;
     this.waiters.notifyAll();
-    this.store.clear();
-    for (const dir of [this.outputDir, this.config.dataDir]) {
-      try {
-        rmdirSync(dir); // only when empty: never anyone else's files
-      } catch {
-        // not empty, or never created
-      }
-    }
+    this.store.clear(); // the output files go with their jobs; the directory goes with the instance (services/index.ts)
   }
 
   private take(lane: Lane): MemoryJob | undefined {
@@ -292,7 +289,9 @@ export class MemoryJobQueue implements JobQueue {
         memoryBytes: this.config.outputMemoryBytes,
         // The policy's ceiling when it lowered the cap (the grant says so only then), else the request's, else the server's.
         maxBytes: job.grant?.maxOutputBytes ?? job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
-        onError: (err, stream) => this.deps.log.warn({ err, jobId: job.id, stream }, 'job output could not be kept; the rest of the stream is dropped'),
+        // The process runs on (docs/operations.md, "A full disk"): result.truncatedReason says why its output stops.
+        onError: (err, stream) =>
+          this.deps.log.warn({ err, jobId: job.id, stream, reason: writeFailureReason(err) }, 'job output could not be written; the rest of the stream is dropped, the process runs on'),
       });
       if (isTerminal(job.state)) job.output.close();
     }

@@ -11,12 +11,18 @@ export function finalState(outcome: RunOutcome, returncode: number): TerminalSta
 }
 
 /** `ran`: the uid and gid the process ran as (the RunSpec's, else the server's). */
-export function toJobResult(outcome: RunOutcome, returncode: number, output: Pick<JobOutputReader, 'truncated'>, ran: { uid: number; gid: number }): JobResult {
+export function toJobResult(
+  outcome: RunOutcome,
+  returncode: number,
+  output: Pick<JobOutputReader, 'truncated' | 'truncatedReason'>,
+  ran: { uid: number; gid: number },
+): JobResult {
   return {
     exitCode: outcome.exitCode,
     signal: outcome.signal,
     returncode,
     truncated: { stdout: output.truncated('stdout'), stderr: output.truncated('stderr') },
+    truncatedReason: { stdout: output.truncatedReason('stdout'), stderr: output.truncatedReason('stderr') },
     timedOut: outcome.timedOut,
     durationMs: outcome.durationMs,
     pid: outcome.pid,
@@ -26,6 +32,13 @@ export function toJobResult(outcome: RunOutcome, returncode: number, output: Pic
     gid: ran.gid,
     usage: outcome.usage,
   };
+}
+
+/** A result stored by a version without truncatedReason (Redis): a truncation then could only be the cap. */
+export function withTruncatedReason(result: JobResult | null): JobResult | null {
+  if (result === null || result.truncatedReason !== undefined) return result;
+  const reason = (truncated: boolean) => (truncated ? 'max_output' : null);
+  return { ...result, truncatedReason: { stdout: reason(result.truncated.stdout), stderr: reason(result.truncated.stderr) } };
 }
 
 /** Why a job's process could not be started, without stacks or server paths. */

@@ -1,6 +1,5 @@
-import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, rmSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { LogSubscription, OutputRemovedError, type LogListener, type LogSource } from './log-subscription.js';
 
 export { OutputRemovedError };
@@ -29,6 +28,28 @@ export interface OutputLogOptions {
 }
 
 /**
+ * Why a log dropped bytes: the cap (the job's maxOutputBytes), a full
+ * filesystem or quota (ENOSPC, EDQUOT), or any other failure to write its file
+ * (EIO, EFBIG, EROFS, a file already there…). The first reason stays.
+ */
+export type TruncatedReason = 'max_output' | 'disk_full' | 'write_failed';
+
+/** The reason a failed write gives a log. */
+export function writeFailureReason(err: Error): TruncatedReason {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'write_failed';
+}
+
+/**
+ * The file is made by this log, never found: created exclusively and never
+ * through a symlink (a name planted in the directory fails the spill instead
+ * of being written through), readable by the server's user only.
+ */
+const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** Read back without following a symlink; the file opened must be the one created (same device and inode). */
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+
+/**
  * A finished log keeps at most this much in memory; a bigger one moves to its
  * file when it closes, so retained jobs cost disk, not RAM.
  */
@@ -54,6 +75,11 @@ export class OutputLog implements LogSource {
   private cap: number;
   private length = 0;
   private droppedBytes = 0;
+  private dropReason: TruncatedReason | null = null;
+  /** Why the file could not be written: every byte dropped from then on is for this reason. */
+  private writeFailure: TruncatedReason | null = null;
+  /** Device and inode of the file this log created: a read opens that file or none. */
+  private fileId: { dev: number; ino: number } | null = null;
   private isClosed = false;
   private readonly subs = new Set<LogSubscription>();
 
@@ -75,6 +101,11 @@ export class OutputLog implements LogSource {
     return this.droppedBytes > 0;
   }
 
+  /** Why bytes were dropped (the first reason), or null. */
+  get truncatedReason(): TruncatedReason | null {
+    return this.dropReason;
+  }
+
   get closed(): boolean {
     return this.isClosed;
   }
@@ -86,7 +117,7 @@ export class OutputLog implements LogSource {
 
   /** Count bytes another writer dropped past its cap (this log mirrors one kept elsewhere). */
   noteDropped(bytes: number): void {
-    if (!this.isClosed && bytes > 0) this.droppedBytes += bytes;
+    if (!this.isClosed && bytes > 0) this.drop(bytes, 'max_output');
   }
 
   /** True once the bytes live in the file rather than in memory. */
@@ -98,16 +129,16 @@ export class OutputLog implements LogSource {
     if (this.isClosed || chunk.length === 0) return;
     const room = this.cap - this.length;
     const part = chunk.length <= room ? chunk : chunk.subarray(0, Math.max(0, room));
-    this.droppedBytes += chunk.length - part.length;
+    if (part.length < chunk.length) this.drop(chunk.length - part.length, this.writeFailure ?? 'max_output');
     if (part.length === 0) return;
     const offset = this.length;
     if (!this.spilled && offset + part.length > this.options.memoryBytes && !this.spill()) {
-      this.droppedBytes += part.length;
+      this.drop(part.length, this.writeFailure ?? 'write_failed');
       return;
     }
     if (this.spilled) {
       if (!this.writeFile(part, offset)) {
-        this.droppedBytes += part.length;
+        this.drop(part.length, this.writeFailure ?? 'write_failed');
         return;
       }
     } else {
@@ -126,7 +157,12 @@ export class OutputLog implements LogSource {
     if (n <= 0) return EMPTY;
     if (!this.spilled) return this.readMemory(offset, n);
     try {
-      return await readFileRange(this.options.file, offset, n);
+      const fh = await this.openFile();
+      try {
+        return await readHandleRange(fh, offset, n);
+      } finally {
+        await fh.close();
+      }
     } catch (err) {
       if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
       throw err;
@@ -144,7 +180,7 @@ export class OutputLog implements LogSource {
     }
     let fh: FileHandle;
     try {
-      fh = await open(this.options.file, 'r');
+      fh = await this.openFile();
     } catch (err) {
       if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
       throw err;
@@ -184,16 +220,38 @@ export class OutputLog implements LogSource {
     if (this.fileCreated) rmSync(this.options.file, { force: true });
   }
 
+  /** The file this log created, opened for reading: not through a symlink, and not another file put in its place. */
+  private async openFile(): Promise<FileHandle> {
+    const fh = await open(this.options.file, READ_FLAGS);
+    const st = await fh.stat().catch(async (err: unknown) => {
+      await fh.close();
+      throw err;
+    });
+    if (this.fileId === null || st.dev !== this.fileId.dev || st.ino !== this.fileId.ino) {
+      await fh.close();
+      throw Object.assign(new Error('the output file was replaced; it is not read'), { code: 'ESTALE' });
+    }
+    return fh;
+  }
+
+  private drop(bytes: number, reason: TruncatedReason): void {
+    this.droppedBytes += bytes;
+    this.dropReason ??= reason;
+  }
+
   private readMemory(offset: number, n: number): Buffer {
     return readChunks(this.chunks, this.starts, offset, n);
   }
 
   /** Move the memory part to the file; false (and the cap lowered to what is kept) when that fails. */
   private spill(): boolean {
+    if (this.writeFailure !== null) return false; // failed once: the file stays as it was, the rest stays in memory
     try {
-      mkdirSync(dirname(this.options.file), { recursive: true, mode: 0o700 });
-      this.fd = openSync(this.options.file, 'w', 0o600);
+      // The directory exists since the start (services/data-dir.ts); a log never makes one.
+      this.fd = openSync(this.options.file, CREATE_FLAGS, 0o600);
       this.fileCreated = true;
+      const st = fstatSync(this.fd);
+      this.fileId = { dev: st.dev, ino: st.ino };
       this.spilled = true;
       for (let i = 0; i < this.chunks.length; i++) {
         if (!this.writeFile(this.chunks[i]!, this.starts[i]!)) return false;
@@ -219,6 +277,7 @@ export class OutputLog implements LogSource {
   }
 
   private fail(err: Error): void {
+    this.writeFailure ??= writeFailureReason(err);
     if (this.spilled && this.chunks.length > 0) {
       // The memory part could not be copied out: keep serving it from memory.
       this.spilled = false;
@@ -271,13 +330,4 @@ async function readHandleRange(fh: FileHandle, offset: number, n: number): Promi
     got += bytesRead;
   }
   return got === n ? buf : buf.subarray(0, got);
-}
-
-async function readFileRange(file: string, offset: number, n: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    return await readHandleRange(fh, offset, n);
-  } finally {
-    await fh.close();
-  }
 }

@@ -18,6 +18,7 @@ export function toRunResult(run: SyncRun, encoding: Encoding): RunResult {
     stderr: encodeBytes(run.stderr, encoding),
     encoding,
     truncated: run.truncated,
+    truncatedReason: { stdout: run.truncated.stdout ? 'max_output' : null, stderr: run.truncated.stderr ? 'max_output' : null },
     timedOut: o.timedOut,
     durationMs: o.durationMs,
     pid: o.pid,

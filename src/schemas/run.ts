@@ -74,11 +74,23 @@ export const ResourceUsage = z
   })
   .meta({ id: 'ResourceUsage' });
 
+export const TruncatedReason = z
+  .enum(['max_output', 'disk_full', 'write_failed'])
+  .meta({
+    id: 'TruncatedReason',
+    description:
+      'Why bytes of a stream were dropped: max_output (the maxOutputBytes cap), disk_full (EXECD_DATA_DIR\'s filesystem is full or over quota), ' +
+      'write_failed (the output file could not be written for another reason). The process is never stopped for it.',
+  });
+
 export const RunStatus = {
   exitCode: z.int().nullable().meta({ description: 'Null when a signal ended the process.' }),
   signal: z.string().nullable().meta({ description: 'Signal name such as "SIGKILL", or null.' }),
   returncode: z.int().meta({ description: "Python's view: the exit code, or minus the signal number." }),
   truncated: z.object({ stdout: z.boolean(), stderr: z.boolean() }),
+  truncatedReason: z
+    .object({ stdout: TruncatedReason.nullable(), stderr: TruncatedReason.nullable() })
+    .meta({ description: 'Why each stream was truncated, null when it was not. A synchronous run keeps its output in memory: only max_output.' }),
   timedOut: z.boolean(),
   durationMs: z.int(),
   pid: z.int(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Encoding, IsoTime } from './common.js';
 import { intQuery, Job, JobError, JobState } from './jobs.js';
+import { TruncatedReason } from './run.js';
 
 /**
  * The WebSocket protocols of GET /v1/jobs/{id}/stream and GET /v1/events: the
@@ -66,6 +67,10 @@ export const ExitFrame = z
     signal: z.string().nullable(),
     returncode: z.int().nullable().meta({ description: 'Null when no process ran (canceled while queued, could not start).' }),
     timedOut: z.boolean(),
+    truncated: z.object({ stdout: z.boolean(), stderr: z.boolean() }).meta({ description: "The job result's truncated (all false when no process ran)." }),
+    truncatedReason: z
+      .object({ stdout: TruncatedReason.nullable(), stderr: TruncatedReason.nullable() })
+      .meta({ description: "The job result's truncatedReason: why a stream's output stops short (null when it does not, or no process ran)." }),
   })
   .meta({ description: 'The last frame, after all output: the close code 1000 follows.' });
 

@@ -10,12 +10,15 @@ import { createJobQueue, type JobQueue } from '../queue/index.js';
 import { toRunSpec } from './spec.js';
 import { applyGrant } from './policy-gate.js';
 import { ApiError } from '../errors.js';
+import { prepareInstanceFiles, removeInstanceFiles, type InstanceFiles } from './data-dir.js';
 
 export interface Services {
   config: Config;
   tokens: TokenStore;
   /** Identifies this server instance; every child carries it in EXECD_INSTANCE. */
   instanceId: string;
+  /** This instance's private directory of output files (`<data dir>/<instance id>`), made at start, removed at close. */
+  files: InstanceFiles;
   runContext: RunContext;
   tracker: RunTracker;
   syncRuns: SyncLimiter;
@@ -29,6 +32,8 @@ export interface Services {
 
 export function createServices(config: Config, deps: { spawner?: Spawner | undefined; log: FastifyBaseLogger }): Services {
   const instanceId = randomUUID();
+  // Before anything can write output: a data directory that is not private stops the start (ConfigError).
+  const files = prepareInstanceFiles(config.dataDir, instanceId);
   const tracker = new RunTracker();
   const runContext: RunContext = {
     // EXECD_SPAWNER; selecting the native spawner starts its helpers, before any ballast makes forking them slow.
@@ -39,6 +44,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
   };
   const jobs = createJobQueue(config, {
     runContext,
+    filesDir: files.filesDir,
     // The grant the policy gate gave at submission: run-as uid/gid, cwd, ceilings and limits hold for jobs as for sync runs.
     prepareRun: (spec, grant) => {
       if (!grant) throw new ApiError('COMMAND_NOT_ALLOWED', 'the job was never admitted by the command policy, so it does not run');
@@ -51,6 +57,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
     config,
     tokens: new TokenStore(config.tokens),
     instanceId,
+    files,
     runContext,
     tracker,
     syncRuns: new SyncLimiter(config.maxSyncRuns),
@@ -60,6 +67,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
     async close() {
       // Jobs first: queued ones are canceled and running ones terminated; then any sync run left.
       await Promise.all([jobs.close(), tracker.terminateAll()]);
+      removeInstanceFiles(files, instanceId); // retained jobs' output goes with the server (the records are in memory, or in Redis)
     },
   };
 }

@@ -57,6 +57,7 @@ export class Metrics {
   private readonly spawnFailures: Counter<'kind' | 'errno'>;
   private readonly jobsFinished: Counter<'queue' | 'state'>;
   private readonly outputBytes: Counter<'queue' | 'stream'>;
+  private readonly outputTruncated: Counter<'queue' | 'stream' | 'reason'>;
   private readonly shedCount: Counter;
   private readonly recoveredCount: Counter;
   private readonly onFinished = (job: Job) => this.jobFinished(job);
@@ -121,6 +122,12 @@ export class Metrics {
       name: 'execd_job_output_bytes_total',
       help: 'Output bytes written by finished jobs, by queue and stream',
       labelNames: ['queue', 'stream'],
+      registers,
+    });
+    this.outputTruncated = new Counter({
+      name: 'execd_job_output_truncated_total',
+      help: 'Job streams that lost output, by queue, stream and reason (max_output: the cap; disk_full, write_failed: EXECD_DATA_DIR refused the bytes)',
+      labelNames: ['queue', 'stream', 'reason'],
       registers,
     });
     new Gauge<'kind'>({
@@ -202,5 +209,9 @@ export class Metrics {
     if (job.error?.code === 'SPAWN_FAILED') this.spawnFailed('job', job.error.errno);
     if (job.outputBytes.stdout > 0) this.outputBytes.inc({ queue: job.queue, stream: 'stdout' }, job.outputBytes.stdout);
     if (job.outputBytes.stderr > 0) this.outputBytes.inc({ queue: job.queue, stream: 'stderr' }, job.outputBytes.stderr);
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const reason = job.result?.truncatedReason[stream];
+      if (reason) this.outputTruncated.inc({ queue: job.queue, stream, reason });
+    }
   }
 }

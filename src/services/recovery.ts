@@ -1,6 +1,6 @@
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../config.js';
+import { preparePrivateDir, removeInstanceFiles, type InstanceFiles } from './data-dir.js';
 import { killProcessGroup } from './runner/index.js';
 
 /**
@@ -11,7 +11,8 @@ import { killProcessGroup } from './runner/index.js';
  * the next start finds the records whose server is gone, looks through
  * /proc/<pid>/environ for processes tagged with their ids, and kills their
  * process groups. Processes of a live instance and untagged ones are never
- * touched: only a marker of a dead instance's record counts.
+ * touched: only a marker of a dead instance's record counts. The record also
+ * names the instance's own directory of output files, which goes with it.
  */
 
 export interface InstanceRecord {
@@ -20,6 +21,10 @@ export interface InstanceRecord {
   /** Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid, names one process for the machine's uptime. */
   pidStartTime: string;
   startedAt: string;
+  /** `<data dir>/<instance id>`: removed once the instance is found dead (absent in records of older versions). */
+  filesDir?: string;
+  /** The data directory was made for this instance alone (EXECD_DATA_DIR unset): removed with it. */
+  ownDataDir?: boolean;
 }
 
 export interface Orphan {
@@ -36,6 +41,8 @@ export interface RecoveryReport {
   orphans: Orphan[];
   /** Pids still alive after SIGKILL (should be empty). */
   survivors: number[];
+  /** The files directories of dead instances removed. */
+  filesRemoved: string[];
 }
 
 const MARKER = 'EXECD_INSTANCE=';
@@ -64,27 +71,15 @@ function readStat(pid: number): ProcStat | null {
 
 /** The directory of instance records: created 0700, and refused when someone else owns it or can write to it. */
 export function prepareInstanceDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  const st = lstatSync(dir);
-  const uid = process.getuid?.();
-  if (!st.isDirectory()) throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} is not a directory`);
-  if (uid !== undefined && st.uid !== uid) {
-    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} belongs to uid ${st.uid}, not to this server's uid ${uid}`);
-  }
-  // Another user able to plant a record could make us kill their choice of tagged processes.
-  if ((st.mode & 0o022) !== 0) {
-    throw new ConfigError(`invalid setting EXECD_INSTANCE_DIR: ${dir} is writable by other users; give a directory only this server's user can write (mode 0700)`);
-  }
+  // Another user able to plant a record could make us kill their choice of tagged processes, or remove their choice of files.
+  preparePrivateDir(dir, 'EXECD_INSTANCE_DIR');
 }
 
 /** Record this instance; returns the function that removes the record again (after a clean shutdown). */
-export function registerInstance(dir: string, instanceId: string): () => void {
+export function registerInstance(dir: string, instanceId: string, files?: Pick<InstanceFiles, 'filesDir' | 'ownDataDir'>): () => void {
   const own = readStat(process.pid);
   const record: InstanceRecord = { instanceId, pid: process.pid, pidStartTime: own?.startTime ?? '', startedAt: new Date().toISOString() };
+  if (files) Object.assign(record, { filesDir: files.filesDir, ownDataDir: files.ownDataDir });
   const file = join(dir, `${instanceId}.json`);
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(record) + '\n', { mode: 0o600 });
@@ -180,16 +175,23 @@ export async function killTagged(ids: ReadonlySet<string>, graceMs: number): Pro
 
 /**
  * Find the instances of `dir` whose server is gone, kill what they left
- * running (tagged processes and their groups), and remove their records.
+ * running (tagged processes and their groups), remove their files and their records.
  */
 export async function recoverPreviousInstances(dir: string, killGraceMs: number): Promise<RecoveryReport> {
   prepareInstanceDir(dir);
   const dead = readRecords(dir).filter(({ record }) => !instanceAlive(record));
-  if (dead.length === 0) return { deadInstances: [], orphans: [], survivors: [] };
+  if (dead.length === 0) return { deadInstances: [], orphans: [], survivors: [], filesRemoved: [] };
   const orphans = findTagged(new Set(dead.map((d) => d.record.instanceId)));
   const survivors = orphans.length > 0 ? await killOrphans(orphans, killGraceMs) : [];
   // A record whose processes could not all be killed stays, for the next start to try again.
   const left = new Set(orphans.filter((o) => survivors.includes(o.pid)).map((o) => o.instanceId));
-  for (const { file, record } of dead) if (!left.has(record.instanceId)) rmSync(file, { force: true });
-  return { deadInstances: dead.map((d) => d.record), orphans, survivors };
+  const filesRemoved: string[] = [];
+  for (const { file, record } of dead) {
+    if (left.has(record.instanceId)) continue;
+    if (typeof record.filesDir === 'string' && removeInstanceFiles({ filesDir: record.filesDir, ownDataDir: record.ownDataDir === true }, record.instanceId)) {
+      filesRemoved.push(record.filesDir);
+    }
+    rmSync(file, { force: true });
+  }
+  return { deadInstances: dead.map((d) => d.record), orphans, survivors, filesRemoved };
 }

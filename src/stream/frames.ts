@@ -39,6 +39,8 @@ export function exitFrame(job: Job): string {
     signal: r?.signal ?? null,
     returncode: r?.returncode ?? null,
     timedOut: r?.timedOut ?? false,
+    truncated: r?.truncated ?? { stdout: false, stderr: false },
+    truncatedReason: r?.truncatedReason ?? { stdout: null, stderr: null },
   };
   return JSON.stringify(frame);
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
@@ -17,7 +17,7 @@ import { newJobId } from '../id.js';
 import { requestDigest } from '../idempotency.js';
 import { isTerminal, type JobError, type JobRecord, type JobResult, type JobState, type TerminalState } from '../job.js';
 import type { QueueDeps } from '../memory.js';
-import { finalState, SHUTDOWN_ERROR, startError, toJobResult } from '../outcome.js';
+import { finalState, SHUTDOWN_ERROR, startError, toJobResult, withTruncatedReason } from '../outcome.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { Waiters } from '../waiters.js';
@@ -90,7 +90,7 @@ function viewOf(f: Flat, position: number | false | null): Job | null {
     grant: null,
     spec: JSON.parse(str(f[8]) ?? '{}') as CommandSpec,
     pid: num(f[9]),
-    result: JSON.parse(str(f[10]) ?? 'null') as JobResult | null,
+    result: withTruncatedReason(JSON.parse(str(f[10]) ?? 'null') as JobResult | null),
     error: JSON.parse(str(f[11]) ?? 'null') as JobError | null,
   };
   return toJobView(record, state === 'queued' && typeof position === 'number' ? position : null, {
@@ -150,7 +150,8 @@ export class RedisJobQueue implements JobQueue {
     this.nodeId = config.nodeId;
     this.instance = deps.runContext.marker?.EXECD_INSTANCE ?? this.nodeId;
     this.runsJobs = config.role !== 'api';
-    this.mirrorDir = join(config.dataDir, 'mirror');
+    this.mirrorDir = join(deps.filesDir, 'mirror');
+    if (config.role !== 'worker') mkdirSync(this.mirrorDir, { recursive: true, mode: 0o700 }); // at start, inside the instance's private directory
     const named = (name: string, options: RedisOptions): RedisOptions => ({ connectionName: `execd-${name}-${this.nodeId}`, ...options });
 
     // Requests fail fast and are never resent after a reconnect: an answered 503 must not be applied later.

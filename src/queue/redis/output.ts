@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { OutputSink, StreamName } from '../../services/runner/index.js';
 import { LogPair } from '../job-output.js';
 import type { LogListener, LogSubscription } from '../log-subscription.js';
-import { OutputLog } from '../output-log.js';
+import { OutputLog, type TruncatedReason } from '../output-log.js';
 
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 /** A pending chunk this big is sent at once; smaller ones are coalesced until the next turn of the event loop. */
@@ -97,6 +97,11 @@ export class RedisOutputWriter implements OutputSink {
     return this.streams[stream].dropped > 0;
   }
 
+  /** Only the cap drops bytes here: the output goes to Redis, not to a file of this node. */
+  truncatedReason(stream: StreamName): TruncatedReason | null {
+    return this.streams[stream].dropped > 0 ? 'max_output' : null;
+  }
+
   dropped(stream: StreamName): number {
     return this.streams[stream].dropped;
   }
@@ -108,8 +113,9 @@ const entryBytes = ([, fields]: Entry): number => fields.reduce((n, f) => n + f.
 
 /**
  * A job's output as a node that does not run it sees it: a local copy of the
- * job's Redis streams (memory, then a file under EXECD_DATA_DIR, like the
- * memory backend's logs), filled by one catch-up read and then by the
+ * job's Redis streams (memory, then a file in this instance's private
+ * directory under EXECD_DATA_DIR, made and read exactly as the memory
+ * backend's logs: O_EXCL|O_NOFOLLOW, 0600), filled by one catch-up read and then by the
  * node's Tailer. Readers and subscriptions work on the copy exactly as on a
  * local job, with the same byte offsets.
  */
