@@ -58,12 +58,18 @@ export const PolicyDecision = z
         gid: z.int(),
         user: z.string(),
         cwd: z.string().nullable().meta({ description: 'The working directory it runs in (null: the server default).' }),
+        executable: z.string().nullable().meta({
+          description:
+            "The program file the rule's executables check resolved and allowed: it is what runs (if, when the run starts, it is still " +
+            'the same file). Null for a shell command or when the rule does not restrict executables (argv[0] is resolved when it starts).',
+        }),
         timeoutMs: z.int().nullable(),
+        killGraceMs: z.int().meta({ description: 'The SIGTERM-to-SIGKILL grace; with maxTimeoutMs, timeoutMs + killGraceMs stays within it.' }),
         maxOutputBytes: z.int(),
         limits: ResourceLimits.nullable(),
       })
       .nullable()
-      .meta({ description: 'When allowed: the identity, cwd, timeout, output cap and limits it would run with.' }),
+      .meta({ description: 'When allowed: the identity, cwd, program file, timeout, kill grace, output cap and limits it would run with.' }),
   })
   .meta({ id: 'PolicyDecision' });
 export type PolicyDecision = z.infer<typeof PolicyDecision>;

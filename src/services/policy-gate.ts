@@ -25,14 +25,16 @@ export async function admitCommand(request: FastifyRequest, spec: RunSpec): Prom
   return { spec: applyGrant(spec, decision.grant), grant: decision.grant };
 }
 
-/** The RunSpec a grant runs: its user, cwd, ceilings and limits over what was asked. */
+/** The RunSpec a grant runs: its user, cwd, checked program file, ceilings and limits over what was asked. */
 export function applyGrant(spec: RunSpec, grant: Grant): RunSpec {
   const out: RunSpec = { ...spec };
   if (grant.uid !== undefined) out.uid = grant.uid;
   if (grant.gid !== undefined) out.gid = grant.gid;
   if (grant.home !== undefined) out.home = grant.home;
   if (grant.cwd !== undefined) out.cwd = grant.cwd;
+  if (grant.program !== undefined) out.program = grant.program;
   if (grant.timeoutMs !== undefined) out.timeoutMs = grant.timeoutMs;
+  if (grant.killGraceMs !== undefined) out.killGraceMs = grant.killGraceMs;
   if (grant.maxOutputBytes !== undefined) out.maxOutputBytes = grant.maxOutputBytes;
   if (grant.limits !== undefined) out.limits = grant.limits;
   return out;

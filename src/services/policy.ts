@@ -6,10 +6,10 @@ import { ApiError } from '../errors.js';
 import { BUILTIN_RULES, PolicyFile, type PolicyDecision, type PolicyRule } from '../schemas/policy.js';
 import { describeIssue, hasScope, readSettingsFile, type Principal } from './auth.js';
 import { resolveRunAs, serverUser, usableHome, type RunAsUser } from './identity.js';
-import { loadsCode } from './policy-env.js';
+import { choosesConfig, loadsCode } from './policy-env.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './policy-glob.js';
-import { DEFAULT_SEARCH_PATH, resolveExecutable } from './runner/prepare.js';
-import type { ResourceLimits, RunSpec } from './runner/types.js';
+import { checkProgram, DEFAULT_SEARCH_PATH, resolveExecutable } from './runner/prepare.js';
+import type { CheckedProgram, ResourceLimits, RunSpec } from './runner/types.js';
 
 /**
  * The command policy (EXECD_POLICY_FILE): which token may run what, where, as
@@ -32,9 +32,16 @@ export interface Grant {
   gid?: number;
   user?: string;
   home?: string;
-  /** The working directory: the realpath under the rule's cwd roots, or the run-as user's home when none was given. */
+  /**
+   * The working directory: its realpath when the rule checked the cwd or the executable (the
+   * directory the checks saw), else the run-as user's home when none was given.
+   */
   cwd?: string;
+  /** The program file the rule's executables check resolved and allowed: it runs, if still the same file (runner/prepare.ts). */
+  program?: CheckedProgram;
   timeoutMs?: number;
+  /** Lowered so that timeoutMs + killGraceMs stays within the rule's maxTimeoutMs. */
+  killGraceMs?: number;
   maxOutputBytes?: number;
   limits?: ResourceLimits;
 }
@@ -63,6 +70,8 @@ interface CompiledRule {
   cwd: string[] | null;
   env: Glob[] | null;
   envExact: ReadonlySet<string>;
+  /** The rule limits what runs (executables, args or commands): env keys it does not name are refused. */
+  restricting: boolean;
   maxTimeoutMs: number | undefined;
   maxOutputBytes: number | undefined;
   runAs: RunAsUser | null;
@@ -107,6 +116,7 @@ function compileRule(rule: PolicyRule, path: string, index: number): CompiledRul
     cwd: rule.cwd?.map((c) => normalize(c)) ?? null,
     env: rule.env?.map((g, i) => compile(g, `${where} env.${i}`)) ?? null,
     envExact: new Set(rule.env ?? []),
+    restricting: rule.executables !== undefined || rule.args !== undefined || rule.commands !== undefined,
     maxTimeoutMs: rule.maxTimeoutMs,
     maxOutputBytes: rule.maxOutputBytes,
     runAs: rule.runAs === undefined ? null : resolveRunAs(rule.runAs, `${where} runAs`),
@@ -114,8 +124,26 @@ function compileRule(rule: PolicyRule, path: string, index: number): CompiledRul
   };
 }
 
+/** What a valid policy file may still get wrong: one line per rule, for the log at load. */
+function policyWarnings(rules: PolicyRule[], path: string): string[] {
+  const out: string[] = [];
+  for (const r of rules) {
+    if (r.shell && r.commands && !r.executables) {
+      out.push(
+        `EXECD_POLICY_FILE ${path}: rule "${r.name}" allows shell command lines by "commands" patterns and lists no "executables": ` +
+          'a pattern does not confine a shell line ("echo *" also matches "echo x; rm -rf ~"); prefer argv rules with "executables" and "args"',
+      );
+    }
+  }
+  return out;
+}
+
 /** Read and compile EXECD_POLICY_FILE; throws ConfigError naming the file and the bad rule. */
 export function loadPolicyFile(path: string): CompiledRule[] {
+  return loadPolicy(path).rules;
+}
+
+function loadPolicy(path: string): { rules: CompiledRule[]; warnings: string[] } {
   const parsed = PolicyFile.safeParse(readSettingsFile(path, 'EXECD_POLICY_FILE'));
   if (!parsed.success) throw new ConfigError(`EXECD_POLICY_FILE ${path}: ${describeIssue(parsed.error)}`);
   const names = new Set<string>();
@@ -123,7 +151,7 @@ export function loadPolicyFile(path: string): CompiledRule[] {
     if (names.has(r.name)) throw new ConfigError(`EXECD_POLICY_FILE ${path}: rule name "${r.name}" appears twice`);
     names.add(r.name);
   }
-  return parsed.data.rules.map((r, i) => compileRule(r, path, i));
+  return { rules: parsed.data.rules.map((r, i) => compileRule(r, path, i)), warnings: policyWarnings(parsed.data.rules, path) };
 }
 
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -176,6 +204,8 @@ function shellCommandOf(spec: RunSpec): string | undefined {
 export class CommandPolicy {
   private rules: CompiledRule[] | null = null;
   private readonly server = serverUser();
+  /** What the file in force may get wrong (policyWarnings): logged at start and after each reload. */
+  warnings: string[] = [];
 
   constructor(
     private readonly file: string | undefined,
@@ -196,7 +226,9 @@ export class CommandPolicy {
   /** Re-read the policy file; on an error the rules in force stay and the ConfigError is thrown. */
   reload(): { rules: number } {
     if (this.file === undefined) return { rules: 0 };
-    this.rules = loadPolicyFile(this.file);
+    const loaded = loadPolicy(this.file);
+    this.rules = loaded.rules;
+    this.warnings = loaded.warnings;
     return { rules: this.rules.length };
   }
 
@@ -219,7 +251,7 @@ export class CommandPolicy {
           grant: null,
         };
       }
-      const grant = await this.grantFor(null, spec, undefined);
+      const grant = await this.grantFor(null, spec, undefined, undefined);
       return { allowed: true, rule: BUILTIN_RULES.noPolicy, reasons: ['no EXECD_POLICY_FILE: every command is allowed'], grant };
     }
     const applicable = this.applicable(principal);
@@ -235,7 +267,7 @@ export class CommandPolicy {
     for (const rule of applicable) {
       const failed = await this.check(rule, spec, envKeys);
       if (failed.reasons.length === 0) {
-        const grant = await this.grantFor(rule, spec, failed.cwd);
+        const grant = await this.grantFor(rule, spec, failed.cwd, failed.program);
         return { allowed: true, rule: rule.name, reasons: [...reasons, `allowed by rule ${q(rule.name)}`], grant };
       }
       for (const r of failed.reasons) reasons.push(`rule ${q(rule.name)}: ${r}`);
@@ -257,7 +289,9 @@ export class CommandPolicy {
             gid: g.gid ?? this.server.gid,
             user,
             cwd: g.cwd ?? spec.cwd ?? null,
+            executable: g.program?.file ?? null,
             timeoutMs: g.timeoutMs ?? spec.timeoutMs ?? null,
+            killGraceMs: g.killGraceMs ?? spec.killGraceMs,
             maxOutputBytes: g.maxOutputBytes ?? spec.maxOutputBytes,
             limits: g.limits ?? spec.limits ?? null,
           }
@@ -288,7 +322,7 @@ export class CommandPolicy {
     return this.ctx.defaultCwd ?? homedir();
   }
 
-  private async grantFor(rule: CompiledRule | null, spec: RunSpec, resolvedCwd: string | undefined): Promise<Grant> {
+  private async grantFor(rule: CompiledRule | null, spec: RunSpec, resolvedCwd: string | undefined, program: CheckedProgram | undefined): Promise<Grant> {
     const grant: Grant = { rule: rule?.name ?? BUILTIN_RULES.noPolicy };
     const user = this.runAsFor(rule);
     if (user) {
@@ -299,18 +333,27 @@ export class CommandPolicy {
     }
     if (resolvedCwd !== undefined) grant.cwd = resolvedCwd;
     else if (spec.cwd === undefined && user) grant.cwd = usableHome(user);
-    const timeoutMs = minDefined(spec.timeoutMs, rule?.maxTimeoutMs);
-    if (timeoutMs !== undefined && timeoutMs !== spec.timeoutMs) grant.timeoutMs = timeoutMs;
+    if (program) grant.program = program;
+    // maxTimeoutMs bounds the whole life of the process: the timeout first, the SIGTERM grace in what is left.
+    if (rule?.maxTimeoutMs !== undefined) {
+      const timeoutMs = Math.min(spec.timeoutMs ?? rule.maxTimeoutMs, rule.maxTimeoutMs);
+      const killGraceMs = Math.min(spec.killGraceMs, rule.maxTimeoutMs - timeoutMs);
+      if (timeoutMs !== spec.timeoutMs) grant.timeoutMs = timeoutMs;
+      if (killGraceMs !== spec.killGraceMs) grant.killGraceMs = killGraceMs;
+    }
     if (rule?.maxOutputBytes !== undefined && rule.maxOutputBytes < spec.maxOutputBytes) grant.maxOutputBytes = rule.maxOutputBytes;
     const limits = ceilLimits(spec.limits, rule?.limits);
     if (limits && rule?.limits) grant.limits = limits;
     return grant;
   }
 
-  private async check(rule: CompiledRule, spec: RunSpec, envKeys: string[]): Promise<{ reasons: string[]; cwd?: string }> {
+  private async check(rule: CompiledRule, spec: RunSpec, envKeys: string[]): Promise<{ reasons: string[]; cwd?: string; program?: CheckedProgram }> {
     const reasons: string[] = [];
     const cwd = this.cwdFor(rule, spec);
+    // The directory the runner will be in: argv[0] and relative PATH entries are resolved from it, as the kernel will.
+    const realCwd = rule.cwd || rule.executables ? await realpath(cwd).catch(() => null) : null;
     const shellCommand = shellCommandOf(spec);
+    let program: CheckedProgram | undefined;
 
     if (shellCommand !== undefined) {
       if (!rule.shell) reasons.push('shell commands are not allowed (the rule has no "shell: true")');
@@ -320,46 +363,55 @@ export class CommandPolicy {
     } else {
       const argv = spec.argv!;
       if (rule.executables) {
-        const why = await this.executableDenied(rule.executables, argv[0]!, spec, cwd);
-        if (why) reasons.push(why);
+        const checked = await this.checkExecutable(rule.executables, argv[0]!, spec, realCwd ?? cwd);
+        if (typeof checked === 'string') reasons.push(checked);
+        else program = checked;
       }
       if (rule.args && !rule.args.some((p) => argsMatch(p, argv.slice(1)))) {
         reasons.push(`the arguments of ${q(argv[0]!)} match none of the rule's args patterns`);
       }
     }
 
-    let resolvedCwd: string | undefined;
     if (rule.cwd) {
-      try {
-        resolvedCwd = await realpath(cwd);
-        const roots = await Promise.all(rule.cwd.map((r) => realpath(r).catch(() => null)));
-        if (!roots.some((r) => r !== null && inside(resolvedCwd!, r))) reasons.push(`cwd ${q(cwd)} is outside the rule's directories`);
-      } catch {
+      if (realCwd === null) {
         reasons.push(`cwd ${q(cwd)} does not exist, so it cannot be shown to be inside the rule's directories`);
+      } else {
+        const roots = await Promise.all(rule.cwd.map((r) => realpath(r).catch(() => null)));
+        if (!roots.some((r) => r !== null && inside(realCwd, r))) reasons.push(`cwd ${q(cwd)} is outside the rule's directories`);
       }
     }
 
     for (const key of envKeys) {
       if (loadsCode(key)) {
         if (!rule.envExact.has(key)) reasons.push(`env ${q(key)} makes programs load code and the rule's env does not name it`);
-      } else if (rule.env && !rule.env.some((g) => g.matches(key))) {
-        reasons.push(`env ${q(key)} is not among the rule's env keys`);
+      } else if (rule.restricting && choosesConfig(key)) {
+        if (!rule.envExact.has(key)) reasons.push(`env ${q(key)} chooses where programs read configuration or find programs, and the rule's env does not name it`);
+      } else if (rule.env) {
+        if (!rule.env.some((g) => g.matches(key))) reasons.push(`env ${q(key)} is not among the rule's env keys`);
+      } else if (rule.restricting) {
+        reasons.push(`env ${q(key)} is not named by the rule, which restricts what runs (its env lists the keys a request may set)`);
       }
     }
-    return resolvedCwd === undefined ? { reasons } : { reasons, cwd: resolvedCwd };
+    const out: { reasons: string[]; cwd?: string; program?: CheckedProgram } = { reasons };
+    if (realCwd !== null) out.cwd = realCwd;
+    if (program) out.program = program;
+    return out;
   }
 
   /**
-   * argv[0] resolved as the runner will (the request's PATH, its cwd) against
-   * the allowed executables resolved on the server's PATH now: the same path,
-   * or the same file (realpath) under the same name (so /bin/true is
-   * /usr/bin/true, but a multi-call binary's other names stay refused).
+   * argv[0] resolved as the runner will (the request's PATH, the cwd's realpath) against the
+   * allowed executables resolved on the server's PATH now: the same path, or the same file
+   * (realpath) under the same name (so /bin/true is /usr/bin/true, but a multi-call binary's
+   * other names stay refused). Allowed: the file and its identity, which the runner runs (or
+   * refuses when another file took its place); refused: why.
    */
-  private async executableDenied(allowed: string[], program: string, spec: RunSpec, cwd: string): Promise<string | null> {
+  private async checkExecutable(allowed: string[], program: string, spec: RunSpec, cwd: string): Promise<CheckedProgram | string> {
     const path = spec.env?.PATH ?? (spec.envMode === 'replace' ? DEFAULT_SEARCH_PATH : this.ctx.childPath);
     let file: string;
+    let checked: CheckedProgram;
     try {
       file = await resolveExecutable(program, path, cwd);
+      checked = checkProgram(file, program);
     } catch {
       return `executable ${q(program)} was not found (or is not executable), so it is not one the rule allows`;
     }
@@ -371,8 +423,8 @@ export class CommandPolicy {
       } catch {
         continue;
       }
-      if (candidate === file) return null;
-      if (basename(candidate) === basename(file) && (await realpath(candidate).catch(() => candidate)) === real) return null;
+      if (candidate === file) return checked;
+      if (basename(candidate) === basename(file) && (await realpath(candidate).catch(() => candidate)) === real) return checked;
     }
     return `executable ${q(program)} is not one the rule allows`;
   }

@@ -56,7 +56,7 @@ export class Security {
     for (const [what, load] of loaders) {
       try {
         const result = load();
-        if (what === 'tokens') for (const w of this.tokens.warnings) this.log.warn(w);
+        for (const w of what === 'tokens' ? this.tokens.warnings : this.policy.warnings) this.log.warn(w);
         this.audit.info({ event: 'reload', what, ...result }, `${what} reloaded`);
         if (what === 'tokens') for (const listener of this.tokenListeners) listener();
       } catch (err) {
@@ -76,6 +76,7 @@ export class Security {
     for (const w of this.tokens.warnings) this.log.warn(w);
     if (this.policy.active) {
       this.log.info({ policyFile: this.config.policyFile, rules: this.policy.ruleCount }, 'command policy in force');
+      for (const w of this.policy.warnings) this.log.warn(w);
     } else {
       this.log.info('no EXECD_POLICY_FILE: every command is allowed to holders of the run and jobs:write scopes (code-loading env keys aside)');
     }

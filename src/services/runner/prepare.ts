@@ -1,11 +1,11 @@
 // The checks below stat synchronously: a stat of a cached path takes microseconds, while a
 // thread-pool round trip took 0.3-3 ms under load (a third of a /bin/true run's server time).
-import { accessSync, constants, statSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { accessSync, constants, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { basename, delimiter, dirname, isAbsolute, join, normalize } from 'node:path';
 import { SpawnError } from './errors.js';
 import type { SpawnOptions } from './spawn.js';
-import type { ResourceLimits, RunSpec } from './types.js';
+import type { CheckedProgram, ResourceLimits, RunSpec } from './types.js';
 
 const SHELL = '/bin/sh';
 /** Python's os.defpath: the search path when the environment has no PATH. */
@@ -90,27 +90,107 @@ async function isExecutableFile(path: string): Promise<'ok' | 'ENOENT' | 'EACCES
   }
 }
 
+const DOT_DOT = /(?:^|\/)\.\.(?:\/|$)/;
+
+/**
+ * An absolute path as the kernel reaches it: ".." after a symlink leads up from the link's
+ * target, where path.resolve would only drop the link's name (so "link/../ok" is the file
+ * beside the target, not beside the link). A path the kernel cannot walk comes back as it was:
+ * the check that follows then fails with the kernel's own errno.
+ */
+function physicalPath(path: string): string {
+  const full = isAbsolute(path) ? path : `${process.cwd()}/${path}`;
+  if (!DOT_DOT.test(full)) return normalize(full);
+  const name = basename(full);
+  try {
+    return name === '..' || name === '.' ? realpathSync.native(full) : join(realpathSync.native(dirname(full)), name);
+  } catch {
+    return full;
+  }
+}
+
 /**
  * Resolve a program the way execvp does: a name with a slash is taken as a
- * path (relative to cwd), otherwise each PATH entry is tried in order.
+ * path (relative to cwd), otherwise each PATH entry is tried in order (a
+ * relative entry, "." or "" included, relative to cwd). The result is absolute
+ * and physical (physicalPath): the file the kernel would execute from that cwd.
  */
 export async function resolveExecutable(name: string, searchPath: string, cwd: string): Promise<string> {
   if (name === '') throw new SpawnError('ENOENT', 'argv[0] is empty');
   if (name.includes('/')) {
-    const full = isAbsolute(name) ? name : resolve(cwd, name);
+    const full = physicalPath(isAbsolute(name) ? name : `${cwd}/${name}`);
     const r = await isExecutableFile(full);
     if (r !== 'ok') throw new SpawnError(r, `${JSON.stringify(name)}: ${r === 'ENOENT' ? 'no such file' : 'permission denied'}`);
     return full;
   }
   let sawEacces = false;
   for (const dir of searchPath.split(delimiter)) {
-    const full = join(resolve(cwd, dir || '.'), name);
+    const full = physicalPath(`${isAbsolute(dir) ? dir : `${cwd}/${dir || '.'}`}/${name}`);
     const r = await isExecutableFile(full);
     if (r === 'ok') return full;
     if (r === 'EACCES') sawEacces = true;
   }
   const errno = sawEacces ? 'EACCES' : 'ENOENT';
   throw new SpawnError(errno, `${JSON.stringify(name)}: ${sawEacces ? 'permission denied' : 'command not found'}`);
+}
+
+let view: string | undefined;
+
+/**
+ * Where a device and inode number name a file: this kernel's boot and this process's mount
+ * namespace. A job checked on one node of a Redis cluster may start on another host (or in
+ * another container), where the same numbers mean nothing.
+ */
+export function filesystemView(): string {
+  if (view === undefined) {
+    let boot = '';
+    let mounts = '';
+    try {
+      boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      boot = hostname();
+    }
+    try {
+      mounts = readlinkSync('/proc/self/ns/mnt');
+    } catch {
+      // no /proc: the boot id (or host name) alone
+    }
+    view = `${boot}/${mounts}`;
+  }
+  return view;
+}
+
+function statProgram(file: string, name: string) {
+  try {
+    return statSync(file, { bigint: true, throwIfNoEntry: false });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new SpawnError(code, `${JSON.stringify(name)}: ${file}: ${code}`);
+  }
+}
+
+/** The identity of a resolved program file now (stat follows symlinks, as execve does). */
+export function checkProgram(file: string, name: string): CheckedProgram {
+  const st = statProgram(file, name);
+  if (st === undefined) throw new SpawnError('ENOENT', `${JSON.stringify(name)}: no such file`);
+  return { file, dev: String(st.dev), ino: String(st.ino), view: filesystemView() };
+}
+
+/**
+ * The checked program's path, when it still names the file the policy checked (same device and
+ * inode); a SpawnError otherwise, so a file renamed over it between a job's submission and its
+ * start never runs. Where the numbers mean nothing (another host), the checked path runs.
+ */
+function verifyProgram(p: CheckedProgram, name: string): string {
+  if (p.view !== filesystemView()) return p.file;
+  const st = statProgram(p.file, name);
+  if (st === undefined) {
+    throw new SpawnError('ENOENT', `${JSON.stringify(name)}: ${p.file} is gone since the command policy checked it, so nothing runs`);
+  }
+  if (String(st.dev) !== p.dev || String(st.ino) !== p.ino) {
+    throw new SpawnError('ESTALE', `${JSON.stringify(name)}: ${p.file} is no longer the file the command policy checked (another file took its place), so it does not run`);
+  }
+  return p.file;
 }
 
 /** Turn a RunSpec into what a Spawner needs, checking what the OS would refuse; limits wrap it in prlimit. */
@@ -170,6 +250,7 @@ async function prepareProgram(spec: RunSpec, ctx: PrepareContext): Promise<Spawn
   const argv = spec.argv!;
   const badArg = argv.findIndex(hasNul);
   if (badArg >= 0) throw new SpawnError('EINVAL', `argv[${badArg}] contains a NUL byte`);
-  const file = await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
+  // The file the policy checked, if it checked one (still the same file: verifyProgram), else argv[0] resolved now.
+  const file = spec.program ? verifyProgram(spec.program, argv[0]!) : await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
   return { file, argv, cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
 }

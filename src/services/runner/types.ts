@@ -23,6 +23,22 @@ export interface RunSpec {
   home?: string;
   /** Resource limits, applied by wrapping the program with prlimit(1). */
   limits?: ResourceLimits;
+  /**
+   * Set by the policy gate when a rule checked the executable: the file it checked, which runs
+   * instead of argv[0] resolved again (argv itself is passed unchanged).
+   */
+  program?: CheckedProgram;
+}
+
+/** A program file as the command policy resolved and checked it (JSON-able: a job keeps it until it starts). */
+export interface CheckedProgram {
+  /** Absolute, with no "." or ".." and no relative part: the path the kernel reaches from the checked cwd. */
+  file: string;
+  /** Its device and inode when checked, as decimal strings (an inode number may pass 2^53). */
+  dev: string;
+  ino: string;
+  /** Where dev and ino mean something: the kernel boot and mount namespace that checked it (another host's differ). */
+  view: string;
 }
 
 /** RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC of a run. */
