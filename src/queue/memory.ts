@@ -21,6 +21,7 @@ import { WorkerPool } from './pool.js';
 import { newMemoryJob, type MemoryJob } from './memory-job.js';
 import { JobStore } from './store.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
+import { StartGate } from './start-gate.js';
 import { redactSpec, toJobView } from './view.js';
 import { Waiters } from './waiters.js';
 
@@ -54,6 +55,8 @@ export class MemoryJobQueue implements JobQueue {
   private readonly store: JobStore<MemoryJob>;
   private readonly waiters = new Waiters();
   private readonly running = new Set<MemoryJob>();
+  /** Jobs that are running but whose process does not exist yet: a signal to one waits for it here. */
+  private readonly starting = new Map<string, StartGate>();
   private readonly outputDir: string;
   private seq = 0;
   private closing: Promise<void> | null = null;
@@ -137,8 +140,10 @@ export class MemoryJobQueue implements JobQueue {
     if (job.state !== 'running') {
       throw new ApiError('CONFLICT', `job ${id} is ${job.state}; only a running job can be signaled`, { state: job.state });
     }
-    if (!job.handle || !job.handle.signal(signal)) {
-      throw new ApiError('CONFLICT', `job ${id} has no live process to signal (starting, or just exited)`, { state: job.state });
+    // Running but not started yet (a worker took it, its process is being spawned): the signal waits for the process.
+    const handle = job.handle ?? (await this.starting.get(job.id)?.process()) ?? null;
+    if (!handle || !handle.signal(signal)) {
+      throw new ApiError('CONFLICT', `job ${id} has no live process to signal (it just exited, or never started)`, { state: job.state });
     }
     return this.view(job);
   }
@@ -227,6 +232,7 @@ export class MemoryJobQueue implements JobQueue {
     try {
       transition(job, 'running');
       this.running.add(job);
+      this.starting.set(job.id, new StartGate());
       const spec = job.spec;
       job.spec = redactSpec(spec);
       const output = this.outputOf(job);
@@ -245,6 +251,7 @@ export class MemoryJobQueue implements JobQueue {
       job.handle = handle;
       this.deps.onRunStart?.(handle, job.id, job.ownerId);
       if (job.stopReason) handle.terminate(job.stopReason);
+      this.processStarted(job, handle);
       this.deps.log.debug({ jobId: job.id, queue: job.queue, pid: handle.pid }, 'job started');
       this.emit('started', job);
       const outcome = await handle.done;
@@ -266,6 +273,7 @@ export class MemoryJobQueue implements JobQueue {
   private finish(job: MemoryJob, state: TerminalState, patch: { result?: JobResult; error?: JobError } = {}, lane?: Lane, log = true): void {
     transition(job, state, patch);
     this.running.delete(job);
+    this.processStarted(job, null);
     job.spec = redactSpec(job.spec);
     job.output?.close();
     if (lane) {
@@ -279,6 +287,14 @@ export class MemoryJobQueue implements JobQueue {
     this.waiters.notify(job.id);
     this.emit('finished', job);
     this.store.finish(job);
+  }
+
+  /** The start is over (`handle`: the process; null: none): what waited for the process gets it. */
+  private processStarted(job: MemoryJob, handle: RunHandle | null): void {
+    const gate = this.starting.get(job.id);
+    if (!gate) return;
+    this.starting.delete(job.id);
+    gate.open(handle);
   }
 
   private outputOf(job: MemoryJob): JobOutput {

@@ -196,7 +196,8 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'signalJob',
         tags: TAGS,
         summary: "Send a signal to a running job's process group",
-        description: 'A signal name of this OS (`SIGINT`, `SIGUSR1`…; else 400). 202 with the Job; 409 when the job is not running.',
+        description: 'A signal name of this OS (`SIGINT`, `SIGUSR1`…; else 400). 202 with the Job once the signal is sent; a job that is `running` but whose ' +
+          'process is still being started (pid null) gets it the moment the process exists. 409 when the job is not running (queued, or ended).',
         params: JobIdParams,
         body: SignalRequest,
         response: { 202: Job, ...problems(...V1_ERRORS, 404, 409) },

@@ -18,6 +18,7 @@ import { requestDigest } from '../idempotency.js';
 import { isTerminal, type JobError, type JobRecord, type JobResult, type JobState, type TerminalState } from '../job.js';
 import type { QueueDeps } from '../memory.js';
 import { finalState, SHUTDOWN_ERROR, startError, toJobResult, withTruncatedReason } from '../outcome.js';
+import { StartGate } from '../start-gate.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { Waiters } from '../waiters.js';
@@ -37,6 +38,11 @@ const CONFIRM_MS = 5_000;
 /** BullMQ's job lock (renewed every half) and how often workers look for jobs whose lock lapsed. */
 const BULL_LOCK_MS = 4000;
 const BULL_STALLED_MS = 2000;
+/**
+ * Longest wait for a worker's answer to a signal: one sent while the job's process is being started is held
+ * there until it exists (a start takes milliseconds; this only bounds a worker that stopped answering).
+ */
+const SIGNAL_REPLY_MS = 10_000;
 
 const SCRIPTS = {
   execdSubmit: lua.SUBMIT,
@@ -59,6 +65,8 @@ type Flat = readonly (string | false | null)[];
 interface LocalRun {
   attempt: string | null;
   handle: RunHandle | null;
+  /** Opened once the start is over: a signal that arrives before the process exists waits for it here. */
+  started: StartGate;
   /** A stop asked for before the process existed. */
   stop: 'cancel' | 'shutdown' | null;
   /** This worker lost Redis and killed the job itself. */
@@ -324,8 +332,8 @@ export class RedisJobQueue implements JobQueue {
     const [state, node, attempt] = await this.call(() => this.cmd.hmget(this.jobKey(id), 'state', 'node', 'attempt'));
     if (state === null) throw notFound(id);
     if (state !== 'running') throw new ApiError('CONFLICT', `job ${id} is ${state}; only a running job can be signaled`, { state });
-    const ok = await this.rpc(node!, { op: 'signal', id, attempt: attempt!, signal }, UNAVAILABLE_MS * 2);
-    if (!ok) throw new ApiError('CONFLICT', `job ${id} has no live process to signal (starting, or just exited)`, { state });
+    const ok = await this.rpc(node!, { op: 'signal', id, attempt: attempt!, signal }, SIGNAL_REPLY_MS);
+    if (!ok) throw new ApiError('CONFLICT', `job ${id} has no live process to signal (it just exited, or never started)`, { state });
     return (await this.get(id)) ?? Promise.reject(notFound(id));
   }
 
@@ -460,7 +468,7 @@ export class RedisJobQueue implements JobQueue {
   /** BullMQ's processor: run one job on this node, if it is still queued. Never throws. */
   private async process(id: string): Promise<void> {
     const work = this.work!;
-    const run: LocalRun = { attempt: null, handle: null, stop: null, fenced: false };
+    const run: LocalRun = { attempt: null, handle: null, started: new StartGate(), stop: null, fenced: false };
     this.local.set(id, run); // before START: a cancel that reaches this node from now on finds it
     let writer: RedisOutputWriter | null = null;
     try {
@@ -493,6 +501,7 @@ export class RedisJobQueue implements JobQueue {
       run.handle = handle;
       this.deps.onRunStart?.(handle, id, ownerId);
       if (run.stop) handle.terminate(run.stop);
+      run.started.open(handle);
       await work.execdStarted(this.prefix, id, attempt, handle.pid);
       this.deps.log.debug({ jobId: id, pid: handle.pid, node: this.nodeId }, 'job started');
       const outcome = await handle.done;
@@ -512,6 +521,7 @@ export class RedisJobQueue implements JobQueue {
         await this.finishRun(id, run, 'failed', null, { code: 'INTERNAL', message: 'the worker failed; the error has been logged' }, writer).catch(() => {});
       }
     } finally {
+      run.started.open(null); // never started: a signal still waiting is refused
       this.local.delete(id);
     }
   }
@@ -573,8 +583,11 @@ export class RedisJobQueue implements JobQueue {
       case 'cancel':
         this.stopRun(run, 'cancel');
         return true;
-      case 'signal':
-        return run.handle?.signal(msg.signal) ?? false;
+      case 'signal': {
+        // Running (START is done) but the process not there yet: the signal waits for it, then goes.
+        const handle = run.handle ?? (await run.started.process());
+        return handle?.signal(msg.signal) ?? false;
+      }
       case 'stdin': {
         const handle = run.handle;
         if (!handle) return false;
