@@ -29,6 +29,7 @@
  *   closePipe(reader)       stop reading and close the fd now, without onData(null) (idempotent)
  *   spawnHelper(path, replyFd) -> [pid, requestFd]   start a helper (section 4)
  *   kill(pid, signal) -> 0 | errno   kill(2), without an exception
+ *   setDumpable(bool) -> 0 | errno   prctl(PR_SET_DUMPABLE): the server makes itself not dumpable at start
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +43,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -188,7 +190,17 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
         else close(got[i]);
       }
     }
-    bool bad = (size_t)n != sizeof r || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (uint32_t)nfds != r.nfds;
+    bool bad = (size_t)n != sizeof r || (msg.msg_flags & MSG_TRUNC);
+    if (!bad && (msg.msg_flags & MSG_CTRUNC) && r.type == REPLY_SPAWNED) {
+      /* We are out of descriptors: the kernel installed what fitted and dropped the rest. The child
+         waits for our go before its exec; JS kills it instead (err set, no fds). */
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+      fds[0] = fds[1] = fds[2] = -1;
+      nfds = 0;
+      r.err = EMFILE;
+      r.nfds = 0;
+    }
+    bad = bad || (msg.msg_flags & MSG_CTRUNC) || (uint32_t)nfds != r.nfds;
     if (bad) {
       for (int i = 0; i < nfds; i++) close(fds[i]);
       report_closed(c, EPROTO);
@@ -222,6 +234,7 @@ static const char *errno_name(int e) {
   switch (e) {
     case EMFILE: return "EMFILE";
     case ENFILE: return "ENFILE";
+    case EAGAIN: return "EAGAIN";
     case ENOMEM: return "ENOMEM";
     case ESRCH: return "ESRCH";
     case ENOSYS: return "ENOSYS";
@@ -885,6 +898,20 @@ static napi_value js_kill(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* setDumpable(bool) -> 0 | errno: prctl(PR_SET_DUMPABLE). Not dumpable, a process of our uid (a command
+   run without run-as) can neither read our /proc/<pid>/environ or mem nor ptrace us; no core dump either. */
+static napi_value js_set_dumpable(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1], out;
+  bool on = false;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_bool(env, args[0], &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setDumpable(bool)");
+    return NULL;
+  }
+  napi_create_int32(env, prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) == 0 ? 0 : errno, &out);
+  return out;
+}
+
 /* null when this kernel can do what we need (pidfd_open: Linux 5.3), else why not. */
 static napi_value js_probe(napi_env env, napi_callback_info info) {
   (void)info;
@@ -911,6 +938,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"closePipe", NULL, js_close_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"spawnHelper", NULL, js_spawn_helper, NULL, NULL, NULL, napi_enumerable, NULL},
       {"kill", NULL, js_kill, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setDumpable", NULL, js_set_dumpable, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   watches_of(env); /* now, while the addon loads: its async context belongs to no request */

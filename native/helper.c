@@ -36,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -121,11 +123,73 @@ static void find_non_default_signals(void) {
 struct child_args {
   const struct request *q;
   int in_fd, out_fd, err_fd;
-  volatile int err; /* written by the child before _exit when something failed */
+  int fds[3], nfds; /* the server's ends, sent with SPAWNED */
+  volatile int err;      /* written by the child before _exit when something failed */
+  volatile int reported; /* the child sent its own reply: SPAWNED (1) or FAILED (2) */
+  volatile int execing;  /* the server said go: the child is at its exec */
 };
 
 /* We run as SCHED_BATCH (main): the children are put back to SCHED_OTHER. */
 static bool batch;
+/* The server (our parent), the children's parent too (CLONE_PARENT): the only sender of a go. */
+static pid_t server_pid;
+/* How long a child waits for the server's go before it gives up (never exec'd): a safety net only. */
+#define GO_TIMEOUT_S 30
+
+/* The child's reply, on its own copy of the reply socket: no allocation, no exit() (we share memory). */
+static int child_reply(const struct child_args *a, uint32_t type, int err) {
+  struct reply r;
+  union {
+    char buf[CMSG_SPACE(3 * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = &r, .iov_len = sizeof r};
+  struct msghdr msg;
+  memset(&r, 0, sizeof r);
+  r.type = type;
+  r.id = a->q->id;
+  r.pid = (int32_t)syscall(SYS_getpid);
+  r.err = err;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (type == REPLY_SPAWNED && a->nfds > 0) {
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(a->nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(a->nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), a->fds, a->nfds * sizeof(int));
+    r.nfds = (uint32_t)a->nfds;
+  }
+  for (;;) {
+    if (sendmsg(REPLY_FD, &msg, MSG_NOSIGNAL) >= 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
+/* Wait for the server's go: SIGUSR1 sent by the server itself with kill(2) (SI_USER cannot be forged
+   with sigqueue). The server kills us instead when it cannot supervise us; if it dies, so do we. */
+static int wait_for_go(void) {
+  sigset_t go;
+  siginfo_t info;
+  struct timespec limit = {.tv_sec = GO_TIMEOUT_S, .tv_nsec = 0};
+  sigemptyset(&go);
+  sigaddset(&go, GO_SIGNAL);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return errno;
+  if (getppid() != server_pid) return ECANCELED; /* the server died before the line above */
+  for (;;) {
+    int sig = sigtimedwait(&go, &info, &limit);
+    if (sig < 0 && errno == EINTR) continue;
+    if (sig < 0) return errno == EAGAIN ? ETIMEDOUT : errno;
+    if (info.si_code == SI_USER && info.si_pid == server_pid) break;
+  }
+  /* Once started, a child outlives the server as with child_process. */
+  if (prctl(PR_SET_PDEATHSIG, 0) != 0) return errno;
+  return 0;
+}
 
 /*
  * Runs on its own stack in our address space (CLONE_VM) while we are
@@ -137,6 +201,7 @@ static int child_main(void *arg) {
   const struct request *q = a->q;
   struct sigaction dfl;
   sigset_t none;
+  int e;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
   /* Our dispositions are copied, not shared (no CLONE_SIGHAND): put ours back to default. */
@@ -144,47 +209,61 @@ static int child_main(void *arg) {
   /* Our SCHED_BATCH is not the child's (SCHED_RESET_ON_FORK resets only real-time policies). */
   if (batch) {
     struct sched_param no_priority = {0};
-    if (sched_setscheduler(0, SCHED_OTHER, &no_priority) != 0) goto fail;
+    if (sched_setscheduler(0, SCHED_OTHER, &no_priority) != 0) goto not_started;
   }
-  if (setpgid(0, 0) != 0) goto fail;
-  if (chdir(q->cwd) != 0) goto fail;
+  if (setpgid(0, 0) != 0) goto not_started;
+  /* Run-as first, as libuv does it (supplementary groups, then gid, then uid), and before the chdir:
+     the cwd is entered with the run-as user's rights, so a directory it cannot reach is EACCES.
+     Raw syscalls: glibc's wrappers would try to change the credentials of every thread of a process. */
+  if (q->flags & (REQ_SET_UID | REQ_SET_GID)) {
+    if (syscall(SYS_setgroups, 0, NULL) != 0 && errno != EPERM) goto not_started;
+    if ((q->flags & REQ_SET_GID) && syscall(SYS_setgid, (gid_t)q->gid) != 0) goto not_started;
+    if ((q->flags & REQ_SET_UID) && syscall(SYS_setuid, (uid_t)q->uid) != 0) goto not_started;
+  }
+  if (chdir(q->cwd) != 0) goto not_started;
   if (a->in_fd >= 0) {
-    if (dup2(a->in_fd, 0) < 0) goto fail;
+    if (dup2(a->in_fd, 0) < 0) goto not_started;
   } else {
     int dn = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (dn < 0 || dup2(dn, 0) < 0) goto fail;
+    if (dn < 0 || dup2(dn, 0) < 0) goto not_started;
   }
-  if (dup2(a->out_fd, 1) < 0 || dup2(a->err_fd, 2) < 0) goto fail;
+  if (dup2(a->out_fd, 1) < 0 || dup2(a->err_fd, 2) < 0) goto not_started;
+  /* Tell the server we exist, then wait for it to watch us before anything runs. */
+  if ((e = child_reply(a, REPLY_SPAWNED, 0)) != 0) {
+    a->err = e;
+    _exit(127);
+  }
+  a->reported = REPLY_SPAWNED;
+  if ((e = wait_for_go()) != 0) {
+    a->err = e;
+    _exit(127);
+  }
+  a->execing = 1;
   /* Everything of ours is O_CLOEXEC already; this also catches anything that is not. */
   syscall(SYS_close_range, 3u, ~0u, 0u);
-  /* Run-as, as libuv does it: drop supplementary groups, then gid, then uid. Raw syscalls:
-     glibc's wrappers would try to change the credentials of every thread of a process. */
-  if (q->flags & (REQ_SET_UID | REQ_SET_GID)) {
-    if (syscall(SYS_setgroups, 0, NULL) != 0 && errno != EPERM) goto fail;
-    if ((q->flags & REQ_SET_GID) && syscall(SYS_setgid, (gid_t)q->gid) != 0) goto fail;
-    if ((q->flags & REQ_SET_UID) && syscall(SYS_setuid, (uid_t)q->uid) != 0) goto fail;
-  }
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   execve(q->file, q->argv, q->envp);
-fail:
   a->err = errno ? errno : EIO;
+  _exit(127);
+not_started:
+  e = errno ? errno : EIO;
+  a->err = e;
+  if (child_reply(a, REPLY_FAILED, e) == 0) a->reported = REPLY_FAILED;
   _exit(127);
 }
 
 static void *child_stack;
 
-/* Start the child as the server's (CLONE_PARENT); 0 and *pid, or an errno (and *pid > 0 if a child must be reaped). */
-static int start_child(const struct request *q, int in_fd, int out_fd, int err_fd, pid_t *pid) {
-  struct child_args a = {.q = q, .in_fd = in_fd, .out_fd = out_fd, .err_fd = err_fd, .err = 0};
+/* Start the child as the server's (CLONE_PARENT); it reports itself. Returns clone's errno, 0 once the child has exec'd or exited. */
+static int start_child(struct child_args *a, pid_t *pid) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
-  *pid = clone(child_main, (char *)child_stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, &a);
+  *pid = clone(child_main, (char *)child_stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | CLONE_PARENT | SIGCHLD, a);
   int clone_err = errno;
   sigprocmask(SIG_SETMASK, &old, NULL);
-  if (*pid < 0) return clone_err;
-  return a.err; /* non-zero: it died before exec, as the server's zombie */
+  return *pid < 0 ? clone_err : 0;
 }
 
 /* ---------- requests ---------- */
@@ -196,40 +275,53 @@ static void close_fd(int *fd) {
   }
 }
 
+static void reply_simple(uint32_t type, uint32_t id, int err, pid_t pid) {
+  struct reply r;
+  memset(&r, 0, sizeof r);
+  r.type = type;
+  r.id = id;
+  r.pid = pid;
+  r.err = err;
+  send_reply(&r, NULL, 0);
+}
+
 static void handle_request(const struct request *q) {
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   int merge = (q->flags & REQ_MERGE_STDERR) != 0;
   int err = 0;
   pid_t pid = -1;
+  struct child_args a;
+  memset(&a, 0, sizeof a);
   if ((q->flags & REQ_STDIN_PIPE) && pipe2(in_pipe, O_CLOEXEC) != 0) err = errno;
   if (!err && pipe2(out_pipe, O_CLOEXEC) != 0) err = errno;
   if (!err && !merge && pipe2(err_pipe, O_CLOEXEC) != 0) err = errno;
-  if (!err) err = start_child(q, in_pipe[0], out_pipe[1], merge ? out_pipe[1] : err_pipe[1], &pid);
+  if (!err) {
+    a.q = q;
+    a.in_fd = in_pipe[0];
+    a.out_fd = out_pipe[1];
+    a.err_fd = merge ? out_pipe[1] : err_pipe[1];
+    if (in_pipe[1] >= 0) a.fds[a.nfds++] = in_pipe[1];
+    a.fds[a.nfds++] = out_pipe[0];
+    if (err_pipe[0] >= 0) a.fds[a.nfds++] = err_pipe[0];
+    err = start_child(&a, &pid);
+  }
   close_fd(&in_pipe[0]);
   close_fd(&out_pipe[1]);
   close_fd(&err_pipe[1]);
-  if (err) {
-    close_fd(&in_pipe[1]);
-    close_fd(&out_pipe[0]);
-    close_fd(&err_pipe[0]);
-    reply_failed(q->id, err, pid);
-    return;
-  }
-  int fds[3], nfds = 0;
-  if (in_pipe[1] >= 0) fds[nfds++] = in_pipe[1];
-  fds[nfds++] = out_pipe[0];
-  if (err_pipe[0] >= 0) fds[nfds++] = err_pipe[0];
-  struct reply r;
-  memset(&r, 0, sizeof r);
-  r.type = REPLY_SPAWNED;
-  r.id = q->id;
-  r.pid = pid;
-  r.nfds = (uint32_t)nfds;
-  send_reply(&r, fds, nfds);
-  /* The server holds its own copies now. */
+  /* The server holds its own copies of our ends, if it took them. */
   close_fd(&in_pipe[1]);
   close_fd(&out_pipe[0]);
   close_fd(&err_pipe[0]);
+  if (err) {
+    reply_failed(q->id, err, -1); /* no child */
+  } else if (a.reported == REPLY_SPAWNED) {
+    /* The server watches it since SPAWNED. Stopped before its exec (the server's SIGKILL): ECANCELED. */
+    if (a.err || !a.execing) reply_simple(REPLY_EXEC_FAILED, q->id, a.err ? a.err : ECANCELED, -1);
+    else reply_simple(REPLY_EXECED, q->id, 0, -1);
+  } else if (a.reported != REPLY_FAILED) {
+    /* It could not report itself (the server is going away, or it was killed first): say so for it. */
+    reply_failed(q->id, a.err ? a.err : ECANCELED, pid);
+  }
 }
 
 static uint32_t get_u32(const unsigned char *p) {
@@ -343,6 +435,20 @@ int main(void) {
   int fl = fcntl(REQ_FD, F_GETFL);
   if (fl < 0 || fcntl(REQ_FD, F_SETFL, fl & ~O_NONBLOCK) != 0) fatal("fcntl");
   signal(SIGPIPE, SIG_IGN); /* children get default dispositions back */
+  /* fds 0-2 taken (2 may come closed): a pipe of ours is then never 0-2, which the child dup2s over
+     before it sends the server's ends by number. */
+  while (fcntl(2, F_GETFD) < 0) {
+    int dn = open("/dev/null", O_WRONLY);
+    if (dn < 0) fatal("open /dev/null");
+    if (dn > 2) {
+      close(dn);
+      break;
+    }
+  }
+  server_pid = getppid();
+  /* Our memory holds the requests: other callers' environments. Exec made us dumpable again, so a
+     process of our uid could read it (/proc/<pid>/mem, ptrace); the server is not dumpable either. */
+  prctl(PR_SET_DUMPABLE, 0);
   /* SCHED_BATCH: woken by a request, we never preempt the server's event loop (which goes on with
      other requests meanwhile); the scheduler puts us on an idle core if there is one, else runs us
      when the loop sleeps or its slice ends: 5 % more runs/s at 8 connections on 2 cores. Children

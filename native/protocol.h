@@ -1,6 +1,7 @@
 /* What execd-spawn-helper and the execd_spawn addon say to each other (see helper.c). */
 #ifndef EXECD_SPAWN_PROTOCOL_H
 #define EXECD_SPAWN_PROTOCOL_H
+#include <signal.h>
 #include <stdint.h>
 
 /*
@@ -14,9 +15,22 @@
 #define REQ_SET_GID 8u
 #define REQ_HEADER_WORDS 6u
 
-/* Replies (helper -> server), one `struct reply` per SOCK_SEQPACKET packet. */
-#define REPLY_SPAWNED 1u /* id, pid; SCM_RIGHTS: [stdin writer], stdout reader, [stderr reader] */
-#define REPLY_FAILED 2u  /* id, err; pid > 0 when a child was created and died before exec (the server reaps it) */
+/*
+ * Replies (-> server), one `struct reply` per SOCK_SEQPACKET packet. A start is atomic from the
+ * server's view: the child itself reports before it can run anything (SPAWNED or FAILED), then
+ * waits, before its exec, for the server's go (SIGUSR1 from the server, SI_USER) or its SIGKILL.
+ * The server says go only once it watches the child (pidfd), so a child that runs is supervised,
+ * and one the server cannot take is killed before it ran. Every child reports on its own copy of
+ * the reply socket (close-on-exec): once the socket reads end of input, every child that exists
+ * has reported, whether the helper lives or not.
+ */
+#define REPLY_SPAWNED 1u /* from the child, before exec: id, pid; SCM_RIGHTS: [stdin writer], stdout reader, [stderr reader];
+                            the server answers go or SIGKILL. Received with err != 0: the fds could not be taken (EMFILE) */
+#define REPLY_FAILED 2u  /* not started: id, err; pid > 0 when a child was created and died before exec (the server reaps it) */
+#define REPLY_EXECED 3u  /* from the helper, after SPAWNED: the child exec'd */
+#define REPLY_EXEC_FAILED 4u /* from the helper, after SPAWNED: the exec failed with err (or the child was stopped first);
+                                the server watches that pid since SPAWNED */
+#define GO_SIGNAL SIGUSR1
 
 struct reply {
   uint32_t type;

@@ -29,6 +29,7 @@ interface Addon {
   closePipe(reader: object): void;
   spawnHelper(path: string, replyFd: number): [number, number];
   kill(pid: number, signal: number): number;
+  setDumpable(on: boolean): number;
 }
 
 const REQ_STDIN_PIPE = 1;
@@ -37,6 +38,10 @@ const REQ_SET_UID = 4;
 const REQ_SET_GID = 8;
 const REPLY_SPAWNED = 1;
 const REPLY_FAILED = 2;
+const REPLY_EXECED = 3;
+const REPLY_EXEC_FAILED = 4;
+/** The go a child waits for before its exec (native/protocol.h GO_SIGNAL). */
+const GO_SIGNAL = osConstants.signals.SIGUSR1;
 
 export interface HelperRequest {
   file: string;
@@ -146,12 +151,25 @@ interface Pending {
   reject(err: Error): void;
   stdinPipe: boolean;
   mergeStderr: boolean;
+  /** Set at SPAWNED: the child exists, is watched and was told to go; handed over at EXECED. */
+  child?: HelperChild;
+}
+
+/** A spawn its helper never started (the helper died first): safe to send to another helper. */
+class HelperGone extends HelperSpawnError {
+  constructor() {
+    super('EAGAIN', osConstants.errno.EAGAIN, 'spawn helper');
+  }
 }
 
 /**
- * One running helper. When it goes away (crash, kill), pending spawns reject
- * with EAGAIN and the next spawn starts a new one; running children are the
- * server's own and carry on, watched as before.
+ * One running helper. A start is atomic from the server's view (native/protocol.h): the child
+ * reports itself (SPAWNED, with its pid and pipes) and waits before its exec until we watch it
+ * (pidfd) and say go; when we cannot watch it we kill it, and it never ran. When the helper goes
+ * away (crash, kill), it takes no new spawns and the next spawn starts a new one; its reply socket
+ * is read on until its end of input, which comes once every child it started has reported (each
+ * child holds a close-on-exec copy). Then what never got a child is retried elsewhere, and what
+ * did is supervised like any run.
  */
 class HelperProcess {
   readonly pid: number;
@@ -162,6 +180,8 @@ class HelperProcess {
   private nextId = 1;
   private referenced = false;
   private exited = false;
+  private finished = false;
+  /** Takes no new spawns (the helper is gone or going). */
   closed = false;
 
   constructor(
@@ -190,7 +210,7 @@ class HelperProcess {
     this.requests.unref();
     addon.setRef(channel, false);
     try {
-      // Reaped like any child (unreferenced: an idle helper keeps nothing alive); its end closes it here.
+      // Reaped like any child (unreferenced: an idle helper keeps nothing alive); its end retires it here.
       void watchExit(addon, this.pid, false).then(() => {
         this.exited = true;
         this.close();
@@ -209,7 +229,7 @@ class HelperProcess {
   }
 
   spawn(request: HelperRequest): Promise<HelperChild> {
-    if (this.closed) return Promise.reject(helperGone());
+    if (this.closed) return Promise.reject(new HelperGone());
     const id = this.nextId;
     this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
     const frame = encodeRequest(id, request);
@@ -232,7 +252,7 @@ class HelperProcess {
         written = writeSync(this.requestFd, frame);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
-          this.close(); // EPIPE: the helper is gone; what is pending fails with EAGAIN, the next spawn starts another
+          this.close(); // EPIPE: the helper is gone; what it never started is retried once its socket ends
           return;
         }
       }
@@ -244,79 +264,141 @@ class HelperProcess {
 
   private updateRef(): void {
     const want = this.pending.size > 0;
-    if (want === this.referenced || this.closed) return;
+    if (want === this.referenced || this.finished) return;
     this.referenced = want;
     this.addon.setRef(this.channel, want);
   }
 
   private onMessage(type: number, id: number, pid: number, err: number, received: number[]): void {
     const fds = received.filter((fd) => fd >= 0);
+    if (type === 0) {
+      this.finish(); // end of input (or an error): every child this helper started has reported
+      return;
+    }
     const p = this.pending.get(id);
-    if (type !== REPLY_SPAWNED && type !== REPLY_FAILED) {
-      for (const fd of fds) closeSync(fd);
-      this.close();
-      return;
-    }
-    this.pending.delete(id);
-    this.updateRef();
-    if (type === REPLY_FAILED) {
-      if (pid > 0) {
-        try {
-          void watchExit(this.addon, pid); // it died before exec: reap it
-        } catch {
-          // the addon reaped it already
+    switch (type) {
+      case REPLY_SPAWNED:
+        this.onSpawned(id, p, pid, err, fds);
+        break;
+      case REPLY_FAILED: // never started; a child that died before its exec is reaped here
+        if (pid > 0) this.reap(pid);
+        if (p && !p.child) {
+          this.pending.delete(id);
+          p.reject(new HelperSpawnError(errnoName(err), -err));
         }
-      }
-      p?.reject(new HelperSpawnError(errnoName(err), -err));
-      return;
+        break;
+      case REPLY_EXECED:
+        if (p?.child) {
+          this.pending.delete(id);
+          p.resolve(p.child);
+        }
+        break;
+      case REPLY_EXEC_FAILED: // the watcher reaps the child (it exits 127 before running anything)
+        if (p?.child) {
+          this.pending.delete(id);
+          for (const fd of [p.child.stdinFd, p.child.stdoutFd, p.child.stderrFd]) if (fd >= 0) closeSync(fd);
+          p.reject(new HelperSpawnError(errnoName(err), -err));
+        }
+        break;
+      default:
+        for (const fd of fds) closeSync(fd);
+        this.addon.closeChannel(this.channel);
+        this.finish();
+        return;
     }
+    this.updateRef();
+  }
+
+  /** A child exists and waits before its exec: watch it and say go, or kill it (it never ran). */
+  private onSpawned(id: number, p: Pending | undefined, pid: number, err: number, fds: number[]): void {
+    const refuse = (e: Error) => {
+      for (const fd of fds) closeSync(fd);
+      this.reap(pid, true);
+      if (p) {
+        this.pending.delete(id);
+        p.reject(e);
+      }
+    };
+    // err: its pipes could not be received (this process is out of descriptors).
+    if (err) return refuse(new HelperSpawnError(errnoName(err), -err, 'recvmsg'));
+    if (!p || p.child) return refuse(new HelperGone()); // nobody waits for it (cannot happen)
     let exited: Promise<HelperExit>;
     try {
       exited = watchExit(this.addon, pid);
     } catch (e) {
-      // Cannot watch it (out of fds): the addon has killed and reaped it.
+      // Cannot watch it (out of fds): the addon has killed and reaped it before its exec.
       for (const fd of fds) closeSync(fd);
-      p?.reject(e as Error);
+      this.pending.delete(id);
+      p.reject(e as Error);
       return;
     }
-    if (!p) {
-      for (const fd of fds) closeSync(fd);
-      return;
-    }
+    // Gone already (ESRCH: killed by someone): the watcher reaps it, and EXEC_FAILED follows.
+    this.addon.kill(pid, GO_SIGNAL);
     // fds arrive in order: [stdin writer], stdout reader, [stderr reader]; the request says which are there.
     const stdinFd = p.stdinPipe ? fds.shift()! : -1;
     const stdoutFd = fds.shift()!;
     const stderrFd = p.mergeStderr ? -1 : fds.shift()!;
-    p.resolve({ pid, stdinFd, stdoutFd, stderrFd, exited });
+    p.child = { pid, stdinFd, stdoutFd, stderrFd, exited };
   }
 
-  /** Idempotent: stop the helper and fail what is pending; the next spawn starts afresh. */
+  /** Reap a child of ours that is dead or dying (`kill`: that waits for our go, which it will not get). */
+  private reap(pid: number, kill = false): void {
+    if (kill) this.addon.kill(pid, osConstants.signals.SIGKILL);
+    try {
+      void watchExit(this.addon, pid);
+    } catch {
+      // the addon reaped it (out of fds), or it is not ours
+    }
+  }
+
+  /** Idempotent: take no new spawns, stop the helper; the channel is read on until its end (finish). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.addon.closeChannel(this.channel);
     // Not reaped yet (our watcher reaps it), so the pid is still the helper's.
     if (!this.exited) this.addon.kill(this.pid, osConstants.signals.SIGKILL);
     this.requests.destroy();
-    for (const p of this.pending.values()) p.reject(helperGone());
-    this.pending.clear();
     this.onClosed(this);
+  }
+
+  /**
+   * The reply socket ended: every child this helper created has reported. A spawn with a child is
+   * supervised from here like any run (if the helper died between the exec and its EXECED, a failed
+   * exec shows as exit status 127); one without never started and is retried on another helper.
+   */
+  private finish(): void {
+    if (this.finished) return;
+    this.close();
+    this.finished = true;
+    this.addon.closeChannel(this.channel);
+    for (const p of this.pending.values()) {
+      if (p.child) p.resolve(p.child);
+      else p.reject(new HelperGone());
+    }
+    this.pending.clear();
   }
 }
 
-const helperGone = () => new HelperSpawnError('EAGAIN', osConstants.errno.EAGAIN, 'spawn helper');
-
-/** Watch a child of this process until it exits; the promise never rejects. Throws when it cannot watch. */
+/**
+ * Watch a child of this process until it exits; the promise never rejects. Throws (synchronously:
+ * the caller decides) when it cannot watch; the addon has then killed and reaped the child.
+ */
 function watchExit(addon: Addon, pid: number, ref = true): Promise<HelperExit> {
-  return new Promise<HelperExit>((resolve) => {
-    addon.watch(pid, (code, signal, userUs, systemUs, maxRssKiB) => {
-      resolve({
-        code: code >= 0 ? code : null,
-        signal: signal ? (SIGNAL_NAMES.get(signal) ?? null) : null,
-        usage: userUs < 0 ? null : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
-      });
-    }, ref);
-  });
+  let settle!: (exit: HelperExit) => void;
+  const exited = new Promise<HelperExit>((resolve) => (settle = resolve));
+  addon.watch(pid, (code, signal, userUs, systemUs, maxRssKiB) => {
+    settle({
+      code: code >= 0 ? code : null,
+      signal: signal ? (SIGNAL_NAMES.get(signal) ?? null) : null,
+      usage: userUs < 0 ? null : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
+    });
+  }, ref);
+  return exited;
+}
+
+/** Make this process not dumpable (prctl): 0, an errno, or null without the addon. */
+export function setDumpable(on: boolean): number | null {
+  return loadAddon()?.setDumpable(on) ?? null;
 }
 
 /**
@@ -392,5 +474,16 @@ export function setHelperCount(n: number): void {
 
 /** Pids of the running helpers (tests, diagnostics). */
 export const helperPids = (): number[] => pool.filter((h): h is HelperProcess => !!h && !h.closed).map((h) => h.pid);
+
+/** Start a spawn on a helper; one its helper never started (the helper died first) is sent to another, twice at most. */
+export async function spawnOnHelper(request: HelperRequest): Promise<HelperChild> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await helper().spawn(request);
+    } catch (err) {
+      if (!(err instanceof HelperGone) || attempt >= 2) throw err;
+    }
+  }
+}
 
 export type { HelperProcess };

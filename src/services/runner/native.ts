@@ -1,7 +1,7 @@
 import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
-import { closePipe, helper, nativeUnavailableReason, readPipe, startHelpers, type HelperChild } from './native-helper.js';
+import { closePipe, nativeUnavailableReason, readPipe, spawnOnHelper, startHelpers, type HelperChild } from './native-helper.js';
 import type { StreamName } from './output.js';
 import { resolveExecutable } from './prepare.js';
 import { childProcessSpawner, type ChildHandle, type ChildOutput, type Spawner, type SpawnOptions } from './spawn.js';
@@ -84,7 +84,7 @@ export const nativeSpawner: Spawner = {
   async spawn(options: SpawnOptions): Promise<ChildHandle> {
     // execve does not search PATH; prepare.ts resolves argv[0] already, this covers other callers.
     const file = options.file.includes('/') ? options.file : await resolveExecutable(options.file, options.env.PATH ?? '/bin:/usr/bin', options.cwd);
-    const child = await helper().spawn({
+    const child = await spawnOnHelper({
       file,
       argv: options.argv,
       env: options.env,
