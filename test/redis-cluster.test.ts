@@ -15,6 +15,7 @@ import {
   listAll,
   parentOf,
   rawGet,
+  requireRedis,
   runningJob,
   settleJob,
   submitJob,
@@ -28,10 +29,11 @@ import { pattern } from './queue/helpers.js';
 /**
  * The Redis backend (issue 7) with several execd processes sharing one Redis and key prefix:
  * every jobs and streaming behaviour, with the job accepted on one node, watched and controlled
- * through another, and run on a third. Real processes, the Redis on 127.0.0.1:6379, a fresh
+ * through another, and run on a third. Real processes, the test Redis (127.0.0.1:6379 or EXECD_TEST_REDIS_URL), a fresh
  * prefix per cluster, its keys deleted afterwards.
  */
 
+requireRedis();
 const work = mkdtempSync(join(tmpdir(), 'execd-redis-cluster-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../src/schemas/jobs.js';
 import { waitFor } from './helpers/proc.js';
-import { call, Cluster, connectTo, jobOf, linesOf, listAll, rawGet, runningJob, settleJob, startRedis, submitJob, type PrivateRedis } from './helpers/redis.js';
+import { call, Cluster, connectTo, jobOf, linesOf, listAll, rawGet, requireRedis, runningJob, settleJob, startRedis, submitJob, type PrivateRedis } from './helpers/redis.js';
 import { liveMembers, type ServerProcess } from './helpers/server.js';
 
 /**
@@ -13,6 +13,7 @@ import { liveMembers, type ServerProcess } from './helpers/server.js';
  * own, with AOF, appendfsync always). A fresh key prefix per test, its keys deleted afterwards.
  */
 
+requireRedis({ server: true });
 const STALL_MS = 2000;
 const work = mkdtempSync(join(tmpdir(), 'execd-redis-faults-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

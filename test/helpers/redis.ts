@@ -21,6 +21,18 @@ import { waitFor } from './proc.js';
 
 export const REDIS_URL = process.env.EXECD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/**
+ * Called first by a test file that needs Redis: throws the one line that says what is missing (found by
+ * test/helpers/redis-setup.ts, vitest's globalSetup), or, with `server`, when redis-server is not installed.
+ */
+export function requireRedis(options: { server?: boolean } = {}): void {
+  const missing = process.env.EXECD_TEST_REDIS_MISSING;
+  if (missing) throw new Error(missing);
+  if (options.server && spawnSync('redis-server', ['--version']).status !== 0) {
+    throw new Error('npm test: this file starts redis-servers of its own, and redis-server is not installed: apt-get install redis-server');
+  }
+}
+
 /** A key prefix no other test (or run) uses. */
 export const freshPrefix = (): string => `execd-test-${randomBytes(6).toString('hex')}`;
 
