@@ -10,7 +10,8 @@
 # SIGTERM to execd only (execd stops the jobs itself) and reaps the
 # grandchildren that jobs leave behind, which Node as PID 1 never would.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 24 ("Krypton"), the newest LTS line (Node 26 is Current, not LTS: its binaries report no LTS name); execd supports Node 22 and later.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: dev dependencies, TypeScript -> dist/, the native spawn helper ----
 FROM ${NODE_IMAGE} AS build
