@@ -32,14 +32,14 @@ describe('env keys that make programs run commands', () => {
       'TAR_OPTIONS', 'RSYNC_RSH', 'GIT_SSH_COMMAND', 'GIT_SSH', 'GIT_EXEC_PATH', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0',
       'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_PARAMETERS', 'GIT_DIR', 'ZDOTDIR', 'EXINIT', 'VIMINIT', 'PERL5OPT', 'PERL5LIB',
       'RUBYOPT', 'RUBYLIB', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS', 'npm_config_script_shell', 'NPM_CONFIG_USERCONFIG',
-      'Npm_Config_Node_Options', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'PROMPT_COMMAND', 'LD_PRELOAD', 'LD_AUDIT', 'NODE_OPTIONS', 'SHELL',
+      'Npm_Config_Node_Options', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'PROMPT_COMMAND', 'LD_PRELOAD', 'LD_AUDIT', 'NODE_OPTIONS', 'EDITOR',
       'KUBECONFIG', 'AWS_CONFIG_FILE', 'RUSTC_WRAPPER', 'MAKEFLAGS',
     ];
     for (const k of refused) expect(loadsCode(k), k).toBe(true);
-    for (const k of ['HOME', 'XDG_CONFIG_HOME', 'PATH', 'LANG', 'TZ', 'FOO', 'GIT_AUTHOR_NAME', 'GIT_TERMINAL_PROMPT', 'NODE_ENV', 'ld_preload', 'tar_options']) {
+    for (const k of ['HOME', 'XDG_CONFIG_HOME', 'PATH', 'SHELL', 'LANG', 'TZ', 'FOO', 'GIT_AUTHOR_NAME', 'GIT_TERMINAL_PROMPT', 'NODE_ENV', 'ld_preload', 'tar_options']) {
       expect(loadsCode(k), k).toBe(false);
     }
-    for (const k of ['HOME', 'XDG_CONFIG_HOME', 'PATH']) expect(choosesConfig(k), k).toBe(true);
+    for (const k of ['HOME', 'XDG_CONFIG_HOME', 'PATH', 'SHELL']) expect(choosesConfig(k), k).toBe(true);
     const p = new CommandPolicy(undefined, ctx);
     const d = await p.decide(who('x', 'run'), spec({ argv: ['tar', '-tf', 'a.tar'], env: { TAR_OPTIONS: '--checkpoint=1 --checkpoint-action=exec=id', RSYNC_RSH: 'sh -c id' } }));
     expect(d).toMatchObject({ allowed: false, rule: 'code-loading-env' });

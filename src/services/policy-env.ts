@@ -38,10 +38,10 @@ export const CODE_LOADING: EnvGroup[] = [
     prefixes: ['BASH_FUNC_'],
   },
   {
-    why: 'programs run the program they name (a shell for their commands, an editor, a pager, a browser, a password prompt)',
+    why: 'programs run the program they name (an editor, a pager or its input filter, a browser, a password prompt)',
     exact: [
-      'SHELL', 'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'MANOPT', 'BROWSER', 'SUDO_ASKPASS', 'SUDO_EDITOR', 'SSH_ASKPASS',
-      'LESS', 'LESSOPEN', 'LESSCLOSE', 'LESSKEY', 'LESSKEYIN', 'LESSEDIT', 'SYSTEMD_PAGER', 'SYSTEMD_EDITOR', 'FCEDIT',
+      'EDITOR', 'VISUAL', 'PAGER', 'MANPAGER', 'MANOPT', 'BROWSER', 'SUDO_ASKPASS', 'SUDO_EDITOR', 'SSH_ASKPASS',
+      'LESSOPEN', 'LESSCLOSE', 'SYSTEMD_PAGER', 'SYSTEMD_EDITOR', 'FCEDIT',
     ],
   },
   {
@@ -85,8 +85,8 @@ export const CODE_LOADING: EnvGroup[] = [
 
 export const CONFIG_LOCATION: EnvGroup[] = [
   {
-    why: 'programs read their configuration from under them (~/.gitconfig, ~/.npmrc, ~/.ssh/config, ~/.bashrc, $XDG_CONFIG_HOME/…), and such files can run commands; or (PATH) they choose which helper programs a program starts',
-    exact: ['HOME', 'XDG_CONFIG_HOME', 'XDG_CONFIG_DIRS', 'XDG_DATA_HOME', 'XDG_DATA_DIRS', 'GNUPGHOME', 'CURL_HOME', 'PATH'],
+    why: 'programs read their configuration from under them (~/.gitconfig, ~/.npmrc, ~/.ssh/config, ~/.bashrc, $XDG_CONFIG_HOME/…), and such files can run commands; or (PATH, SHELL) they choose which helper programs and shell a program starts',
+    exact: ['HOME', 'XDG_CONFIG_HOME', 'XDG_CONFIG_DIRS', 'XDG_DATA_HOME', 'XDG_DATA_DIRS', 'GNUPGHOME', 'CURL_HOME', 'PATH', 'SHELL'],
   },
 ];
 
