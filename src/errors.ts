@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   INTERNAL: { status: 500, title: 'Internal server error' },
   QUEUE_FULL: { status: 503, title: 'Queue is full' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  RESOURCE_EXHAUSTED: { status: 503, title: 'The server is out of resources for now' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -9,7 +9,7 @@ import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../services/policy.js';
 import { SERVER_GID, SERVER_UID } from '../services/identity.js';
 import { flatLogger } from '../services/log.js';
-import { startRun, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
+import { startRunRetrying, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
 import { returncodeOf } from '../services/runner/result.js';
 import { Fifo } from './fifo.js';
 import { requestDigest } from './idempotency.js';
@@ -240,7 +240,7 @@ export class MemoryJobQueue implements JobQueue {
       let runSpec: RunSpec;
       try {
         runSpec = this.deps.prepareRun(spec, job.grant);
-        handle = await startRun(runSpec, output, this.deps.runContext);
+        handle = await startRunRetrying(runSpec, output, this.deps.runContext, () => job.stopReason !== null); // out of resources: a few tries
       } catch (err) {
         if (startError(err).code === 'INTERNAL') this.deps.log.error({ err, jobId: job.id }, 'job could not be started');
         const error = job.stopReason === 'shutdown' ? SHUTDOWN_ERROR : startError(err);

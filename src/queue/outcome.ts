@@ -1,5 +1,5 @@
 import { ApiError } from '../errors.js';
-import { SpawnError, type RunOutcome } from '../services/runner/index.js';
+import { ResourceExhaustedError, SpawnError, type RunOutcome } from '../services/runner/index.js';
 import type { JobError, JobResult, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 
@@ -44,6 +44,8 @@ export function withTruncatedReason(result: JobResult | null): JobResult | null 
 /** Why a job's process could not be started, without stacks or server paths. */
 export function startError(err: unknown): JobError {
   if (err instanceof SpawnError) return { code: 'SPAWN_FAILED', message: err.message, errno: err.errno };
+  // Nothing ran; the job fails with a code that says so (resubmit it; docs/operations.md).
+  if (err instanceof ResourceExhaustedError) return { code: 'RESOURCE_EXHAUSTED', message: err.message, errno: err.errno };
   if (err instanceof ApiError) return { code: err.code, message: err.message };
   return { code: 'INTERNAL', message: 'the job could not be started; the error has been logged' };
 }

@@ -3,7 +3,7 @@ import { ApiError } from '../errors.js';
 import { SERVER_GID, SERVER_UID } from './identity.js';
 import type { Services } from './index.js';
 import { admitCommand } from './policy-gate.js';
-import { runToCompletion, SpawnError, type CompletedRun, type RunSpec } from './runner/index.js';
+import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from './runner/index.js';
 
 /** A finished sync run and the identity it ran as. */
 export type SyncRun = CompletedRun & { uid: number; gid: number };
@@ -36,6 +36,10 @@ export async function runSync(services: Services, asked: RunSpec, reply: Fastify
     if (err instanceof SpawnError) {
       reply.request.audit.errno = err.errno;
       throw new ApiError('SPAWN_FAILED', err.message, { errno: err.errno });
+    }
+    if (err instanceof ResourceExhaustedError) {
+      reply.request.audit.errno = err.errno;
+      throw new ApiError('RESOURCE_EXHAUSTED', err.message, { errno: err.errno }, { retryAfter: 1 });
     }
     throw err;
   } finally {

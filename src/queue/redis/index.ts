@@ -11,7 +11,7 @@ import type { CommandSpec } from '../../schemas/run.js';
 import { SERVER_GID, SERVER_UID } from '../../services/identity.js';
 import type { Grant } from '../../services/policy.js';
 import { killTagged } from '../../services/recovery.js';
-import { startRun, type RunHandle, type RunSpec } from '../../services/runner/index.js';
+import { startRunRetrying, type RunHandle, type RunSpec } from '../../services/runner/index.js';
 import { returncodeOf } from '../../services/runner/result.js';
 import { newJobId } from '../id.js';
 import { requestDigest } from '../idempotency.js';
@@ -491,7 +491,7 @@ export class RedisJobQueue implements JobQueue {
       let runSpec: RunSpec;
       try {
         runSpec = this.deps.prepareRun(spec, grant);
-        handle = await startRun(runSpec, writer, this.deps.runContext);
+        handle = await startRunRetrying(runSpec, writer, this.deps.runContext, () => run.stop !== null); // out of resources: a few tries
       } catch (err) {
         if (startError(err).code === 'INTERNAL') this.deps.log.error({ err, jobId: id }, 'job could not be started');
         const error = run.stop === 'shutdown' ? SHUTDOWN_ERROR : startError(err);

@@ -9,11 +9,34 @@ export class SpawnError extends Error {
   }
 }
 
+/**
+ * A process that could not be started for want of the server's resources: descriptors (EMFILE,
+ * ENFILE), processes (EAGAIN: RLIMIT_NPROC, pid_max) or memory (ENOMEM). Nothing ran; it is
+ * transient and says nothing about the command (503 RESOURCE_EXHAUSTED, not 422 SPAWN_FAILED).
+ */
+export class ResourceExhaustedError extends Error {
+  override name = 'ResourceExhaustedError';
+  constructor(
+    readonly errno: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const EXHAUSTION = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM']);
+
+/** True for the errnos that mean "out of descriptors" (the reserve is released for them). */
+export const isOutOfDescriptors = (errno: string): boolean => errno === 'EMFILE' || errno === 'ENFILE';
+
 const KNOWN_ERRNO = /^E[A-Z0-9]+$/;
 
-/** Map whatever spawn threw or emitted to a SpawnError without leaking server paths or stacks. */
-export function toSpawnError(err: unknown, what: string): SpawnError {
-  if (err instanceof SpawnError) return err;
+/**
+ * Map whatever spawn threw or emitted to a SpawnError (the command could not start) or a
+ * ResourceExhaustedError (the server could not start it now), without leaking server paths or stacks.
+ */
+export function toSpawnError(err: unknown, what: string): SpawnError | ResourceExhaustedError {
+  if (err instanceof SpawnError || err instanceof ResourceExhaustedError) return err;
   const e = err as NodeJS.ErrnoException;
   if (e && e.code === 'ERR_INVALID_ARG_VALUE') {
     return new SpawnError('EINVAL', `${what}: arguments, environment and cwd must not contain NUL bytes`);
@@ -22,6 +45,7 @@ export function toSpawnError(err: unknown, what: string): SpawnError {
     return new SpawnError('EINVAL', `${what}: invalid argument`);
   }
   const errno = e && typeof e.code === 'string' && KNOWN_ERRNO.test(e.code) ? e.code : 'EIO';
+  if (EXHAUSTION.has(errno)) return new ResourceExhaustedError(errno, `${what} could not be started now: the server is out of resources (${describeErrno(errno)}); retry later`);
   return new SpawnError(errno, `${what}: ${describeErrno(errno)}`);
 }
 
@@ -34,6 +58,7 @@ const DESCRIPTIONS: Record<string, string> = {
   EAGAIN: 'resource temporarily unavailable',
   ENOMEM: 'out of memory',
   EMFILE: 'too many open files',
+  ENFILE: 'too many open files in the system',
   ENOEXEC: 'exec format error',
   EPERM: 'operation not permitted',
   ELOOP: 'too many levels of symbolic links',

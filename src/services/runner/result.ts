@@ -18,7 +18,7 @@ export function returncodeOf(outcome: Pick<RunOutcome, 'exitCode' | 'signal'>): 
   return outcome.signal ? -(signalNumber(outcome.signal) ?? 0) : -1;
 }
 
-/** Run a command to its end, capturing each stream up to maxOutputBytes. Rejects only with SpawnError. */
+/** Run a command to its end, capturing each stream up to maxOutputBytes. Rejects only with SpawnError or ResourceExhaustedError. */
 export async function runToCompletion(
   spec: RunSpec,
   ctx: RunContext,

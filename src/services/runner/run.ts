@@ -1,4 +1,5 @@
-import { SpawnError, toSpawnError } from './errors.js';
+import { isOutOfDescriptors, ResourceExhaustedError, SpawnError, toSpawnError } from './errors.js';
+import { descriptorsAvailable, releaseDescriptorReserve } from './fd-reserve.js';
 import type { OutputSink } from './output.js';
 import { prepareSpawn, type PrepareContext } from './prepare.js';
 import type { ChildHandle, Spawner } from './spawn.js';
@@ -28,16 +29,21 @@ export interface RunHandle {
 }
 
 /**
- * Start a process in its own group and watch it. Rejects with SpawnError when
- * it cannot start; afterwards every outcome arrives through `done`.
+ * Start a process in its own group and watch it. Rejects with SpawnError when it cannot start, or
+ * ResourceExhaustedError when the server cannot start it now (nothing ran); afterwards every outcome arrives through `done`.
  */
 export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext): Promise<RunHandle> {
   const options = await prepareSpawn(spec, ctx);
+  const what = JSON.stringify(spec.argv?.[0] ?? '/bin/sh');
+  // Out of descriptors a moment ago, and not recovered yet: refuse at once (fd-reserve.ts).
+  if (!descriptorsAvailable()) throw new ResourceExhaustedError('EMFILE', `${what} could not be started now: the server is out of file descriptors; retry later`);
   let child: ChildHandle;
   try {
     child = await ctx.spawner.spawn(options);
   } catch (err) {
-    throw toSpawnError(err, JSON.stringify(spec.argv?.[0] ?? '/bin/sh'));
+    const e = toSpawnError(err, what);
+    if (e instanceof ResourceExhaustedError && isOutOfDescriptors(e.errno)) releaseDescriptorReserve();
+    throw e;
   }
   const startedAt = new Date();
   const t0 = process.hrtime.bigint();
@@ -125,4 +131,28 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
   };
 }
 
-export { SpawnError };
+
+
+/** Waits between a job's start attempts while the server is out of resources: 2.5 s in all. */
+const JOB_START_RETRY_MS = [100, 200, 400, 800, 1000];
+
+/**
+ * startRun for a job: a start refused for want of the server's resources (ResourceExhaustedError:
+ * nothing ran) is tried again a few times, 2.5 s in all, unless `stopped()` says the job was
+ * canceled meanwhile; then the last error is thrown (the job fails with RESOURCE_EXHAUSTED).
+ * Synchronous runs are not retried: their caller gets 503 with Retry-After at once.
+ */
+export async function startRunRetrying(spec: RunSpec, sink: OutputSink, ctx: RunContext, stopped: () => boolean): Promise<RunHandle> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startRun(spec, sink, ctx);
+    } catch (err) {
+      const wait = JOB_START_RETRY_MS[attempt];
+      if (!(err instanceof ResourceExhaustedError) || wait === undefined || stopped()) throw err;
+      await new Promise((r) => setTimeout(r, wait));
+      if (stopped()) throw err;
+    }
+  }
+}
+
+export { ResourceExhaustedError, SpawnError };
