@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import supertest from 'supertest';
@@ -23,7 +26,20 @@ export function testConfig(env: Record<string, string> = {}): Config {
     process.env.EXECD_TEST_QUEUE_BACKEND === 'redis'
       ? { EXECD_QUEUE_BACKEND: 'redis', EXECD_REDIS_URL: process.env.EXECD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', EXECD_REDIS_PREFIX: `execd-test-${randomBytes(6).toString('hex')}` }
       : {};
-  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', ...spawner, ...backend, ...env });
+  return parseConfig({ EXECD_TOKEN: TOKEN, EXECD_KILL_GRACE_MS: '500', EXECD_MAX_EVENT_LOOP_DELAY_MS: '0', EXECD_DATA_DIR: testDataDir(), ...spawner, ...backend, ...env });
+}
+
+let dataDir: string | undefined;
+/**
+ * One data directory for the test process's apps (each keeps its files in a directory of its own below it),
+ * removed when the process exits: an app a test never closes leaves nothing in the machine's temporary directory.
+ */
+function testDataDir(): string {
+  if (dataDir === undefined) {
+    const dir = (dataDir = mkdtempSync(join(tmpdir(), 'execd-test-data-')));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return dataDir;
 }
 
 export interface TestApp {

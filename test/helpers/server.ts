@@ -55,6 +55,21 @@ export function tempInstanceDir(): string {
 }
 
 /**
+ * A fresh data directory of its own (mode 0700), removed when the test process exits: a server a test
+ * SIGKILLs leaves its files there, not in the machine's temporary directory. Its instance records go in
+ * its `instances` (EXECD_INSTANCE_DIR's default), unless the test gives EXECD_INSTANCE_DIR.
+ */
+export function tempDataDir(): string {
+  if (tempDirs.length === 0) process.once('exit', () => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const dir = mkdtempSync(join(tmpdir(), 'execd-ops-data-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** A test's environment, with a data directory of its own unless it names one (`EXECD_DATA_DIR: ''` asks for the default). */
+const withDataDir = (env: Record<string, string>): Record<string, string> => ('EXECD_DATA_DIR' in env ? env : { EXECD_DATA_DIR: tempDataDir(), ...env });
+
+/**
  * The stdio of every execd a test starts: its last slot is an IPC channel, which closes when the test
  * process dies however it dies (a SIGKILLed vitest worker too), and execd then shuts down (src/main.ts):
  * no server outlives its test. Wrappers (unshare, tini, script) pass the channel's fd on to the node they run.
@@ -69,7 +84,7 @@ export const SERVER_STDIO = ['ignore', 'pipe', 'pipe', 'ipc'] as const;
 export async function startServer(env: Record<string, string>, command: string[] = [process.execPath, '--import', 'tsx', 'src/main.ts']): Promise<ServerProcess> {
   const child = spawn(command[0]!, command.slice(1), {
     cwd: ROOT,
-    env: { ...baseEnv(), ...env },
+    env: { ...baseEnv(), ...withDataDir(env) },
     stdio: [...SERVER_STDIO],
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -126,7 +141,7 @@ export function procState(pid: number): string | null {
 export async function startExpectingRefusal(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { ...baseEnv(), ...env },
+    env: { ...baseEnv(), ...withDataDir(env) },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';
