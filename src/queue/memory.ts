@@ -22,6 +22,7 @@ import { newMemoryJob, type MemoryJob } from './memory-job.js';
 import { JobStore } from './store.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 import { StartGate } from './start-gate.js';
+import { writeStdinInTurn } from './stdin.js';
 import { redactSpec, toJobView } from './view.js';
 import { Waiters } from './waiters.js';
 
@@ -167,12 +168,12 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   async writeStdin(id: string, data: Buffer | null): Promise<boolean> {
-    const handle = this.store.get(id)?.handle;
+    const job = this.store.get(id);
+    if (!job) return false;
+    // A job running but not started yet: the write waits for its process, as a signal does.
+    const handle = job.handle ?? (await this.starting.get(id)?.process()) ?? null;
     if (!handle) return false;
-    if (data === null) handle.endStdin();
-    else if (!handle.writeStdin(data)) return false;
-    else await handle.stdinDrained(); // a writer waits while the child does not read: the pipe's buffer stays bounded
-    return true;
+    return writeStdinInTurn(handle, data); // a writer waits while the child does not read: the pipe's buffer stays bounded
   }
 
   async queues(): Promise<QueueInfo[]> {

@@ -19,6 +19,7 @@ import { isTerminal, type JobError, type JobRecord, type JobResult, type JobStat
 import type { QueueDeps } from '../memory.js';
 import { finalState, SHUTDOWN_ERROR, startError, toJobResult, withTruncatedReason } from '../outcome.js';
 import { StartGate } from '../start-gate.js';
+import { writeStdinInTurn } from '../stdin.js';
 import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { Waiters } from '../waiters.js';
@@ -43,6 +44,14 @@ const BULL_STALLED_MS = 2000;
  * there until it exists (a start takes milliseconds; this only bounds a worker that stopped answering).
  */
 const SIGNAL_REPLY_MS = 10_000;
+/**
+ * A streamed stdin write has no deadline while the job runs (a child that reads late only slows the writer):
+ * unanswered, it is sent again this often, with the same request id. The worker applies it once and answers
+ * each copy, so a lost message or answer is made good; a worker that no longer listens ends the wait.
+ */
+const STDIN_RESEND_MS = 2000;
+/** How long a worker remembers a stdin write's outcome, for a copy sent again because the answer was lost. */
+const STDIN_REMEMBER_MS = 10_000;
 
 const SCRIPTS = {
   execdSubmit: lua.SUBMIT,
@@ -140,6 +149,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly mirrors = new Map<string, OutputMirror>();
   private readonly waiters = new Waiters();
   private readonly replies = new Map<string, (ok: boolean) => void>();
+  /** Streamed stdin writes on this worker by request id, applied or being applied: a copy sent again is not written twice. */
+  private readonly stdinWrites = new Map<string, Promise<boolean>>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly mirrorDir: string;
   private lastBeat = Date.now();
@@ -389,7 +400,7 @@ export class RedisJobQueue implements JobQueue {
     const [state, node, attempt] = await this.call(() => this.cmd.hmget(this.jobKey(id), 'state', 'node', 'attempt'));
     if (state !== 'running') return false;
     // The worker answers once the pipe has room again: a writer that awaits each call stays bounded across nodes.
-    return this.rpc(node!, { op: 'stdin', id, attempt: attempt!, data: data === null ? null : data.toString('base64') }, 30_000);
+    return this.rpc(node!, { op: 'stdin', id, attempt: attempt!, data: data === null ? null : data.toString('base64') }, 'until-answered');
   }
 
   async queues(): Promise<QueueInfo[]> {
@@ -577,6 +588,10 @@ export class RedisJobQueue implements JobQueue {
 
   /** A message for this worker: cancel, signal or stdin of a job it runs, fenced by the attempt. */
   private async onControl(msg: Control): Promise<boolean> {
+    if (msg.op === 'stdin') {
+      const known = this.stdinWrites.get(msg.rid);
+      if (known) return known; // a copy sent again (its answer was lost, or is still to come): the same outcome
+    }
     const run = this.local.get(msg.id);
     if (!run || (run.attempt !== null && run.attempt !== msg.attempt)) return false;
     switch (msg.op) {
@@ -589,17 +604,18 @@ export class RedisJobQueue implements JobQueue {
         return handle?.signal(msg.signal) ?? false;
       }
       case 'stdin': {
-        const handle = run.handle;
-        if (!handle) return false;
-        if (msg.data === null) {
-          handle.endStdin();
-          return true;
-        }
-        if (!handle.writeStdin(Buffer.from(msg.data, 'base64'))) return false;
-        await handle.stdinDrained();
-        return true;
+        const write = this.writeStdinHere(run, msg.data === null ? null : Buffer.from(msg.data, 'base64'));
+        this.stdinWrites.set(msg.rid, write);
+        void write.finally(() => setTimeout(() => this.stdinWrites.delete(msg.rid), STDIN_REMEMBER_MS).unref());
+        return write;
       }
     }
+  }
+
+  /** A stdin write to a job this worker runs: once its process exists, in turn with the job's other writes. */
+  private async writeStdinHere(run: LocalRun, data: Buffer | null): Promise<boolean> {
+    const handle = run.handle ?? (await run.started.process());
+    return handle !== null && writeStdinInTurn(handle, data);
   }
 
   // ---- every node -----------------------------------------------------------------------------
@@ -668,26 +684,32 @@ export class RedisJobQueue implements JobQueue {
     return listeners > 0;
   }
 
-  /** A control message with an answer: false when the job's worker says no, does not listen, or does not answer in time. */
-  private async rpc(node: string, msg: Request, timeoutMs: number): Promise<boolean> {
+  /**
+   * A control message with an answer: false when the job's worker says no, does not listen, or does not answer
+   * within `timeoutMs`. 'until-answered': no deadline, the message is sent again every STDIN_RESEND_MS until
+   * the worker answers (it applies it once) or no longer listens.
+   */
+  private async rpc(node: string, msg: Request, timeoutMs: number | 'until-answered'): Promise<boolean> {
     const rid = `${this.nodeId}:${++this.rpcSeq}`;
     const full = { ...msg, rid, from: this.nodeId } as Control;
     if (node === this.nodeId && this.runsJobs) return this.onControl(full);
-    const answered = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.replies.delete(rid);
-        resolve(false);
-      }, timeoutMs);
-      this.replies.set(rid, (ok) => {
-        clearTimeout(timer);
-        resolve(ok);
-      });
-    });
-    if (!(await this.control(node, full))) {
-      this.replies.get(rid)?.(false);
-      return false;
+    let answer!: (ok: boolean) => void;
+    const answered = new Promise<boolean>((resolve) => (answer = resolve));
+    this.replies.set(rid, answer);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      if (!(await this.control(node, full))) return false;
+      if (timeoutMs === 'until-answered') {
+        const again = () => this.control(node, full).then((listened) => listened || answer(false), () => {}); // Redis away: the next round tries again
+        timer = setInterval(() => void again(), STDIN_RESEND_MS);
+      } else {
+        timer = setTimeout(() => answer(false), timeoutMs);
+      }
+      return await answered;
+    } finally {
+      clearInterval(timer);
+      this.replies.delete(rid);
     }
-    return answered;
   }
 
   private async shutdown(): Promise<void> {
