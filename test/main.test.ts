@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/proc.js';
-import { liveMembers, procState } from './helpers/server.js';
+import { liveMembers, procState, startServer as startTestServer, stopServer, tempInstanceDir, type ServerProcess } from './helpers/server.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 /** Alive: not gone, and not a zombie (dead, only not yet reaped by whoever inherited it). */
@@ -83,6 +83,29 @@ describe('main: started by a test', () => {
       if (pids) for (const pid of [pids.server, pids.redis]) if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL');
       if (pids && liveMembers(pids.job).length > 0) process.kill(-pids.job, 'SIGKILL');
       rmSync(instanceDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('main: without the native spawner', () => {
+  it('says so at start at warn level (what it costs, how to get it) and spawns with child_process', async () => {
+    // A copy of src/ with no native/build beside it: as after an npm ci without python3, make and g++.
+    const copy = mkdtempSync(join(tmpdir(), 'execd-no-native-'));
+    cpSync(join(ROOT, 'src'), join(copy, 'src'), { recursive: true });
+    cpSync(join(ROOT, 'package.json'), join(copy, 'package.json'));
+    symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
+    let server: ServerProcess | undefined;
+    try {
+      server = await startTestServer({ EXECD_SPAWNER: 'auto', EXECD_INSTANCE_DIR: tempInstanceDir() }, [process.execPath, '--import', 'tsx', join(copy, 'src/main.ts')]);
+      const warning = await server.waitForLog((l) => l.level === 40 && /native spawner/.test(l.msg));
+      expect(warning.msg).toMatch(/child_process.*python3, make and g\+\+/);
+      expect(warning.spawner).toMatch(/^child_process \(native spawner unavailable: /);
+      const info = (await (await server.api('/v1/info')).json()) as { spawner: string };
+      expect(info.spawner).toBe(warning.spawner);
+    } finally {
+      stopServer(server);
+      await server?.exited;
+      rmSync(copy, { recursive: true, force: true });
     }
   });
 });
