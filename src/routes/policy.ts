@@ -14,8 +14,8 @@ const policyRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['run'],
         summary: 'Would this CommandSpec run, under which policy rule, and why',
         description:
-          'Runs nothing: answers what POST /v1/run would decide for this token, with the identity, cwd, timeout, output cap and ' +
-          'limits it would run with. A refusal is still 200 here (`allowed: false`); /v1/run and /v1/jobs answer it as 403 COMMAND_NOT_ALLOWED ' +
+          'Runs nothing: answers what POST /v1/run would decide for this token, with the identity, cwd, program file, timeout, kill grace, ' +
+          'output cap and limits it would run with. A refusal is still 200 here (`allowed: false`); /v1/run and /v1/jobs answer it as 403 COMMAND_NOT_ALLOWED ' +
           'with the same `rule` and `reasons`.',
         body: CommandSpec,
         response: { 200: PolicyDecision, ...problems(...V1_ERRORS) },
