@@ -34,7 +34,8 @@ FROM ${NODE_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --create-home --home-dir /home/execd --shell /usr/sbin/nologin execd
+ && useradd --system --uid 10001 --user-group --create-home --home-dir /home/execd --shell /usr/sbin/nologin execd \
+ && install -d -m 0700 -o execd -g execd /var/lib/execd
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
@@ -45,8 +46,12 @@ COPY --from=build /app/native/build/Release ./native/build/Release
 
 # Reachable from outside the container: execd then requires a token (EXECD_TOKEN or EXECD_TOKENS_FILE).
 # The shutdown fits `docker stop`'s default 10 s: SIGTERM to jobs at 5 s, SIGKILL at 7 s, hard exit at 9 s.
+# EXECD_DATA_DIR: execd's own 0700 directory (a volume mounted there keeps this owner and mode when the
+# volume is new); each instance's output files in /var/lib/execd/<instance id>/, the recovery records in
+# /var/lib/execd/instances, so a restarted container removes what a crashed run left there.
 ENV EXECD_HOST=0.0.0.0 \
     EXECD_PORT=8080 \
+    EXECD_DATA_DIR=/var/lib/execd \
     EXECD_SHUTDOWN_GRACE_MS=7000 \
     EXECD_SHUTDOWN_TIMEOUT_MS=9000
 EXPOSE 8080
