@@ -111,11 +111,6 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
     // npm ci builds the native spawner when python3, make and g++ are there (native/build.mjs); without it every run still works.
     app.log.warn({ spawner }, 'the native spawner is unavailable, so commands are spawned with child_process: slower, and no CPU/memory usage in results; install python3, make and g++, then run npm run native:build');
   }
-  const spawner = app.services.runContext.spawner.name;
-  if (config.spawner === 'auto' && spawner !== 'native') {
-    // npm ci builds the native spawner when python3, make and g++ are there (native/build.mjs); without it every run still works.
-    app.log.warn({ spawner }, 'the native spawner is unavailable, so commands are spawned with child_process: slower, and no CPU/memory usage in results; install python3, make and g++, then run npm run native:build');
-  }
   logRecovery(app, recovery);
   app.security.logStartup();
   // SIGHUP re-reads EXECD_TOKENS_FILE and EXECD_POLICY_FILE; a file that fails keeps the previous one.
