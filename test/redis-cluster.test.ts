@@ -189,7 +189,7 @@ describe('three processes: api A, api B, worker C', () => {
       expect(code).toBe(1000);
       expect(StateFrame.parse(frames[0])).toMatchObject({ state: 'running', pid: expect.any(Number) });
       expect(types(frames).slice(-2)).toEqual(['state', 'exit']);
-      expect(ExitFrame.parse(frames.at(-1))).toEqual({ type: 'exit', state: 'failed', exitCode: 3, signal: null, returncode: 3, timedOut: false });
+      expect(ExitFrame.parse(frames.at(-1))).toEqual({ type: 'exit', state: 'failed', exitCode: 3, signal: null, returncode: 3, timedOut: false, truncated: { stdout: false, stderr: false }, truncatedReason: { stdout: null, stderr: null } });
       const stdout = reassemble(frames, 'stdout');
       expect(stdout.gaps).toEqual([]);
       expect(stdout.bytes.equals(whole)).toBe(true);
