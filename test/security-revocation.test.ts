@@ -124,6 +124,39 @@ describe('revocation reaches open WebSockets', () => {
   }, 30_000);
 });
 
+describe('revocation reaches open follows (GET /output?follow=true)', () => {
+  it('a removed token\'s follow is cut; another token\'s follow goes on to the end', async () => {
+    const file = tokensFile([writer(), admin()]);
+    t = await startApp({ EXECD_TOKENS_FILE: file });
+    const id = await catJob(t);
+    const stream = await connect(t, `/v1/jobs/${id}/stream`, { token: ADMIN });
+    stream.send({ type: 'stdin', data: 'first\n' }); // a follow's headers go with its first bytes
+    const follow = async (token: string) => {
+      const res = await fetch(`${t!.url}/v1/jobs/${id}/output?follow=true`, { headers: bearer(token) });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      const chunks: Buffer[] = [];
+      const ended = (async () => {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return 'ended';
+          chunks.push(Buffer.from(value));
+        }
+      })().catch(() => 'cut');
+      return { ended, chunks };
+    };
+    const own = await follow(WRITER);
+    const other = await follow(ADMIN);
+
+    reload(t, file, [admin()]);
+    expect(await own.ended).toBe('cut');
+    stream.send({ type: 'stdin', data: 'still here\n', eof: true });
+    expect(await other.ended).toBe('ended');
+    expect(Buffer.concat(other.chunks).toString()).toBe('first\nstill here\n');
+    await stream.closed;
+  }, 30_000);
+});
+
 describe('revocation by SIGHUP (main.ts)', () => {
   let server: ServerProcess | undefined;
   afterEach(() => {
@@ -148,7 +181,7 @@ describe('revocation by SIGHUP (main.ts)', () => {
     expect(reason).toMatch(/revoked/);
     const job = (await (await s.api(`/v1/jobs/${id}`)).json()) as { state: string };
     expect(job.state).toBe('running');
-    expect(s.logs.some((l) => l.event === 'ws.revoked' && l.tokenId === 'writer' && l.jobId === id)).toBe(true);
+    expect(s.logs.some((l) => l.event === 'token.revoked' && l.via === 'websocket' && l.tokenId === 'writer' && l.jobId === id)).toBe(true);
     await s.api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
   }, 30_000);
 });

@@ -18,7 +18,7 @@ import {
   SignalRequest,
   SubmitHeaders,
 } from '../schemas/jobs.js';
-import { canSee, ownerFilter } from '../services/auth.js';
+import { canSee, hasScope, ownerFilter, type Principal } from '../services/auth.js';
 import { admitCommand } from '../services/policy-gate.js';
 import { isSignalName } from '../services/runner/index.js';
 import { toRunSpec } from '../services/spec.js';
@@ -59,7 +59,8 @@ const OUTPUT_DESCRIPTION =
   'With `follow=true&status=inline` the body ends with one more line, for clients that cannot read trailers (fetch, Python requests, urllib3): ' +
   '`{"execd":"status","state":"succeeded","exitCode":0,"signal":null,"returncode":0,"timedOut":false,"outputEnd":N}` and a newline, preceded by a ' +
   "newline when the output did not end with one. The output is exactly the body's first `outputEnd` − `offset` bytes; the status is its last line " +
-  '(exit fields null when no process ran, e.g. canceled before it started). `status=inline` needs `follow=true` (else 400).';
+  '(exit fields null when no process ran, e.g. canceled before it started). `status=inline` needs `follow=true` (else 400). ' +
+  'A follow whose token a reload of EXECD_TOKENS_FILE (SIGHUP) removes, or leaves unable to see the job, is cut.';
 
 const jobRoutes: FastifyPluginAsyncZod = async (app) => {
   const { jobs, config } = app.services;
@@ -73,6 +74,25 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     holding.add(done);
     void done.then(() => holding.delete(done));
   };
+  // A tokens reload (SIGHUP) reaches open follows as it reaches WebSockets: one whose token was removed, or can
+  // no longer see the job (jobs:read, or admin for another token's job, taken away), is cut.
+  const follows = new Map<FastifyReply, string>();
+  const mayStillFollow = async (principal: Principal, id: string): Promise<boolean> => {
+    const now = app.security.tokens.current(principal);
+    if (now === null || !hasScope(now, 'jobs:read')) return false;
+    if (now.scopes.has('admin')) return true;
+    const owner = await jobs.ownerOf(id).catch(() => undefined);
+    return owner === undefined || canSee(now, owner); // a job gone (or the backend away): the follow ends by itself
+  };
+  app.security.onTokensReloaded(() => {
+    for (const [reply, id] of follows) {
+      void mayStillFollow(reply.request.principal!, id).then((allowed) => {
+        if (allowed || reply.raw.destroyed) return;
+        app.security.audit.info({ event: 'token.revoked', via: 'follow', tokenId: reply.request.principal!.id, jobId: id }, 'token.revoked');
+        reply.raw.destroy();
+      });
+    }
+  });
   app.addHook('preClose', async () => {
     await jobs.close();
     await Promise.race([Promise.all(holding), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
@@ -291,6 +311,8 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       }
       reply.header('cache-control', 'no-store');
       hold(reply);
+      follows.set(reply, id);
+      reply.raw.once('close', () => follows.delete(reply));
       // The job as it was when its output ended (a shutdown may drop the record right after).
       let final: Promise<Awaited<ReturnType<typeof jobs.get>>> | undefined;
       const status = () => (final ??= jobs.get(id));

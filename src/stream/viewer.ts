@@ -96,7 +96,7 @@ export abstract class Viewer {
   protected revoke(code: string, detail: string, reason: string): void {
     const tokenId = this.principalNow?.id ?? null;
     this.principalNow = null;
-    this.ctx.audit.info({ event: 'ws.revoked', tokenId, ...this.watching, reason }, 'ws.revoked');
+    this.ctx.audit.info({ event: 'token.revoked', via: 'websocket', tokenId, ...this.watching, reason }, 'token.revoked');
     this.sendError(code, detail);
     this.close(1008, reason);
     // A viewer that stopped reading its socket (stdin back-pressure) would not see the client's close frame.
