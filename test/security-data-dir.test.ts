@@ -2,6 +2,7 @@ import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdte
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { Response as SuperagentResponse } from 'superagent';
 import type { Job } from '../src/schemas/jobs.js';
 import { AUTH, ON_REDIS } from './helpers/app.js';
 import { lookupUser } from '../src/services/identity.js';
@@ -204,6 +205,48 @@ describe.skipIf(ON_REDIS)('output files are made and read by the server alone', 
         expect(String(res.body)).not.toContain('SECRET');
         expect(res.status).toBe(500);
       }
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+/** The Redis backend's copies of other nodes' output (an API node's mirror files) are made and read the same way. */
+describe.runIf(ON_REDIS)('mirror files of the Redis backend', () => {
+  it('a mirror file swapped for a symlink or another file is not served; a name planted before is not written through', async () => {
+    const t = await startJobsApp({ EXECD_OUTPUT_MEMORY_BYTES: '1024' });
+    try {
+      const mirrorDir = join(t.app.services.files.filesDir, 'mirror');
+      expect(modeOf(t.app.services.files.filesDir)).toBe(0o700);
+      const secret = fresh('secret');
+      writeFileSync(secret, 'SECRET '.repeat(2000), { mode: 0o600 });
+      const rawBody = (r: SuperagentResponse, cb: (err: Error | null, body: string) => void) => {
+        let data = '';
+        r.on('data', (c: Buffer) => (data += c.toString()));
+        r.on('end', () => cb(null, data));
+      };
+
+      // Read through the API node: its mirror spills to <files>/mirror/<id>.stdout.
+      const job = await settle(t, (await submit(t, { argv: ['sh', '-c', 'yes x | head -c 10000'] })).id);
+      const first = await t.http.get(`/v1/jobs/${job.id}/output`).set(AUTH).buffer(true).parse(rawBody);
+      expect([first.status, String(first.body).length]).toEqual([200, 10000]);
+      const file = join(mirrorDir, `${job.id}.stdout`);
+      expect(statSync(file).size).toBe(10000);
+      for (const swap of [() => symlinkSync(secret, file), () => linkSync(secret, file)]) {
+        unlinkSync(file);
+        swap();
+        const res = await t.http.get(`/v1/jobs/${job.id}/output`).set(AUTH).buffer(true).parse(rawBody);
+        expect(String(res.body)).not.toContain('SECRET');
+      }
+
+      // A name planted before the mirror is made: the mirror's spill fails rather than write through it.
+      const target = fresh('planted-target');
+      writeFileSync(target, 'unchanged\n');
+      const next = await submit(t, { argv: ['sh', '-c', 'sleep 0.5; yes y | head -c 10000'] });
+      symlinkSync(target, join(mirrorDir, `${next.id}.stdout`));
+      await settle(t, next.id);
+      await t.http.get(`/v1/jobs/${next.id}/output`).set(AUTH).buffer(true).parse(rawBody);
+      expect(readFileSync(target, 'utf8')).toBe('unchanged\n');
     } finally {
       await t.close();
     }
