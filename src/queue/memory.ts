@@ -19,10 +19,10 @@ import { writeFailureReason } from './output-log.js';
 import { finalState, SHUTDOWN_ERROR, startError, toJobResult } from './outcome.js';
 import { WorkerPool } from './pool.js';
 import { newMemoryJob, type MemoryJob } from './memory-job.js';
-import { JobStore } from './store.js';
-import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 import { StartGate } from './start-gate.js';
 import { writeStdinInTurn } from './stdin.js';
+import { JobStore } from './store.js';
+import type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 import { redactSpec, toJobView } from './view.js';
 import { Waiters } from './waiters.js';
 
@@ -56,7 +56,7 @@ export class MemoryJobQueue implements JobQueue {
   private readonly store: JobStore<MemoryJob>;
   private readonly waiters = new Waiters();
   private readonly running = new Set<MemoryJob>();
-  /** Jobs that are running but whose process does not exist yet: a signal to one waits for it here. */
+  /** Jobs that are running but whose process does not exist yet: a signal or stdin write to one waits for it here. */
   private readonly starting = new Map<string, StartGate>();
   private readonly outputDir: string;
   private seq = 0;
