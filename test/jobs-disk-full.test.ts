@@ -68,6 +68,7 @@ describe.skipIf(skipReason !== null)('a full disk under EXECD_DATA_DIR', () => {
         truncatedReason: { stdout: 'disk_full', stderr: null },
       },
     });
+    process.stderr.write(`disk-full: kept ${job.outputBytes.stdout} of 3145728 bytes of stdout on a 1 MiB tmpfs; exit ${job.result?.exitCode}\n`);
     // What the filesystem held is kept and readable; the rest is dropped.
     expect(job.outputBytes.stdout).toBeGreaterThan(65536);
     expect(job.outputBytes.stdout).toBeLessThan(1024 * 1024);
