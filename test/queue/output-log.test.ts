@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,7 +73,7 @@ describe('OutputLog', () => {
   it('keeps up to the cap, then counts and drops the rest (truncated)', async () => {
     const { log } = newLog(8, 20);
     for (let i = 0; i < 10; i++) log.append(b('0123456'));
-    expect([log.end, log.dropped, log.truncated]).toEqual([20, 50, true]);
+    expect([log.end, log.dropped, log.truncated, log.truncatedReason]).toEqual([20, 50, true, 'max_output']);
     expect((await log.read(0, 100)).toString()).toBe('01234560123456012345');
   });
 
@@ -100,7 +100,7 @@ describe('OutputLog', () => {
     log.append(b('defgh'));
     log.append(b('ij'));
     expect(errors.length).toBe(1);
-    expect([log.end, log.truncated]).toEqual([3, true]);
+    expect([log.end, log.truncated, log.truncatedReason]).toEqual([3, true, 'write_failed']); // ENOTDIR: not a full disk
     expect((await log.read(0, 10)).toString()).toBe('abc');
   });
 
@@ -175,5 +175,26 @@ describe('OutputLog', () => {
     log.dispose();
     await waitFor(() => s.events.length > 0);
     expect(s.events.at(-1)?.type).toBe('error');
+  });
+});
+
+describe('OutputLog files', () => {
+  it('are created O_EXCL|O_NOFOLLOW, mode 0600: a name already there fails the spill, and is left alone', async () => {
+    const file = join(dir, `planted-${n++}`);
+    const target = join(dir, `target-${n++}`);
+    writeFileSync(target, 'unchanged');
+    symlinkSync(target, file);
+    const errors: Error[] = [];
+    const log = new OutputLog({ file, memoryBytes: 4, maxBytes: 100, onError: (e) => errors.push(e) });
+    log.append(b('abcdefgh'));
+    expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['EEXIST']);
+    expect([log.end, log.truncatedReason]).toEqual([0, 'write_failed']);
+    log.dispose();
+    expect(readFileSync(target, 'utf8')).toBe('unchanged');
+    expect(lstatSync(file).isSymbolicLink()).toBe(true);
+
+    const own = newLog(4);
+    own.log.append(b('abcdefgh'));
+    expect(statSync(own.file).mode & 0o777).toBe(0o600);
   });
 });
