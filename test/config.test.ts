@@ -36,6 +36,14 @@ describe('config', () => {
     expect(parseConfig({ EXECD_JOB_TIMEOUT_MS: '0' }).jobTimeoutMs).toBeUndefined();
   });
 
+  it('data and instance directories: unset, a fresh one per start (made at start) and records per user; set, records per data directory', () => {
+    const unset = parseConfig({});
+    expect(unset.dataDir).toBeUndefined(); // services/data-dir.ts makes <tmpdir>/execd-XXXXXX at start
+    expect(unset.instanceDir).toMatch(new RegExp(`/execd-instances-${process.getuid!()}$`));
+    expect(parseConfig({ EXECD_DATA_DIR: '/var/lib/execd' })).toMatchObject({ dataDir: '/var/lib/execd', instanceDir: '/var/lib/execd/instances' });
+    expect(parseConfig({ EXECD_DATA_DIR: '/var/lib/execd', EXECD_INSTANCE_DIR: '/run/execd' }).instanceDir).toBe('/run/execd');
+  });
+
   it('parses queues, tokens and numbers', () => {
     const c = parseConfig({ EXECD_QUEUES: 'default:4, cpu:2,io:32', EXECD_TOKEN: 'aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb', EXECD_PORT: '0' });
     expect(c.queues).toEqual([{ name: 'default', concurrency: 4 }, { name: 'cpu', concurrency: 2 }, { name: 'io', concurrency: 32 }]);
