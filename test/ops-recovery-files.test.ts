@@ -1,7 +1,10 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../src/schemas/jobs.js';
+import { recoverPreviousInstances, type InstanceRecord } from '../src/services/recovery.js';
 import { startServer, stopServer, tempDataDir, tempInstanceDir, type ServerProcess } from './helpers/server.js';
 
 /**
@@ -91,6 +94,33 @@ describe('start-up recovery removes the files of dead instances', () => {
     b.server.child.kill('SIGTERM');
     await b.server.exited;
     expect(existsSync(dirname(b.filesDir))).toBe(false);
+    expect(readdirSync(instanceDir)).toEqual([]);
+  });
+
+  it('removes only a directory of the record’s shape: named after the dead instance, a real directory of this user', async () => {
+    const instanceDir = tempInstanceDir();
+    const dataDir = tempDataDir();
+    const deadPid = spawnSync('true').pid!;
+    const dead = (filesDir: string): InstanceRecord => ({ instanceId: randomUUID(), pid: deadPid, pidStartTime: '1', startedAt: new Date(0).toISOString(), filesDir });
+    const keep = join(dataDir, 'precious');
+    mkdirSync(keep);
+    writeFileSync(join(keep, 'data'), 'x');
+    const wrongName = dead(keep); // a directory that is not named after its instance
+    const viaLink = dead('');
+    viaLink.filesDir = join(dataDir, viaLink.instanceId);
+    symlinkSync(keep, viaLink.filesDir); // a symlink in its place
+    const relative = dead('');
+    relative.filesDir = relative.instanceId;
+    const real = dead('');
+    real.filesDir = join(dataDir, real.instanceId);
+    mkdirSync(join(real.filesDir, 'jobs'), { recursive: true });
+    for (const r of [wrongName, viaLink, relative, real]) writeFileSync(join(instanceDir, `${r.instanceId}.json`), JSON.stringify(r));
+
+    const report = await recoverPreviousInstances(instanceDir, 100);
+    expect(report.deadInstances).toHaveLength(4);
+    expect(report.filesRemoved).toEqual([real.filesDir]);
+    expect(existsSync(real.filesDir)).toBe(false);
+    expect(existsSync(join(keep, 'data'))).toBe(true);
     expect(readdirSync(instanceDir)).toEqual([]);
   });
 });
