@@ -17,7 +17,7 @@
  * JS API (src/services/runner/native-helper.ts):
  *   openChannel(onMessage) -> [helperFd, channel]
  *     helperFd: the helper's end, to hand it as fd 3 and then close here
- *     onMessage(type, id, pid, err, fd0, fd1, fd2); type 0: the channel closed (err: why, 0 at EOF)
+ *     onMessage(type, id, pid, err, fd0, fd1, fd2, step); type 0: the channel closed (err: why, 0 at EOF)
  *   setRef(channel, bool)   keep the event loop alive for it, or not
  *   closeChannel(channel)   stop listening and close the socket (idempotent)
  *   watch(pid, onExit, ref?) reap pid when it exits (ref false: it does not keep the event loop alive): onExit(code | -1, signal | 0, userUs, systemUs, maxRssKiB)
@@ -129,13 +129,14 @@ static void call_js(channel *c, const struct reply *r, const int fds[3]) {
   napi_env env = c->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[7];
+  napi_value argv[8];
   napi_create_uint32(env, r->type, &argv[0]);
   napi_create_uint32(env, r->id, &argv[1]);
   napi_create_int32(env, r->pid, &argv[2]);
   napi_create_int32(env, r->err, &argv[3]);
   for (int i = 0; i < 3; i++) napi_create_int32(env, fds[i], &argv[4 + i]);
-  call_from_loop(env, c->callback, c->async, 7, argv);
+  napi_create_uint32(env, r->step, &argv[7]);
+  call_from_loop(env, c->callback, c->async, 8, argv);
   napi_close_handle_scope(env, scope);
 }
 

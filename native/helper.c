@@ -137,7 +137,7 @@ static pid_t server_pid;
 #define GO_TIMEOUT_S 30
 
 /* The child's reply, on its own copy of the reply socket: no allocation, no exit() (we share memory). */
-static int child_reply(const struct child_args *a, uint32_t type, int err) {
+static int child_reply(const struct child_args *a, uint32_t type, int err, uint32_t step) {
   struct reply r;
   union {
     char buf[CMSG_SPACE(3 * sizeof(int))];
@@ -150,6 +150,7 @@ static int child_reply(const struct child_args *a, uint32_t type, int err) {
   r.id = a->q->id;
   r.pid = (int32_t)syscall(SYS_getpid);
   r.err = err;
+  r.step = step;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -202,6 +203,7 @@ static int child_main(void *arg) {
   struct sigaction dfl;
   sigset_t none;
   int e;
+  uint32_t step = 0;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
   /* Our dispositions are copied, not shared (no CLONE_SIGHAND): put ours back to default. */
@@ -220,7 +222,10 @@ static int child_main(void *arg) {
     if ((q->flags & REQ_SET_GID) && syscall(SYS_setgid, (gid_t)q->gid) != 0) goto not_started;
     if ((q->flags & REQ_SET_UID) && syscall(SYS_setuid, (uid_t)q->uid) != 0) goto not_started;
   }
-  if (chdir(q->cwd) != 0) goto not_started;
+  if (chdir(q->cwd) != 0) {
+    step = STEP_CHDIR;
+    goto not_started;
+  }
   if (a->in_fd >= 0) {
     if (dup2(a->in_fd, 0) < 0) goto not_started;
   } else {
@@ -229,7 +234,7 @@ static int child_main(void *arg) {
   }
   if (dup2(a->out_fd, 1) < 0 || dup2(a->err_fd, 2) < 0) goto not_started;
   /* Tell the server we exist, then wait for it to watch us before anything runs. */
-  if ((e = child_reply(a, REPLY_SPAWNED, 0)) != 0) {
+  if ((e = child_reply(a, REPLY_SPAWNED, 0, 0)) != 0) {
     a->err = e;
     _exit(127);
   }
@@ -249,7 +254,7 @@ static int child_main(void *arg) {
 not_started:
   e = errno ? errno : EIO;
   a->err = e;
-  if (child_reply(a, REPLY_FAILED, e) == 0) a->reported = REPLY_FAILED;
+  if (child_reply(a, REPLY_FAILED, e, step) == 0) a->reported = REPLY_FAILED;
   _exit(127);
 }
 

@@ -38,7 +38,9 @@ struct reply {
   int32_t pid;
   int32_t err;
   uint32_t nfds;
-  uint32_t reserved;
+  uint32_t step; /* FAILED from the child: the step that failed (STEP_*), 0 when not told */
 };
+
+#define STEP_CHDIR 1u /* entering the cwd (as the run-as user: identity comes first) */
 
 #endif

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { buildApp, LOG_REDACT } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './services/recovery.js';
+import { setDumpable } from './services/runner/native-helper.js';
 
 /** Settings (and files they name) that fail: one line on stderr, exit 2. */
 function refuse(err: unknown): never {
@@ -25,9 +26,15 @@ function watchParent(): Promise<void> | null {
   return new Promise((resolve) => process.once('disconnect', () => resolve()));
 }
 
+/** 0 once the server is not dumpable; an errno, or null without the native addon (main). */
+let notDumpable: number | null = null;
+
 /** The only place that reads process.env, listens, and shuts down. */
 async function main(): Promise<void> {
   const parentExited = watchParent();
+  // Not dumpable, first thing: a child running as our own user (no run-as) can then neither read our
+  // /proc/<pid>/environ (EXECD_TOKEN) or memory nor ptrace us (docs/security.md). Needs the native addon.
+  notDumpable = setDumpable(false);
   let config: Config;
   try {
     config = loadConfig(process.env);
@@ -110,6 +117,9 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
   if (config.spawner === 'auto' && spawner !== 'native') {
     // npm ci builds the native spawner when python3, make and g++ are there (native/build.mjs); without it every run still works.
     app.log.warn({ spawner }, 'the native spawner is unavailable, so commands are spawned with child_process: slower, and no CPU/memory usage in results; install python3, make and g++, then run npm run native:build');
+  }
+  if (notDumpable !== 0) {
+    app.log.warn({ errno: notDumpable }, 'the server stays dumpable (the native addon is not there to call prctl): a command run as the server\'s own user can read its /proc/<pid>/environ, tokens included; set EXECD_RUN_AS (docs/security.md)');
   }
   logRecovery(app, recovery);
   app.security.logStartup();

@@ -45,6 +45,8 @@ export function toSpawnError(err: unknown, what: string): SpawnError | ResourceE
     return new SpawnError('EINVAL', `${what}: invalid argument`);
   }
   const errno = e && typeof e.code === 'string' && KNOWN_ERRNO.test(e.code) ? e.code : 'EIO';
+  // The child could not enter its cwd (as the run-as user, who may lack the rights root had when it was checked).
+  if (e && e.syscall === 'chdir') return new SpawnError(errno, `${what}: cannot enter its cwd: ${errno === 'EACCES' ? 'permission denied' : describeErrno(errno)}`);
   if (EXHAUSTION.has(errno)) return new ResourceExhaustedError(errno, `${what} could not be started now: the server is out of resources (${describeErrno(errno)}); retry later`);
   return new SpawnError(errno, `${what}: ${describeErrno(errno)}`);
 }

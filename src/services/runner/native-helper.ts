@@ -19,7 +19,7 @@ export const HELPER_PATH = `${BUILD_DIR}execd-spawn-helper`;
 const ADDON_PATH = `${BUILD_DIR}execd_spawn.node`;
 
 interface Addon {
-  openChannel(onMessage: (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number) => void): [number, object];
+  openChannel(onMessage: (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number, step: number) => void): [number, object];
   setRef(channel: object, ref: boolean): void;
   closeChannel(channel: object): void;
   watch(pid: number, onExit: (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void, ref?: boolean): void;
@@ -40,6 +40,7 @@ const REPLY_SPAWNED = 1;
 const REPLY_FAILED = 2;
 const REPLY_EXECED = 3;
 const REPLY_EXEC_FAILED = 4;
+const STEP_CHDIR = 1;
 /** The go a child waits for before its exec (native/protocol.h GO_SIGNAL). */
 const GO_SIGNAL = osConstants.signals.SIGUSR1;
 
@@ -188,7 +189,7 @@ class HelperProcess {
     private readonly addon: Addon,
     private readonly onClosed: (h: HelperProcess) => void,
   ) {
-    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2) => this.onMessage(type, id, pid, err, [fd0, fd1, fd2]));
+    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2, step) => this.onMessage(type, id, pid, err, [fd0, fd1, fd2], step));
     this.channel = channel;
     let requestFd: number;
     try {
@@ -269,7 +270,7 @@ class HelperProcess {
     this.addon.setRef(this.channel, want);
   }
 
-  private onMessage(type: number, id: number, pid: number, err: number, received: number[]): void {
+  private onMessage(type: number, id: number, pid: number, err: number, received: number[], step: number): void {
     const fds = received.filter((fd) => fd >= 0);
     if (type === 0) {
       this.finish(); // end of input (or an error): every child this helper started has reported
@@ -284,7 +285,7 @@ class HelperProcess {
         if (pid > 0) this.reap(pid);
         if (p && !p.child) {
           this.pending.delete(id);
-          p.reject(new HelperSpawnError(errnoName(err), -err));
+          p.reject(new HelperSpawnError(errnoName(err), -err, step === STEP_CHDIR ? 'chdir' : 'spawn'));
         }
         break;
       case REPLY_EXECED:

@@ -1,6 +1,9 @@
 import { spawn as cpSpawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { statSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { describeErrno, SpawnError } from './errors.js';
 import type { StreamName } from './output.js';
 
 /**
@@ -97,24 +100,64 @@ const SHELL = '/bin/sh';
  */
 export function mergeTrampoline(options: SpawnOptions): Pick<SpawnOptions, 'file' | 'argv'> {
   const script = `${'PWD' in options.env ? '' : 'unset PWD; '}exec "$0" "$@" 2>&1`;
+  return { file: SHELL, argv: [SHELL, '-c', script, programOf(options), ...options.argv.slice(1)] };
+}
+
+/** argv[0] as the shell's exec takes it: never let exec read it as an option. */
+function programOf(options: SpawnOptions): string {
   const argv0 = options.argv[0]!;
-  const program = argv0.startsWith('-') || argv0 === '' ? options.file : argv0; // never let exec read it as an option
-  return { file: SHELL, argv: [SHELL, '-c', script, program, ...options.argv.slice(1)] };
+  return argv0.startsWith('-') || argv0 === '' ? options.file : argv0;
+}
+
+/**
+ * Run-as through child_process: libuv enters the cwd *before* it drops to the run-as user, so a
+ * directory only root can reach would be entered with root's rights. Here the child starts in `/`
+ * as the run-as user, and a fixed shell script enters the cwd (`cd -P`: the kernel's chdir, no
+ * logical `..`), with that user's rights, then execs the program (merging stderr if asked). A cwd
+ * it cannot enter is reported on fd 3 (a pipe of ours, closed at the exec) and becomes SPAWN_FAILED
+ * with an errno, never an exit status; nothing of the command ran. argv travels as positional
+ * parameters; the PWD and OLDPWD cd sets are put back as the request had them (or unset).
+ */
+export function identityFirstTrampoline(options: SpawnOptions): Pick<SpawnOptions, 'file' | 'argv' | 'cwd'> {
+  const keep: string[] = [];
+  let script = 'cd -P -- "$0" 2>/dev/null || { printf x >&3; exit 127; }; ';
+  for (const name of ['PWD', 'OLDPWD']) {
+    if (name in options.env) {
+      script += `${name}=$1; export ${name}; shift; `;
+      keep.push(options.env[name]!);
+    } else script += `unset ${name}; `;
+  }
+  script += `exec "$@"${options.mergeStderr ? ' 2>&1' : ''} 3>&-`;
+  return { file: SHELL, argv: [SHELL, '-c', script, resolvePath(options.cwd), ...keep, programOf(options), ...options.argv.slice(1)], cwd: '/' };
+}
+
+/** Why the run-as user could not enter `cwd`, as root sees it now. */
+function cwdRefused(cwd: string): SpawnError {
+  let errno = 'EACCES';
+  try {
+    const st = statSync(cwd, { throwIfNoEntry: false });
+    if (st === undefined) errno = 'ENOENT';
+    else if (!st.isDirectory()) errno = 'ENOTDIR';
+  } catch (err) {
+    errno = (err as NodeJS.ErrnoException).code ?? 'EACCES';
+  }
+  return new SpawnError(errno, `cwd ${JSON.stringify(cwd)}: the run-as user cannot enter it: ${errno === 'EACCES' ? 'permission denied' : describeErrno(errno)}`);
 }
 
 /** Spawner over Node's child_process (libuv fork + exec). Every child leads its own process group. */
 export const childProcessSpawner: Spawner = {
   name: 'child_process',
   spawn(options) {
-    const { file, argv } = options.mergeStderr ? mergeTrampoline(options) : options;
+    const runAs = options.uid !== undefined || options.gid !== undefined;
+    const { file, argv, cwd } = runAs ? identityFirstTrampoline(options) : { ...(options.mergeStderr ? mergeTrampoline(options) : options), cwd: options.cwd };
     return new Promise((resolve, reject) => {
       let child: ChildProcess;
       try {
         child = cpSpawn(file, argv.slice(1), {
           argv0: argv[0],
-          cwd: options.cwd,
+          cwd,
           env: options.env,
-          stdio: [options.stdin, 'pipe', 'pipe'],
+          stdio: runAs ? [options.stdin, 'pipe', 'pipe', 'pipe'] : [options.stdin, 'pipe', 'pipe'],
           detached: true,
           windowsHide: true,
           ...(options.uid !== undefined ? { uid: options.uid } : {}),
@@ -127,16 +170,38 @@ export const childProcessSpawner: Spawner = {
       const exited = new Promise<ExitStatus>((res) => {
         child.once('exit', (code, signal) => res({ code, signal, usage: null }));
       });
+      // Run-as resolves only once the exec is known (fd 3 below): the output is read from now on and held
+      // until readOutput (the child may have written, even exited, by then; child_process would drop it).
+      let early: ChildOutput | undefined;
+      let consumer: ((stream: StreamName, chunk: Buffer) => void) | undefined;
+      const held: Array<[StreamName, Buffer]> = [];
+      if (runAs) early = streamOutput(child.stdout!, child.stderr!, (name, chunk) => (consumer ? consumer(name, chunk) : held.push([name, chunk])));
       child.once('error', reject);
       child.once('spawn', () => {
         child.removeListener('error', reject);
         // Later errors (a failed kill, say) must not crash the server.
         child.on('error', () => {});
-        resolve({
+        const handle: ChildHandle = {
           pid: child.pid!,
           stdin: child.stdin,
-          readOutput: (onChunk) => streamOutput(child.stdout!, child.stderr!, onChunk),
+          readOutput: (onChunk) => {
+            if (!early) return streamOutput(child.stdout!, child.stderr!, onChunk);
+            for (const [name, chunk] of held.splice(0)) onChunk(name, chunk);
+            consumer = onChunk;
+            return early;
+          },
           exited,
+        };
+        if (!runAs) return resolve(handle);
+        // Started once fd 3 closes with nothing said (the exec closed it); "x" on it: the cwd was refused.
+        const report = child.stdio[3] as Readable;
+        let refused = false;
+        report.on('data', () => (refused = true));
+        report.on('error', () => {});
+        report.once('close', () => {
+          if (!refused) return resolve(handle);
+          for (const s of [child.stdin, child.stdout, child.stderr]) s?.destroy();
+          void exited.then(() => reject(cwdRefused(options.cwd))); // it exits at once (127), reaped by then
         });
       });
     });
