@@ -66,7 +66,9 @@ describe('Dockerfile', () => {
   it('is multi-stage: a build stage with dev dependencies and tsc, a slim runtime with production dependencies only', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(stages[0]).toMatch(/\sAS\s+build$/i);
-    expect(text).toMatch(/ARG NODE_IMAGE=node:20-bookworm-slim/);
+    // On the newest LTS line, the one CI tests besides the oldest supported (.ci/run's NEWEST_LTS).
+    const lts = /^NEWEST_LTS=(\d+)/m.exec(read('.ci/run'))?.[1];
+    expect(text).toMatch(new RegExp(`^ARG NODE_IMAGE=node:${lts}-bookworm-slim$`, 'm'));
     const build = instructions.slice(0, instructions.indexOf(stages[1]!));
     expect(build.some((l) => /^RUN .*npm ci(?!.*--omit=dev)/.test(l))).toBe(true);
     expect(build.some((l) => /^RUN .*npm run build/.test(l))).toBe(true);
