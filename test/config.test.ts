@@ -7,6 +7,7 @@ describe('config', () => {
     expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, queueCapacity: 10000, syncTimeoutMs: 60000, maxOutputBytes: 67108864, bodyLimit: 1048576, logLevel: 'info', queueBackend: 'memory', tokenGenerated: true });
     expect(c.tokens).toHaveLength(1);
     expect(c.tokens[0]!.length).toBeGreaterThanOrEqual(32);
+    expect(c.tokens[0], 'usable as a browser WebSocket subprotocol bearer.<token>').toMatch(/^[A-Za-z0-9_-]+$/);
     expect(c.queues).toEqual([{ name: 'default', concurrency: expect.any(Number) }]);
     expect(c.jobTimeoutMs).toBe(3_600_000);
   });

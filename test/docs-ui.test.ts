@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SERVER_TOKEN, startServer, stopServer, tempInstanceDir, type ServerProcess } from './helpers/server.js';
+import { ROOT, SERVER_TOKEN, startServer, stopServer, tempInstanceDir, type ServerProcess } from './helpers/server.js';
 
 /**
  * /docs "Try it out" in a real browser (issue 15): Debian's Chromium, headless, against execd on a random
@@ -67,5 +67,48 @@ describe.skipIf(!present)(`/docs "Try it out" in headless Chromium${present ? ''
     const { status, body } = await tryIt('run');
     expect(status, body).toBe('200');
     expect(body).toContain('"exitCode": 0');
+  });
+
+  // docs/websocket.md's browser snippet, run in execd's own page (same origin: no EXECD_WS_ORIGINS needed).
+  const snippet = /## From a browser[\s\S]*?```js\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, 'docs/websocket.md'), 'utf8'))![1]!;
+  const runSnippet = (token: string, id: string) =>
+    page.evaluate(
+      ([code, token, id]) =>
+        new Promise<{ end: Record<string, unknown>; text: string; attempts: number }>((resolve) => {
+          const Native = window.WebSocket;
+          let attempts = 0;
+          // Count the connection attempts: a refused token must not be retried.
+          (window as unknown as { WebSocket: unknown }).WebSocket = class extends Native {
+            constructor(url: string | URL, protocols?: string | string[]) {
+              attempts++;
+              super(url, protocols);
+            }
+          };
+          let text = '';
+          const tail = new Function(`${code}; return tail;`)();
+          tail(location.origin, token, id, (_stream: string, data: string) => (text += data), (end: Record<string, unknown>) => {
+            window.WebSocket = Native;
+            resolve({ end, text, attempts });
+          });
+        }),
+      [snippet, token, id] as const,
+    );
+
+  it("the browser snippet of docs/websocket.md tails a job from execd's own page", async () => {
+    const job = (await (await server!.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ command: 'echo one; sleep 0.2; echo two' }) })).json()) as { id: string };
+    const { end, text, attempts } = await runSnippet(SERVER_TOKEN, job.id);
+    expect(end).toMatchObject({ type: 'exit', state: 'succeeded', returncode: 0 });
+    expect(text).toBe('one\ntwo\n');
+    expect(attempts).toBe(1);
+  });
+
+  it('the snippet stops at once on a refused token (401) and an unknown job (404), without retrying', async () => {
+    const job = (await (await server!.api('/v1/jobs', { method: 'POST', body: JSON.stringify({ argv: ['true'] }) })).json()) as { id: string };
+    const refused = await runSnippet('not-the-token-0123456789', job.id);
+    expect(refused.end).toEqual({ type: 'refused', status: 401 });
+    expect(refused.attempts).toBe(1);
+    const unknown = await runSnippet(SERVER_TOKEN, '00000000-0000-4000-8000-000000000000');
+    expect(unknown.end).toEqual({ type: 'refused', status: 404 });
+    expect(unknown.attempts).toBe(1);
   });
 });
