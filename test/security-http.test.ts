@@ -92,7 +92,7 @@ describe('authentication: every route enumerated from the app refuses a request 
 
   it('the operations marked open are exactly the health, readiness and docs routes', () => {
     const open = operationsOf(app).filter((o) => o.open).map((o) => o.path);
-    expect(open.sort()).toEqual(['/healthz', '/readyz']);
+    expect(open.sort()).toEqual(['/', '/healthz', '/readyz']); // `/` only points to /docs
     for (const o of operationsOf(app)) if (o.path.startsWith('/v1/')) expect(o.statuses.has(401) && o.statuses.has(403) && o.statuses.has(429)).toBe(true);
   });
 
