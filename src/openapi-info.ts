@@ -11,7 +11,8 @@ export const OPENAPI_INFO = {
     version: VERSION,
     description:
       "Run commands on a host over HTTP and WebSocket: Python's `os` and `subprocess` for the network. " +
-      'Every error is application/problem+json with a machine-readable `code`.',
+      'Every error is application/problem+json with a machine-readable `code`; every JSON answer ends with a newline. ' +
+      '`GET /` points to this document, browsable at `/docs`.',
     license: { name: 'MIT', identifier: 'MIT' },
   },
   // Relative: resolved against wherever the document was fetched from, so /docs "Try it out" calls the server
