@@ -30,10 +30,11 @@ const SAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   INTERNAL: 'an unexpected error occurred; it has been logged',
   QUEUE_FULL: 'queue "default" already holds 10000 waiting jobs',
   SHUTTING_DOWN: 'the server is draining: it takes no new work',
+  RESOURCE_EXHAUSTED: 'the command could not be started now: the server is out of file descriptors; retry later',
 };
 
 /** Codes that only routes running a command answer. */
-const COMMAND_CODES = new Set<string>(['COMMAND_NOT_ALLOWED', 'SPAWN_FAILED', 'COMMAND_FAILED', 'TIMEOUT_EXPIRED']);
+const COMMAND_CODES = new Set<string>(['COMMAND_NOT_ALLOWED', 'SPAWN_FAILED', 'COMMAND_FAILED', 'TIMEOUT_EXPIRED', 'RESOURCE_EXHAUSTED']);
 
 /** One named example per error code this status can carry on this operation, each with its real code and status. */
 function problemExamples(status: string, runsCommands: boolean): Json {
