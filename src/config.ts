@@ -255,7 +255,7 @@ function shownValue(key: string, value: string | undefined, message: string): st
     tokenGenerated = true;
   }
   if (e.EXECD_REQUEST_TIMEOUT_MS > 0 && e.EXECD_HEADERS_TIMEOUT_MS > e.EXECD_REQUEST_TIMEOUT_MS) {
-    throw new ConfigError('invalid setting EXECD_HEADERS_TIMEOUT_MS: must not exceed EXECD_REQUEST_TIMEOUT_MS');
+    throw new ConfigError(`invalid setting EXECD_HEADERS_TIMEOUT_MS: ${e.EXECD_HEADERS_TIMEOUT_MS} must not exceed EXECD_REQUEST_TIMEOUT_MS (${e.EXECD_REQUEST_TIMEOUT_MS})`);
   }
   checkShutdownOrder(e.EXECD_KILL_GRACE_MS, e.EXECD_SHUTDOWN_GRACE_MS, e.EXECD_SHUTDOWN_TIMEOUT_MS);
   if (e.EXECD_QUEUE_BACKEND === 'redis' && !e.EXECD_REDIS_URL) {
