@@ -16,10 +16,9 @@ export function acceptEmptyBodies(app: FastifyInstance): void {
     json(request, body as string, done);
   });
   // Every other media type: nothing to parse but an empty body on a route without one.
-  app.addContentTypeParser('*', (request, payload, done) => {
+  app.addContentTypeParser('*', (request, _payload, done) => {
     const empty = request.headers['content-length'] === '0' && request.headers['transfer-encoding'] === undefined;
     if (empty && !takesBody(request)) return done(null, undefined);
-    payload.resume(); // let the rest of a refused body drain rather than stall the connection
     done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(String(request.headers['content-type'] ?? '')), undefined);
   });
 }
