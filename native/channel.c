@@ -200,6 +200,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       nfds = 0;
       r.err = EMFILE;
       r.nfds = 0;
+      msg.msg_flags &= ~MSG_CTRUNC;
     }
     bad = bad || (msg.msg_flags & MSG_CTRUNC) || (uint32_t)nfds != r.nfds;
     if (bad) {

@@ -52,5 +52,22 @@ export function releaseDescriptorReserve(): void {
   scheduleRefill();
 }
 
+/**
+ * True when `n` descriptors are free beyond the reserve (opened and closed again to see): for a
+ * synchronous step that needs them, child_process's spawn and its pipes. Node leaks the parent's
+ * ends of a child's pipes when its spawn fails with EMFILE, so that spawn must never meet EMFILE.
+ */
+export function descriptorsFree(n: number): boolean {
+  const probe: number[] = [];
+  try {
+    while (probe.length < n) probe.push(openSync('/dev/null', 'r'));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    for (const fd of probe) closeSync(fd);
+  }
+}
+
 /** Descriptors held in reserve now (tests, metrics). */
 export const reservedDescriptors = (): number => held.length;

@@ -4,6 +4,7 @@ import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { describeErrno, SpawnError } from './errors.js';
+import { descriptorsFree } from './fd-reserve.js';
 import type { StreamName } from './output.js';
 
 /**
@@ -153,6 +154,8 @@ export const childProcessSpawner: Spawner = {
     return new Promise((resolve, reject) => {
       let child: ChildProcess;
       try {
+        // Its pipes (up to 5 pairs) must find descriptors: a spawn that met EMFILE would leak them (Node).
+        if (!descriptorsFree(10)) throw Object.assign(new Error('spawn EMFILE'), { code: 'EMFILE' });
         child = cpSpawn(file, argv.slice(1), {
           argv0: argv[0],
           cwd,
