@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckOutputRequest, CallRequest, GetoutputRequest, SubprocessRunRequest } from '../src/schemas/subprocess.js';
 import { CommandSpec, RunRequest } from '../src/schemas/run.js';
@@ -72,6 +75,22 @@ describe('EXECD_JOB_TIMEOUT_MS: a job that asks for nothing is stopped; one may 
     expect(running.state).toBe('running');
     expect(running.spec.timeoutMs).toBe(0);
     expect((await t.http.post(`/v1/jobs/${unbounded.id}/cancel`).set(AUTH)).body.state).toBe('canceled');
+  });
+
+  it("a policy rule's maxTimeoutMs caps a job that asked for none", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'execd-first-hour-'));
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, 'rules:\n  - name: capped\n    executables: [sleep]\n    maxTimeoutMs: 400\n');
+    const capped = await startJobsApp({ EXECD_QUEUES: 'default:1', EXECD_POLICY_FILE: policy });
+    try {
+      const job = await submit(capped, { argv: ['sleep', '30'], timeoutMs: 0 });
+      const done = await settle(capped, job.id);
+      expect(done.state).toBe('timed_out');
+      expect(done.result!.durationMs).toBeLessThan(10_000);
+    } finally {
+      await capped.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('timeoutMs 0 is for jobs only: a synchronous run must end', async () => {
