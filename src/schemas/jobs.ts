@@ -68,7 +68,7 @@ export const JobResult = z
 
 export const JobError = z
   .object({
-    code: z.string().meta({ description: 'SPAWN_FAILED when the process could not start, SHUTTING_DOWN when the server stopped it.' }),
+    code: z.string().meta({ description: 'SPAWN_FAILED when the process could not start, RESOURCE_EXHAUSTED when the server had no descriptors, processes or memory to start it (nothing ran; submit again), SHUTTING_DOWN when the server stopped it.' }),
     message: z.string(),
     errno: z.string().optional(),
   })
