@@ -4,7 +4,10 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startError } from '../src/queue/outcome.js';
+import { ResourceExhaustedError, startRunRetrying } from '../src/services/runner/index.js';
 import { nativeUnavailableReason } from '../src/services/runner/native-helper.js';
+import { childProcessSpawner } from '../src/services/runner/spawn.js';
 import { waitFor } from './helpers/proc.js';
 import { procState, SERVER_TOKEN, startServer, stopServer, type ServerProcess } from './helpers/server.js';
 
@@ -227,4 +230,43 @@ describe.skipIf(nativeUnavailableReason() !== null)('spawn helpers SIGKILLed dur
     for (const a of answers) expect(a.status === 200 || (a.status === 503 && a.code === 'RESOURCE_EXHAUSTED'), JSON.stringify(a)).toBe(true);
     expect(server.child.exitCode).toBeNull();
   });
+});
+
+describe('a job whose start meets exhaustion (issue 14)', () => {
+  const spec = { argv: ['true'], envMode: 'add' as const, mergeStderr: false, killGraceMs: 100, maxOutputBytes: 1024 };
+  const sink = { write: () => {} };
+  /** A spawner that fails with `code` `failures` times, then spawns for real. */
+  const failing = (failures: number, code = 'EMFILE') => {
+    let calls = 0;
+    return {
+      calls: () => calls,
+      spawner: {
+        name: 'failing',
+        spawn: (o: Parameters<typeof childProcessSpawner.spawn>[0]) => (++calls <= failures ? Promise.reject(Object.assign(new Error(`spawn ${code}`), { code })) : childProcessSpawner.spawn(o)),
+      },
+    };
+  };
+  const ctx = (spawner: { name: string; spawn: typeof childProcessSpawner.spawn }) => ({ spawner, pipeDrainMs: 100, childPath: '/usr/bin:/bin' });
+
+  it('is tried again while the server is out of resources, and starts once it has them', async () => {
+    const f = failing(2);
+    const handle = await startRunRetrying(spec, sink, ctx(f.spawner), () => false);
+    expect((await handle.done).exitCode).toBe(0);
+    expect(f.calls()).toBe(3);
+  });
+
+  it('fails with RESOURCE_EXHAUSTED (errno, nothing ran) after 2.5 s of tries, or at once when canceled', async () => {
+    const f = failing(100, 'EAGAIN');
+    const err = await startRunRetrying(spec, sink, ctx(f.spawner), () => false).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceExhaustedError);
+    expect(startError(err)).toMatchObject({ code: 'RESOURCE_EXHAUSTED', errno: 'EAGAIN' });
+    expect(f.calls()).toBe(6);
+    const g = failing(100, 'EAGAIN');
+    await expect(startRunRetrying(spec, sink, ctx(g.spawner), () => true)).rejects.toBeInstanceOf(ResourceExhaustedError);
+    expect(g.calls()).toBe(1);
+    // A command that cannot start is no exhaustion: SPAWN_FAILED at once, no retry.
+    const h = failing(100, 'ENOENT');
+    expect(startError(await startRunRetrying(spec, sink, ctx(h.spawner), () => false).catch((e: unknown) => e))).toMatchObject({ code: 'SPAWN_FAILED', errno: 'ENOENT' });
+    expect(h.calls()).toBe(1);
+  }, 10_000);
 });
