@@ -111,6 +111,9 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
 
   // The first log line says where execd listens.
   const url = await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `execd listening on ${address}` });
+  // An accept that fails (EMFILE past libuv's own reserve descriptor) is an 'error' on the listening server:
+  // logged, and the server goes on accepting; unhandled it would end the process.
+  app.server.on('error', (err) => app.log.error({ err }, 'the server could not accept a connection'));
   app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, dataDir: app.services.files.filesDir, spawner: app.services.runContext.spawner.name, queues: config.queues,
     backend: config.queueBackend, ...(config.queueBackend === 'redis' ? { role: config.role, node: config.nodeId, redisPrefix: config.redisPrefix } : {}) }, 'execd ready');
   const spawner = app.services.runContext.spawner.name;
