@@ -53,15 +53,26 @@ const pending = new Map();
 let ending = false;
 let bytes = 0;
 const readers = new Set();
+// The protocol (native/protocol.h): the child reports SPAWNED and waits for our go (SIGUSR1) before its exec;
+// the helper then says EXECED or EXEC_FAILED. Under valgrind the clone is a fork, so the helper cannot see
+// its child's report and answers FAILED for it too: a FAILED after a SPAWNED is ignored (and a SPAWNED
+// after a FAILED is killed): this loop checks memory, the tests check the protocol.
+const spawnedIds = new Set();
 let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => {
   const done = pending.get(id);
-  pending.delete(id);
   if (type === 1) {
     // [stdin writer], stdout reader, [stderr reader]: stdin is closed (the child sees EOF), the
     // output is read with readPipe; every 4th run stops its readers at once (closePipe, twice).
     // A reader is held until it reports null: one that JS drops may be finished by its finalizer.
-    const k = kinds[(id - 1) % kinds.length];
     const fds = [f0, f1, f2].filter((fd) => fd >= 0);
+    if (!done) {
+      for (const fd of fds) closeSync(fd);
+      addon.kill(pid, 9);
+      return;
+    }
+    pending.delete(id);
+    spawnedIds.add(id);
+    const k = kinds[(id - 1) % kinds.length];
     if (k.stdinPipe) closeSync(fds.shift());
     let left = fds.length + 1;
     const end = () => { if (--left === 0) done('spawned'); };
@@ -74,12 +85,17 @@ let [helperFd, channel] = addon.openChannel((type, id, pid, err, f0, f1, f2) => 
       if (id % 4 === 0) { addon.closePipe(reader); addon.closePipe(reader); readers.delete(reader); end(); }
     }
     addon.watch(pid, end);
+    addon.kill(pid, 10); // go
     return;
   }
   for (const fd of [f0, f1, f2]) if (fd >= 0) closeSync(fd);
   if (type === 2) {
+    if (spawnedIds.has(id) || !done) return;
+    pending.delete(id);
     if (pid > 0) addon.watch(pid, () => {});
     done('failed');
+  } else if (type === 3 || type === 4) {
+    // the exec's outcome; the exit watcher settles the run
   } else if (!ending) {
     console.error('helper channel closed early', err);
     process.exit(1);
