@@ -89,8 +89,9 @@ describe('output spill', () => {
     expect(statSync(join(filesDir, 'jobs', `${id}.stdout`)).size).toBe(SIZE);
     const growth = Math.max(peak, kib(pid, 'VmHWM')) - before;
     process.stderr.write(`spill: RSS before ${(before / 2 ** 20).toFixed(1)} MiB, sampled peak +${((peak - before) / 2 ** 20).toFixed(1)}, HWM +${((kib(pid, "VmHWM") - before) / 2 ** 20).toFixed(1)} MiB\n`);
-    // Buffering the output would cost 200 MB; bounded, it is the memory bound plus pipe chunks and GC slack.
-    expect(growth, `RSS grew ${(growth / 2 ** 20).toFixed(1)} MiB`).toBeLessThan(64 * 1024 * 1024);
+    // Buffering the output would cost 200 MB; bounded, it is the memory bound plus pipe chunks and GC slack,
+    // which is V8's heap growing before it settles: more on Node 24 than on 22 (a second such job adds ~nothing).
+    expect(growth, `RSS grew ${(growth / 2 ** 20).toFixed(1)} MiB`).toBeLessThan(96 * 1024 * 1024);
 
     const want = pattern(4096);
     for (const offset of [0, MEMORY_BOUND - 5, 150_000_017, SIZE - 4096]) {
