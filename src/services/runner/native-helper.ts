@@ -41,6 +41,8 @@ const REPLY_FAILED = 2;
 const REPLY_EXECED = 3;
 const REPLY_EXEC_FAILED = 4;
 const STEP_CHDIR = 1;
+/** A child killed before its exec by someone else (a `pkill execd-spawn-hel` finds children not exec'd yet): it never ran, so it is retried. */
+const ECANCELED = osConstants.errno.ECANCELED;
 /** The go a child waits for before its exec (native/protocol.h GO_SIGNAL). */
 const GO_SIGNAL = osConstants.signals.SIGUSR1;
 
@@ -285,7 +287,7 @@ class HelperProcess {
         if (pid > 0) this.reap(pid);
         if (p && !p.child) {
           this.pending.delete(id);
-          p.reject(new HelperSpawnError(errnoName(err), -err, step === STEP_CHDIR ? 'chdir' : 'spawn'));
+          p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err, step === STEP_CHDIR ? 'chdir' : 'spawn'));
         }
         break;
       case REPLY_EXECED:
@@ -298,7 +300,7 @@ class HelperProcess {
         if (p?.child) {
           this.pending.delete(id);
           for (const fd of [p.child.stdinFd, p.child.stdoutFd, p.child.stderrFd]) if (fd >= 0) closeSync(fd);
-          p.reject(new HelperSpawnError(errnoName(err), -err));
+          p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err));
         }
         break;
       default:
