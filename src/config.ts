@@ -212,10 +212,6 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK.test(host);
 }
 
-/** Parse settings from an environment map; throws ConfigError with one clear line. */
-export function parseConfig(env: Record<string, string | undefined>): Config {
-  const present = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('EXECD_') && v !== ''));
-  const parsed = envSchema.safeParse(present);
 /** Settings whose values are secrets: an error names them but never shows the value. */
 const SECRET_SETTINGS = new Set(['EXECD_TOKEN']);
 
@@ -227,6 +223,10 @@ function shownValue(key: string, value: string | undefined, message: string): st
   return message.includes(JSON.stringify(short)) ? '' : ` (got ${JSON.stringify(short)})`;
 }
 
+/** Parse settings from an environment map; throws ConfigError with one clear line. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('EXECD_') && v !== ''));
+  const parsed = envSchema.safeParse(present);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
