@@ -137,7 +137,7 @@ EOF
 # encodeRequest is TypeScript: compile that one module to plain JS with the esbuild that tsx ships.
 node -e "
   const { buildSync } = require('$ROOT/node_modules/esbuild');
-  buildSync({ entryPoints: ['$ROOT/src/services/runner/native-helper.ts'], outfile: '$WORK/native-helper.mjs', format: 'esm', platform: 'node', bundle: true, define: { 'import.meta.url': JSON.stringify('file://$ROOT/src/services/runner/native-helper.ts') } });
+  buildSync({ entryPoints: ['$ROOT/src/runner/native-helper.ts'], outfile: '$WORK/native-helper.mjs', format: 'esm', platform: 'node', bundle: true, define: { 'import.meta.url': JSON.stringify('file://$ROOT/src/runner/native-helper.ts') } });
 "
 export ENCODER="$WORK/native-helper.mjs"
 

@@ -28,8 +28,8 @@ const CONNS = [1, 8] as const;
 if (process.argv[2] === '--raw') {
   const ballastBytes = Number(process.argv[3]);
   const seconds = Number(process.argv[4]);
-  const { nativeSpawner } = await import('../src/services/runner/native.js');
-  const { helper, nativeUnavailableReason } = await import('../src/services/runner/native-helper.js');
+  const { nativeSpawner } = await import('../src/runner/native.js');
+  const { helper, nativeUnavailableReason } = await import('../src/runner/native-helper.js');
   const native = nativeUnavailableReason() === null;
   if (native) helper(); // started while this process is small, as execd does
   const ballast = ballastBytes > 0 ? Buffer.alloc(ballastBytes, 1) : null;

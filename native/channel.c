@@ -14,7 +14,7 @@
  *    handler (section 4): libuv reaps only the pids it spawned itself, so the
  *    two never take each other's children.
  *
- * JS API (src/services/runner/native-helper.ts):
+ * JS API (src/runner/native-helper.ts):
  *   openChannel(onMessage) -> [helperFd, channel]
  *     helperFd: the helper's end, to hand it as fd 3 and then close here
  *     onMessage(type, id, pid, err, fd0, fd1, fd2, step); type 0: the channel closed (err: why, 0 at EOF)

@@ -14,7 +14,7 @@
  *   ru_maxrss. From the server that would be the server's size; from here it
  *   is about 1 MB, so RunResult.usage.maxRssBytes means the child's peak.
  *
- * Channels (set up by src/services/runner/native-helper.ts; layouts in protocol.h):
+ * Channels (set up by src/runner/native-helper.ts; layouts in protocol.h):
  *   fd 0  requests from the server (end of input: exit)
  *   fd 3  replies, AF_UNIX SOCK_SEQPACKET; SPAWNED carries the server's ends
  *         of the child's pipes as SCM_RIGHTS

@@ -8,8 +8,8 @@ import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
 import { RequestLogController } from './plugins/request-log.js';
 import { createServices, type Services } from './services/index.js';
-import { Security } from './services/security.js';
-import type { Spawner } from './services/runner/index.js';
+import { Security } from './security/security.js';
+import type { Spawner } from './runner/index.js';
 import infoRoutes from './routes/info.js';
 import processRoutes from './routes/processes.js';
 import runRoutes from './routes/run.js';
@@ -23,7 +23,7 @@ import { registerWebSockets, ViewerHub } from './stream/hub.js';
 import metricsRoutes from './routes/metrics.js';
 import { registerShutdown } from './plugins/shutdown.js';
 import { registerLoadShedding } from './plugins/pressure.js';
-import { Metrics } from './services/metrics.js';
+import { Metrics } from './ops/metrics.js';
 import { isApiError } from './errors.js';
 
 export interface BuildOptions {

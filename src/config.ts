@@ -141,7 +141,7 @@ export interface Config {
   pipeDrainMs: number;
   /**
    * EXECD_DATA_DIR: where job output beyond memory is kept (each instance in `<dataDir>/<instance id>/`).
-   * Unset: a fresh private directory per start (services/data-dir.ts).
+   * Unset: a fresh private directory per start (ops/data-dir.ts).
    */
   dataDir: string | undefined;
   /** Bytes of each running job's stream kept in memory before the log spills to a file under dataDir. */

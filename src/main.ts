@@ -4,8 +4,8 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp, LOG_REDACT } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './services/recovery.js';
-import { setDumpable } from './services/runner/native-helper.js';
+import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './ops/recovery.js';
+import { setDumpable } from './runner/native-helper.js';
 
 /** Settings (and files they name) that fail: one line on stderr, exit 2. */
 function refuse(err: unknown): never {

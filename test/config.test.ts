@@ -39,7 +39,7 @@ describe('config', () => {
 
   it('data and instance directories: unset, a fresh one per start (made at start) and records per user; set, records per data directory', () => {
     const unset = parseConfig({});
-    expect(unset.dataDir).toBeUndefined(); // services/data-dir.ts makes <tmpdir>/execd-XXXXXX at start
+    expect(unset.dataDir).toBeUndefined(); // ops/data-dir.ts makes <tmpdir>/execd-XXXXXX at start
     expect(unset.instanceDir).toMatch(new RegExp(`/execd-instances-${process.getuid!()}$`));
     expect(parseConfig({ EXECD_DATA_DIR: '/var/lib/execd' })).toMatchObject({ dataDir: '/var/lib/execd', instanceDir: '/var/lib/execd/instances' });
     expect(parseConfig({ EXECD_DATA_DIR: '/var/lib/execd', EXECD_INSTANCE_DIR: '/run/execd' }).instanceDir).toBe('/run/execd');

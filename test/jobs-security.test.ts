@@ -2,7 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../src/schemas/jobs.js';
-import { lookupUser } from '../src/services/identity.js';
+import { lookupUser } from '../src/security/identity.js';
 import { ON_REDIS, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/proc.js';
 import { bearer, SCOPED_TOKENS, tempDir, writeTokensFile } from './helpers/security.js';

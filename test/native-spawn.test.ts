@@ -3,10 +3,10 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nativeSpawner, selectSpawner } from '../src/services/runner/native.js';
-import { helperPids, killNoThrow, nativeUnavailableReason, watchedChildren } from '../src/services/runner/native-helper.js';
-import { killProcessGroup } from '../src/services/runner/terminate.js';
-import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/services/runner/index.js';
+import { nativeSpawner, selectSpawner } from '../src/runner/native.js';
+import { helperPids, killNoThrow, nativeUnavailableReason, watchedChildren } from '../src/runner/native-helper.js';
+import { killProcessGroup } from '../src/runner/terminate.js';
+import { childProcessSpawner, runToCompletion, startRun, type RunContext, type RunSpec, type SpawnOptions } from '../src/runner/index.js';
 import { AUTH, startApp, type TestApp, ON_REDIS } from './helpers/app.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
 import { ROOT, SERVER_TOKEN, startServer, stopServer } from './helpers/server.js';

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startError } from '../src/queue/outcome.js';
-import { ResourceExhaustedError, startRunRetrying } from '../src/services/runner/index.js';
-import { nativeUnavailableReason } from '../src/services/runner/native-helper.js';
-import { childProcessSpawner } from '../src/services/runner/spawn.js';
+import { ResourceExhaustedError, startRunRetrying } from '../src/runner/index.js';
+import { nativeUnavailableReason } from '../src/runner/native-helper.js';
+import { childProcessSpawner } from '../src/runner/spawn.js';
 import { waitFor } from './helpers/proc.js';
 import { procState, SERVER_TOKEN, startServer, stopServer, type ServerProcess } from './helpers/server.js';
 

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSyn
 import { basename, dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Job } from '../src/schemas/jobs.js';
-import { recoverPreviousInstances, type InstanceRecord } from '../src/services/recovery.js';
+import { recoverPreviousInstances, type InstanceRecord } from '../src/ops/recovery.js';
 import { startServer, stopServer, tempDataDir, tempInstanceDir, type ServerProcess } from './helpers/server.js';
 
 /**

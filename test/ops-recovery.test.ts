@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { findTagged, instanceAlive, type InstanceRecord } from '../src/services/recovery.js';
+import { findTagged, instanceAlive, type InstanceRecord } from '../src/ops/recovery.js';
 import { membersOfGroup, waitFor } from './helpers/proc.js';
 import { liveMembers, startExpectingRefusal, startServer, stopServer, tempInstanceDir, type ServerProcess } from './helpers/server.js';
 

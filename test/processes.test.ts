@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Process } from '../src/schemas/processes.js';
-import { parseCmdline, parseStat, parseStatus } from '../src/services/proc.js';
+import { parseCmdline, parseStat, parseStatus } from '../src/ops/proc.js';
 import { AUTH, startApp, type TestApp } from './helpers/app.js';
 import { waitFor } from './helpers/proc.js';
 

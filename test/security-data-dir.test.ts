@@ -5,7 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Response as SuperagentResponse } from 'superagent';
 import type { Job } from '../src/schemas/jobs.js';
 import { AUTH, ON_REDIS } from './helpers/app.js';
-import { lookupUser } from '../src/services/identity.js';
+import { lookupUser } from '../src/security/identity.js';
 import { startExpectingRefusal, startServer, stopServer, type ServerProcess } from './helpers/server.js';
 import { settle, startJobsApp, submit, waitRunning } from './queue/helpers.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { lookupUser } from '../src/services/identity.js';
+import { lookupUser } from '../src/security/identity.js';
 import { AUTH, TOKEN, testConfig } from './helpers/app.js';
 import { waitFor } from './helpers/proc.js';
 import { appWithLogs, bearer, operationsOf, routesOf, SCOPED_TOKENS, tempDir, writeTokensFile } from './helpers/security.js';

@@ -2,7 +2,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { nativeUnavailableReason } from '../src/services/runner/native-helper.js';
+import { nativeUnavailableReason } from '../src/runner/native-helper.js';
 import { AUTH, startApp, type TestApp } from './helpers/app.js';
 import { startServer, stopServer, tempDataDir, type ServerProcess } from './helpers/server.js';
 

@@ -1,11 +1,11 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { choosesConfig, loadsCode } from '../src/services/policy-env.js';
-import { CommandPolicy, type PolicyContext } from '../src/services/policy.js';
-import { applyGrant } from '../src/services/policy-gate.js';
-import type { Scope } from '../src/services/auth.js';
-import type { RunSpec } from '../src/services/runner/types.js';
+import { choosesConfig, loadsCode } from '../src/security/policy-env.js';
+import { CommandPolicy, type PolicyContext } from '../src/security/policy.js';
+import { applyGrant } from '../src/security/admission.js';
+import type { Scope } from '../src/security/auth.js';
+import type { RunSpec } from '../src/runner/types.js';
 import { AUTH, type TestApp } from './helpers/app.js';
 import { appWithLogs, tempDir } from './helpers/security.js';
 import { startJobsApp } from './queue/helpers.js';

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pyFloat, pySignalRepr, pyStr } from '../src/services/pyrepr.js';
-import { calledProcessErrorStr, popenArgv, translateNewlines } from '../src/services/subprocess.js';
+import { pyFloat, pySignalRepr, pyStr } from '../src/python/pyrepr.js';
+import { calledProcessErrorStr, popenArgv, translateNewlines } from '../src/python/subprocess.js';
 import { AUTH, startApp, type TestApp } from './helpers/app.js';
 
 const PY_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' };

@@ -1,6 +1,6 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import { bearerToken, hasScope, type Principal, type Scope } from '../services/auth.js';
+import { bearerToken, hasScope, type Principal, type Scope } from '../security/auth.js';
 import { originAllowed, originRefusal } from '../stream/origin.js';
 
 declare module 'fastify' {
@@ -73,7 +73,7 @@ function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: F
   const params = request.params as { id?: unknown } | undefined;
   const body = request.body as { signal?: unknown } | undefined;
   const event = audited ? (AUDIT_EVENTS[operationId] ?? operationId) : status === 401 ? 'auth.failed' : 'forbidden';
-  // One flat line (services/log.ts): the request's audit facts are strings, numbers, booleans and string arrays.
+  // One flat line (log.ts): the request's audit facts are strings, numbers, booleans and string arrays.
   const line: Record<string, unknown> = { event, tokenId: request.principal?.id ?? null, reqId: request.id, method: request.method, route: route.url ?? null };
   if (typeof params?.id === 'string') line.jobId = params.id;
   if (operationId === 'signalJob' && typeof body?.signal === 'string') line.signal = body.signal.slice(0, 32);

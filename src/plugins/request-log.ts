@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { LogController } from 'fastify';
-import { flatLogger } from '../services/log.js';
+import { flatLogger } from '../log.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { Services } from '../services/index.js';
-import { Shutdown } from '../services/shutdown.js';
+import { Shutdown } from '../ops/shutdown.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { OutputSink, StreamName } from '../services/runner/index.js';
+import type { OutputSink, StreamName } from '../runner/index.js';
 import type { LogListener, LogSubscription } from './log-subscription.js';
 import { OutputLog, type OutputSnapshot, type TruncatedReason } from './output-log.js';
 
@@ -25,7 +25,7 @@ export interface JobOutputReader {
 }
 
 export interface JobOutputOptions {
-  /** A directory only the server can write (services/data-dir.ts): the files are `<dir>/<jobId>.<stream>`. */
+  /** A directory only the server can write (ops/data-dir.ts): the files are `<dir>/<jobId>.<stream>`. */
   dir: string;
   jobId: string;
   memoryBytes: number;

@@ -1,5 +1,5 @@
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../services/policy.js';
+import type { Grant } from '../security/policy.js';
 import type { TruncatedReason } from './output-log.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../services/policy.js';
-import type { RunHandle } from '../services/runner/index.js';
+import type { Grant } from '../security/policy.js';
+import type { RunHandle } from '../runner/index.js';
 import { newJobId } from './id.js';
 import type { JobOutput } from './job-output.js';
 import type { StoredJob } from './store.js';

@@ -6,11 +6,11 @@ import type { Config } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../services/policy.js';
-import { SERVER_GID, SERVER_UID } from '../services/identity.js';
-import { flatLogger } from '../services/log.js';
-import { startRunRetrying, type RunContext, type RunHandle, type RunSpec } from '../services/runner/index.js';
-import { returncodeOf } from '../services/runner/result.js';
+import type { Grant } from '../security/policy.js';
+import { SERVER_GID, SERVER_UID } from '../security/identity.js';
+import { flatLogger } from '../log.js';
+import { startRunRetrying, type RunContext, type RunHandle, type RunSpec } from '../runner/index.js';
+import { returncodeOf } from '../runner/result.js';
 import { Fifo } from './fifo.js';
 import { requestDigest } from './idempotency.js';
 import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from './job.js';
@@ -36,7 +36,7 @@ interface Lane {
 
 export interface QueueDeps {
   runContext: RunContext;
-  /** This instance's private directory (services/data-dir.ts): output files go below it, and only there. */
+  /** This instance's private directory (ops/data-dir.ts): output files go below it, and only there. */
   filesDir: string;
   /**
    * The runner's spec for a job, built when a worker takes it: the server's defaults, then the policy grant the job
@@ -62,7 +62,7 @@ export class MemoryJobQueue implements JobQueue {
   private seq = 0;
   private closing: Promise<void> | null = null;
   private draining: Promise<void> | null = null;
-  /** `job finished`, one line per job with flat fields: the cheap logger (services/log.ts). */
+  /** `job finished`, one line per job with flat fields: the cheap logger (log.ts). */
   private readonly finishLog: FastifyBaseLogger;
 
   constructor(

@@ -1,5 +1,5 @@
 import { ApiError } from '../errors.js';
-import { ResourceExhaustedError, SpawnError, type RunOutcome } from '../services/runner/index.js';
+import { ResourceExhaustedError, SpawnError, type RunOutcome } from '../runner/index.js';
 import type { JobError, JobResult, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 

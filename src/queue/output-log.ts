@@ -247,7 +247,7 @@ export class OutputLog implements LogSource {
   private spill(): boolean {
     if (this.writeFailure !== null) return false; // failed once: the file stays as it was, the rest stays in memory
     try {
-      // The directory exists since the start (services/data-dir.ts); a log never makes one.
+      // The directory exists since the start (ops/data-dir.ts); a log never makes one.
       this.fd = openSync(this.options.file, CREATE_FLAGS, 0o600);
       this.fileCreated = true;
       const st = fstatSync(this.fd);

@@ -1,4 +1,4 @@
-import type { RunHandle } from '../services/runner/index.js';
+import type { RunHandle } from '../runner/index.js';
 
 /**
  * A job between "running" and its process. Its state says running from the

@@ -1,4 +1,4 @@
-import type { RunHandle } from '../services/runner/index.js';
+import type { RunHandle } from '../runner/index.js';
 
 /** Per process: the last write queued to its stdin. */
 const turns = new WeakMap<RunHandle, Promise<unknown>>();

@@ -18,10 +18,10 @@ import {
   SignalRequest,
   SubmitHeaders,
 } from '../schemas/jobs.js';
-import { canSee, hasScope, ownerFilter, type Principal } from '../services/auth.js';
-import { admitCommand } from '../services/policy-gate.js';
-import { isSignalName } from '../services/runner/index.js';
-import { toRunSpec } from '../services/spec.js';
+import { canSee, hasScope, ownerFilter, type Principal } from '../security/auth.js';
+import { admitCommand } from '../security/admission.js';
+import { isSignalName } from '../runner/index.js';
+import { toRunSpec } from '../spec/run-spec.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { SubmitRequest } from '../queue/types.js';
 

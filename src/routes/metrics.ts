@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { problems, V1_ERRORS } from '../schemas/common.js';
-import type { Metrics } from '../services/metrics.js';
+import type { Metrics } from '../ops/metrics.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

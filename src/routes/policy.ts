@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { PolicyDecision } from '../schemas/policy.js';
 import { CommandSpec } from '../schemas/run.js';
-import { commandAudit } from '../services/policy-gate.js';
-import { toRunSpec } from '../services/spec.js';
+import { commandAudit } from '../security/admission.js';
+import { toRunSpec } from '../spec/run-spec.js';
 
 const policyRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(

@@ -2,9 +2,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { Process, ProcessList, ProcessListQuery, ProcessParams } from '../schemas/processes.js';
-import { canSee, type Principal } from '../services/auth.js';
-import { listProcesses, readProcess, type ProcInfo } from '../services/proc.js';
-import type { RunTracker } from '../services/tracker.js';
+import { canSee, type Principal } from '../security/auth.js';
+import { listProcesses, readProcess, type ProcInfo } from '../ops/proc.js';
+import type { RunTracker } from '../ops/tracker.js';
 
 /**
  * The API view of a process: its /proc facts plus what execd knows about its group.

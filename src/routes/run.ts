@@ -2,9 +2,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError } from '../errors.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { RunRequest, RunResult } from '../schemas/run.js';
-import { encodeBytes } from '../services/encoding.js';
-import { pyStr } from '../services/pyrepr.js';
-import { toRunSpec } from '../services/spec.js';
+import { encodeBytes } from '../spec/encoding.js';
+import { pyStr } from '../python/pyrepr.js';
+import { toRunSpec } from '../spec/run-spec.js';
 import { runSync, type SyncRun } from '../services/sync.js';
 import type { Encoding } from '../schemas/common.js';
 

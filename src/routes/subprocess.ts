@@ -12,7 +12,7 @@ import {
   GetstatusoutputResponse,
   SubprocessRunRequest,
 } from '../schemas/subprocess.js';
-import * as subprocess from '../services/subprocess.js';
+import * as subprocess from '../python/subprocess.js';
 import { runSync } from '../services/sync.js';
 
 const ERRORS = problems(...V1_ERRORS, 422);

@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
-import { TokenStore } from './auth.js';
-import type { RunContext, Spawner } from './runner/index.js';
-import { selectSpawner } from './runner/native.js';
-import { RunTracker } from './tracker.js';
+import { TokenStore } from '../security/auth.js';
+import type { RunContext, Spawner } from '../runner/index.js';
+import { selectSpawner } from '../runner/native.js';
+import { RunTracker } from '../ops/tracker.js';
 import { SyncLimiter } from './limiter.js';
 import { createJobQueue, type JobQueue } from '../queue/index.js';
-import { toRunSpec } from './spec.js';
-import { applyGrant } from './policy-gate.js';
+import { toRunSpec } from '../spec/run-spec.js';
+import { applyGrant } from '../security/admission.js';
 import { ApiError } from '../errors.js';
-import { prepareInstanceFiles, removeInstanceFiles, type InstanceFiles } from './data-dir.js';
+import { prepareInstanceFiles, removeInstanceFiles, type InstanceFiles } from '../ops/data-dir.js';
 
 export interface Services {
   config: Config;

@@ -1,9 +1,9 @@
 import type { FastifyReply } from 'fastify';
 import { ApiError } from '../errors.js';
-import { SERVER_GID, SERVER_UID } from './identity.js';
+import { SERVER_GID, SERVER_UID } from '../security/identity.js';
 import type { Services } from './index.js';
-import { admitCommand } from './policy-gate.js';
-import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from './runner/index.js';
+import { admitCommand } from '../security/admission.js';
+import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from '../runner/index.js';
 
 /** A finished sync run and the identity it ran as. */
 export type SyncRun = CompletedRun & { uid: number; gid: number };

@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws';
 import type { LaggedFrame } from '../schemas/stream.js';
-import type { Principal } from '../services/auth.js';
+import type { Principal } from '../security/auth.js';
 import { streamMetrics } from './metrics.js';
 import { MAX_INVALID_FRAMES, Viewer, type ViewerContext } from './viewer.js';
 

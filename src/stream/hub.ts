@@ -6,7 +6,7 @@ import type { JobQueue } from '../queue/index.js';
 import type { JobEventName } from '../queue/types.js';
 import type { Job } from '../schemas/jobs.js';
 import type { JobEventFrame } from '../schemas/stream.js';
-import { canSee, type Principal } from '../services/auth.js';
+import { canSee, type Principal } from '../security/auth.js';
 import { EventsViewer } from './events-viewer.js';
 import { JobViewer, type JobViewerOptions } from './job-viewer.js';
 import { streamMetrics } from './metrics.js';

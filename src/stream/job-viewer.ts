@@ -4,8 +4,8 @@ import { isTerminal, type JobState, type LogEvent, type LogSubscription, type St
 import type { Encoding } from '../schemas/common.js';
 import type { Job } from '../schemas/jobs.js';
 import { ClientFrame } from '../schemas/stream.js';
-import { canSee, hasScope, type Principal } from '../services/auth.js';
-import { isSignalName } from '../services/runner/index.js';
+import { canSee, hasScope, type Principal } from '../security/auth.js';
+import { isSignalName } from '../runner/index.js';
 import { base64OutputFrame, exitFrame, gapFrame, stateFrame, textOutputFrame } from './frames.js';
 import { streamMetrics } from './metrics.js';
 import { Utf8Framer } from './utf8-framer.js';

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { JobQueue } from '../queue/index.js';
-import { hasScope, type Principal } from '../services/auth.js';
+import { hasScope, type Principal } from '../security/auth.js';
 import { errorFrame } from './frames.js';
 import { Outbox, type SendBudget } from './outbox.js';
 

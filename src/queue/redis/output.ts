@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import type { OutputSink, StreamName } from '../../services/runner/index.js';
+import type { OutputSink, StreamName } from '../../runner/index.js';
 import { LogPair } from '../job-output.js';
 import type { LogListener, LogSubscription } from '../log-subscription.js';
 import { OutputLog, type TruncatedReason } from '../output-log.js';

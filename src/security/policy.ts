@@ -8,8 +8,8 @@ import { describeIssue, hasScope, readSettingsFile, type Principal } from './aut
 import { resolveRunAs, serverUser, usableHome, type RunAsUser } from './identity.js';
 import { choosesConfig, loadsCode } from './policy-env.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './policy-glob.js';
-import { checkProgram, DEFAULT_SEARCH_PATH, resolveExecutable } from './runner/prepare.js';
-import type { CheckedProgram, ResourceLimits, RunSpec } from './runner/types.js';
+import { checkProgram, DEFAULT_SEARCH_PATH, resolveExecutable } from '../runner/prepare.js';
+import type { CheckedProgram, ResourceLimits, RunSpec } from '../runner/types.js';
 
 /**
  * The command policy (EXECD_POLICY_FILE): which token may run what, where, as

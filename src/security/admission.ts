@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import type { Decision, Grant } from './policy.js';
-import type { RunSpec } from './runner/types.js';
+import type { RunSpec } from '../runner/types.js';
 
 export type { Grant } from './policy.js';
 

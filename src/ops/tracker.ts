@@ -1,4 +1,4 @@
-import type { RunHandle, RunOutcome } from './runner/index.js';
+import type { RunHandle, RunOutcome } from '../runner/index.js';
 
 export interface TrackedRun {
   handle: RunHandle;

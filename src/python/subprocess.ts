@@ -4,9 +4,9 @@ import { constants as osConstants } from 'node:os';
 import type { Config } from '../config.js';
 import { ApiError, isApiError } from '../errors.js';
 import type { CallRequest, CheckOutputRequest, CompletedProcess, SubprocessRunRequest } from '../schemas/subprocess.js';
-import { decodeBytes } from './encoding.js';
+import { decodeBytes } from '../spec/encoding.js';
 import { pyFloat, pyReprStr, pySignalRepr, pyStr } from './pyrepr.js';
-import type { CompletedRun, RunSpec, StreamName } from './runner/index.js';
+import type { CompletedRun, RunSpec, StreamName } from '../runner/index.js';
 
 /**
  * CPython's subprocess functions (3.11 Lib/subprocess.py) over the runner:

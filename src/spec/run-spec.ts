@@ -2,7 +2,7 @@ import type { Config } from '../config.js';
 import { ApiError } from '../errors.js';
 import type { CommandSpec } from '../schemas/run.js';
 import { decodeBytes } from './encoding.js';
-import type { RunSpec } from './runner/index.js';
+import type { RunSpec } from '../runner/index.js';
 
 export interface SpecDefaults {
   timeoutMs: number | undefined;

@@ -14,7 +14,7 @@ import type { ResourceUsage } from './spawn.js';
  * exit (pidfd) and reaps it with wait4's rusage. Byte layouts: native/protocol.h.
  */
 
-const BUILD_DIR = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));
+const BUILD_DIR = fileURLToPath(new URL('../../native/build/Release/', import.meta.url));
 export const HELPER_PATH = `${BUILD_DIR}execd-spawn-helper`;
 const ADDON_PATH = `${BUILD_DIR}execd_spawn.node`;
 

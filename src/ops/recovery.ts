@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { preparePrivateDir, removeInstanceFiles, type InstanceFiles } from './data-dir.js';
-import { killProcessGroup } from './runner/index.js';
+import { killProcessGroup } from '../runner/index.js';
 
 /**
  * Start-up recovery. Every child execd starts carries EXECD_INSTANCE=<instance

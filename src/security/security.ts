@@ -2,10 +2,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ConfigError, type Config } from '../config.js';
 import { TokenStore } from './auth.js';
 import { isRoot, resolveRunAs, type RunAsUser } from './identity.js';
-import { flatLogger } from './log.js';
+import { flatLogger } from '../log.js';
 import { CommandPolicy } from './policy.js';
 import { RateLimiter } from './ratelimit.js';
-import type { RunContext } from './runner/index.js';
+import type { RunContext } from '../runner/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,7 +24,7 @@ export class Security {
   readonly policy: CommandPolicy;
   /** Per-token rate limit; null when EXECD_RATE_LIMIT is 0. */
   readonly rateLimit: RateLimiter | null;
-  /** The one audit logger: every line has `event` and `tokenId`, and only flat fields (services/log.ts). */
+  /** The one audit logger: every line has `event` and `tokenId`, and only flat fields (log.ts). */
   readonly audit: FastifyBaseLogger;
   /** EXECD_RUN_AS, resolved; null when unset. */
   readonly runAs: RunAsUser | null;

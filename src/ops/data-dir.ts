@@ -15,7 +15,7 @@ import { ConfigError } from '../config.js';
  * Inside the data directory every instance keeps its files in a directory of
  * its own, `<data dir>/<instance id>/`, created at start and removed at a
  * clean shutdown; start-up recovery removes those of instances found dead
- * (services/recovery.ts), never a live one's.
+ * (ops/recovery.ts), never a live one's.
  */
 
 /** Create `dir` (0700, with its parents) unless it exists, then refuse it unless it is a directory of this user that no one else can write. */

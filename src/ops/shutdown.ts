@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { JobQueue } from '../queue/index.js';
-import { killProcessGroup } from './runner/index.js';
+import { killProcessGroup } from '../runner/index.js';
 import type { RunTracker } from './tracker.js';
 
 export interface ShutdownDeps {
