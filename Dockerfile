@@ -21,6 +21,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
+# the linter's package (a dev dependency, file:tools/lint): npm ci needs its package.json
+COPY tools/lint/package.json ./tools/lint/
 COPY native ./native
 # npm ci runs the package's install script (node native/build.mjs): here the addon must build.
 RUN EXECD_NATIVE_BUILD=required npm ci --no-audit --no-fund

@@ -1,0 +1,21 @@
+// ESLint (flat config): JavaScript's and typescript-eslint's recommended rules, and a line-length limit.
+// The packages come through tools/lint (see its index.js for why).
+import { globals, js, tseslint } from 'execd-lint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'coverage/', 'native/build/', '**/node_modules/'] },
+  js.configs.recommended,
+  tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      'max-len': ['error', {
+        code: 140,
+        ignoreUrls: true,
+        ignoreStrings: true,
+        ignoreTemplateLiterals: true,
+        ignoreRegExpLiterals: true,
+      }],
+    },
+  },
+);
