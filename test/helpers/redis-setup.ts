@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { startRedis, type PrivateRedis } from './redis.js';
 
 /**
- * vitest globalSetup: the Redis the tests need (test/redis-*.test.ts, and every test when
+ * vitest globalSetup: the Redis the tests need (test/e2e/redis-*.test.ts, and every test when
  * EXECD_TEST_QUEUE_BACKEND=redis). EXECD_TEST_REDIS_URL when set, else 127.0.0.1:6379 when a Redis
  * answers there, else a redis-server of this run's own on a free port (when one is installed), which
  * the test processes find in EXECD_TEST_REDIS_URL. With none, one line says what is missing: the run
