@@ -24,7 +24,7 @@ import metricsRoutes from './routes/metrics.js';
 import { registerShutdown } from './plugins/shutdown.js';
 import { registerLoadShedding } from './plugins/pressure.js';
 import { Metrics } from './ops/metrics.js';
-import { isApiError } from './errors.js';
+import { SpawnError } from './runner/errors.js';
 
 export interface BuildOptions {
   logger?: FastifyServerOptions['logger'];
@@ -118,11 +118,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  // Security first: its files are read now, so a bad one stops the start before any helper or directory exists.
+  const security = new Security(config, app.log);
+  app.decorate('security', security);
   const services = createServices(config, { spawner: options.spawner, log: app.log });
   app.decorate('services', services);
-  const security = new Security(config, services.runContext, app.log);
-  services.tokens = security.tokens; // one token store: EXECD_TOKEN and EXECD_TOKENS_FILE
-  app.decorate('security', security);
   app.addHook('onClose', async () => services.close());
   // Callback hooks on the hot path, here and in plugins/: an async hook costs a promise per request.
   app.addHook('onSend', (request, reply, payload, done) => {
@@ -149,7 +149,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.decorate('metrics', metrics);
   app.addHook('onClose', async () => metrics.close());
   app.addHook('onError', async (_request, _reply, err) => {
-    if (isApiError(err) && err.code === 'SPAWN_FAILED') metrics.spawnFailed('sync', err.extra.errno);
+    if (err instanceof SpawnError) metrics.spawnFailed('sync', err.errno);
   });
 
   await app.register(opsRoutes);

@@ -1,6 +1,48 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { ApiError, problem, type ErrorCode, type Problem } from '../errors.js';
+import { ApiError, DomainError, ERROR_CODES, problem, type ErrorCode, type InvalidInput, type Problem } from '../errors.js';
+import type { CalledProcessError, TimeoutExpired } from '../python/exceptions.js';
+import type { ResourceExhaustedError, SpawnError } from '../runner/errors.js';
+import type { CommandNotAllowed } from '../security/errors.js';
+import type { TooManySyncRuns } from '../services/limiter.js';
+
+/** Every domain error's code: a new DomainError subclass adds its class here and its row to DOMAIN_ERRORS. */
+export type DomainCode =
+  | InvalidInput['code']
+  | SpawnError['code']
+  | ResourceExhaustedError['code']
+  | CommandNotAllowed['code']
+  | TooManySyncRuns['code']
+  | CalledProcessError['code']
+  | TimeoutExpired['code'];
+
+/**
+ * The one place a domain error (errors.ts, DomainError) becomes an HTTP answer:
+ * its API code (and so its status and title, ERROR_CODES). The problem carries
+ * the error's message as `detail` and its `details` beside it; a 429 or 503
+ * says Retry-After (the error's own, else 1 second).
+ */
+export const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
+  VALIDATION_FAILED: 'VALIDATION_FAILED',
+  SPAWN_FAILED: 'SPAWN_FAILED',
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
+  COMMAND_NOT_ALLOWED: 'COMMAND_NOT_ALLOWED',
+  TOO_MANY_SYNC_RUNS: 'QUEUE_FULL',
+  COMMAND_FAILED: 'COMMAND_FAILED',
+  TIMEOUT_EXPIRED: 'TIMEOUT_EXPIRED',
+};
+
+/** The API code a domain error is answered with; undefined for a code without a row (answered 500, and logged). */
+export const apiCodeOf = (err: DomainError): ErrorCode | undefined => (DOMAIN_ERRORS as Record<string, ErrorCode>)[err.code];
+
+/** A domain error as the API answers it, or undefined when its code has no row. */
+export function domainProblem(err: DomainError): { body: Problem; retryAfter?: number } | undefined {
+  const code = apiCodeOf(err);
+  if (code === undefined) return undefined;
+  const { status } = ERROR_CODES[code];
+  const retryAfter = err.retryAfter ?? (status === 429 || status === 503 ? 1 : undefined);
+  return { body: problem(code, err.message, err.details), retryAfter };
+}
 
 const BY_STATUS: Record<number, ErrorCode> = {
   400: 'VALIDATION_FAILED',
@@ -33,6 +75,10 @@ export function sendProblem(reply: FastifyReply, body: Problem, retryAfter?: num
 /** Turn any error into problem+json, hiding the internals of a 5xx. */
 export function toProblem(err: FastifyError | ApiError | Error): { body: Problem; retryAfter?: number } {
   if (err instanceof ApiError) return { body: err.toProblem(), retryAfter: err.retryAfter };
+  if (err instanceof DomainError) {
+    const answer = domainProblem(err);
+    if (answer) return answer;
+  }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = (err as FastifyError).validationContext ?? 'body';
     const errors = err.validation.map((v) => ({ in: where, path: v.instancePath || '/', message: v.message ?? 'invalid' }));
@@ -60,7 +106,7 @@ const ERROR_DETAIL_FALLBACK: Record<number, string> = {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const { body, retryAfter } = toProblem(err);
-    if (body.status >= 500 && !(err instanceof ApiError)) request.log.error({ err }, 'unhandled error');
+    if (body.status >= 500 && !(err instanceof ApiError) && !(err instanceof DomainError && body.code !== 'INTERNAL')) request.log.error({ err }, 'unhandled error');
     else request.log.debug({ code: body.code, detail: body.detail }, 'request refused');
     return sendProblem(reply, body, retryAfter);
   });

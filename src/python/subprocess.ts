@@ -2,19 +2,21 @@ import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import type { Config } from '../config.js';
-import { ApiError, isApiError } from '../errors.js';
 import type { CallRequest, CheckOutputRequest, CompletedProcess, SubprocessRunRequest } from '../schemas/subprocess.js';
 import { decodeBytes } from '../spec/encoding.js';
-import { pyFloat, pyReprStr, pySignalRepr, pyStr } from './pyrepr.js';
-import type { CompletedRun, RunSpec, StreamName } from '../runner/index.js';
+import { SpawnError, type CompletedRun, type RunSpec, type StreamName } from '../runner/index.js';
+import { CalledProcessError, encodeValue, TimeoutExpired, type Args, type PyValue } from './exceptions.js';
+import { pyReprStr } from './pyrepr.js';
 
 /**
  * CPython's subprocess functions (3.11 Lib/subprocess.py) over the runner:
  * each function below mirrors its Python namesake, and Python's exceptions
- * are ApiErrors that carry the exception's attributes into the problem body.
+ * are domain errors (exceptions.ts) that carry the exception's attributes.
  */
 
-/** Runs a RunSpec to completion for this request (runSync bound to the request's reply). */
+export { CalledProcessError, calledProcessErrorStr, TimeoutExpired } from './exceptions.js';
+
+/** Runs a RunSpec to completion for this request (runSync bound to the request). */
 export type SyncRunner = (spec: RunSpec) => Promise<CompletedRun>;
 
 export interface SubprocessContext {
@@ -28,9 +30,6 @@ export interface Answer<T> {
   truncated: StreamName[];
 }
 
-type Args = string | string[];
-/** A Python value as subprocess returns it: str (text mode), bytes, or None. */
-type PyValue = string | Buffer | null;
 
 /** The Popen keyword arguments this API exposes. */
 interface Popen {
@@ -56,61 +55,6 @@ export function popenArgv(args: Args, shell: boolean): string[] {
 /** Universal newlines, as Popen._translate_newlines: \r\n and lone \r become \n. */
 export const translateNewlines = (text: string): string => text.replace(/\r\n?/g, '\n');
 
-const encodeValue = (value: PyValue): string | null => (value === null ? null : typeof value === 'string' ? value : value.toString('base64'));
-
-// ---- Python's exceptions, as problems ----------------------------------------------------------
-
-/** str(CalledProcessError). */
-export function calledProcessErrorStr(cmd: Args, returncode: number): string {
-  if (returncode < 0) {
-    const sig = pySignalRepr(-returncode);
-    return sig === undefined
-      ? `Command '${pyStr(cmd)}' died with unknown signal ${-returncode}.`
-      : `Command '${pyStr(cmd)}' died with ${sig}.`;
-  }
-  return `Command '${pyStr(cmd)}' returned non-zero exit status ${returncode}.`;
-}
-
-/** subprocess.CalledProcessError: 422 COMMAND_FAILED with returncode, cmd, output and stderr. */
-export class CalledProcessError extends ApiError {
-  constructor(
-    readonly returncode: number,
-    readonly cmd: Args,
-    readonly output: PyValue,
-    readonly stderrValue: PyValue,
-    text: boolean,
-    /** Captured streams that hit the output cap. */
-    readonly truncated: StreamName[] = [],
-  ) {
-    super('COMMAND_FAILED', calledProcessErrorStr(cmd, returncode), {
-      exception: 'CalledProcessError',
-      cmd,
-      returncode,
-      output: encodeValue(output),
-      stderr: encodeValue(stderrValue),
-      encoding: text ? 'utf8' : 'base64',
-      ...(truncated.length > 0 ? { truncated } : {}),
-    });
-  }
-}
-
-/**
- * subprocess.TimeoutExpired: 422 TIMEOUT_EXPIRED. As in CPython 3.11 on POSIX,
- * the partial output is the raw bytes read so far (base64, even in text mode),
- * null when nothing was read.
- */
-export class TimeoutExpired extends ApiError {
-  constructor(cmd: Args, timeout: number, output: Buffer | null, stderr: Buffer | null) {
-    super('TIMEOUT_EXPIRED', `Command '${pyStr(cmd)}' timed out after ${pyFloat(timeout)} seconds`, {
-      exception: 'TimeoutExpired',
-      cmd,
-      timeout,
-      output: encodeValue(output),
-      stderr: encodeValue(stderr),
-      encoding: 'base64',
-    });
-  }
-}
 
 /** glibc's strerror() for the errors a spawn can meet, as Python's OSError prints them. */
 const STRERROR: Record<string, string> = {
@@ -161,8 +105,8 @@ async function cwdErrno(cwd: string): Promise<string | null> {
  * parent: `[Errno 2] No such file or directory: 'nope'`, naming the cwd when
  * chdir failed and the program otherwise.
  */
-async function spawnFailed(err: ApiError, p: Popen): Promise<ApiError> {
-  let errno = typeof err.extra.errno === 'string' ? err.extra.errno : 'EIO';
+async function spawnFailed(err: SpawnError, p: Popen): Promise<SpawnError> {
+  let errno = err.errno;
   let filename: string | null = popenArgv(p.args, p.shell ?? false)[0]!;
   if (p.cwd !== undefined) {
     const cwdError = await cwdErrno(p.cwd);
@@ -175,7 +119,7 @@ async function spawnFailed(err: ApiError, p: Popen): Promise<ApiError> {
   const num = (osConstants.errno as Record<string, number>)[errno];
   const head = num === undefined ? `[${errno}]` : `[Errno ${num}]`;
   const detail = `${head} ${STRERROR[errno] ?? errno}${filename === null ? '' : `: ${pyReprStr(filename)}`}`;
-  return new ApiError('SPAWN_FAILED', detail, { errno, exception: EXCEPTION[errno] ?? 'OSError', filename });
+  return new SpawnError(errno, detail, { exception: EXCEPTION[errno] ?? 'OSError', filename });
 }
 
 // ---- Popen.communicate ---------------------------------------------------------------------------
@@ -213,7 +157,7 @@ async function communicate(ctx: SubprocessContext, p: Popen): Promise<Communicat
   try {
     done = await ctx.run(spec);
   } catch (err) {
-    if (isApiError(err) && err.code === 'SPAWN_FAILED') throw await spawnFailed(err, p);
+    if (err instanceof SpawnError) throw await spawnFailed(err, p);
     throw err;
   }
   const piped = (stream: StreamName) => (stream === 'stdout' ? p.stdout === 'PIPE' : p.stderr === 'PIPE');

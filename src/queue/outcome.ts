@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.js';
+import { ApiError, DomainError } from '../errors.js';
 import { ResourceExhaustedError, SpawnError, type RunOutcome } from '../runner/index.js';
 import type { JobError, JobResult, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
@@ -47,6 +47,8 @@ export function startError(err: unknown): JobError {
   // Nothing ran; the job fails with a code that says so (resubmit it; docs/operations.md).
   if (err instanceof ResourceExhaustedError) return { code: 'RESOURCE_EXHAUSTED', message: err.message, errno: err.errno };
   if (err instanceof ApiError) return { code: err.code, message: err.message };
+  // CommandNotAllowed (a job without a grant): its code is the API's.
+  if (err instanceof DomainError) return { code: err.code as JobError['code'], message: err.message };
   return { code: 'INTERNAL', message: 'the job could not be started; the error has been logged' };
 }
 

@@ -19,7 +19,6 @@ import {
   SubmitHeaders,
 } from '../schemas/jobs.js';
 import { canSee, hasScope, ownerFilter, type Principal } from '../security/auth.js';
-import { admitCommand } from '../security/admission.js';
 import { isSignalName } from '../runner/index.js';
 import { toRunSpec } from '../spec/run-spec.js';
 import type { CommandSpec } from '../schemas/run.js';
@@ -123,7 +122,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const spec = withoutQueue(request.body);
       // The server's bounds and the command policy: a 400 or 403 now, not a failed job later. The grant goes with the job.
       const runSpec = toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true });
-      const { grant } = await admitCommand(request, runSpec);
+      const { grant } = await app.security.admit(request.principal!, runSpec, request.audit);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
       const submitted: SubmitRequest = { queue, spec, ownerId, grant };

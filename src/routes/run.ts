@@ -5,7 +5,8 @@ import { RunRequest, RunResult } from '../schemas/run.js';
 import { encodeBytes } from '../spec/encoding.js';
 import { pyStr } from '../python/pyrepr.js';
 import { toRunSpec } from '../spec/run-spec.js';
-import { runSync, type SyncRun } from '../services/sync.js';
+import type { SyncRun } from '../services/sync.js';
+import { syncRunner } from './sync-run.js';
 import type { Encoding } from '../schemas/common.js';
 
 export function toRunResult(run: SyncRun, encoding: Encoding): RunResult {
@@ -73,7 +74,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
       const { config } = app.services;
       const body = request.body;
       const spec = toRunSpec(body, config, { timeoutMs: config.syncTimeoutMs, allowStreamStdin: false });
-      const run = await runSync(app.services, spec, reply);
+      const run = await syncRunner(app, request, reply)(spec);
       const encoding = body.encoding ?? 'utf8';
       const result = toRunResult(run, encoding);
       const cmd = body.argv ?? body.command!;

@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
@@ -13,7 +13,7 @@ import {
   SubprocessRunRequest,
 } from '../schemas/subprocess.js';
 import * as subprocess from '../python/subprocess.js';
-import { runSync } from '../services/sync.js';
+import { syncRunner } from './sync-run.js';
 
 const ERRORS = problems(...V1_ERRORS, 422);
 
@@ -25,8 +25,8 @@ const PYTHON_ERRORS =
 
 /** /v1/subprocess/*: CPython's subprocess functions, same names, same results. */
 const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
-  const context = (reply: FastifyReply): subprocess.SubprocessContext => ({
-    run: (spec) => runSync(app.services, spec, reply),
+  const context = (request: FastifyRequest, reply: FastifyReply): subprocess.SubprocessContext => ({
+    run: syncRunner(app, request, reply),
     config: app.services.config,
   });
   const answer = <T>(reply: FastifyReply, a: subprocess.Answer<T>): T => {
@@ -48,7 +48,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const a = await subprocess.getoutput(context(reply), request.body.cmd);
+      const a = await subprocess.getoutput(context(request, reply), request.body.cmd);
       request.log.info({ fn: 'getoutput' }, 'subprocess finished');
       return answer(reply, a);
     },
@@ -70,7 +70,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const a = await subprocess.getstatusoutput(context(reply), request.body.cmd);
+      const a = await subprocess.getstatusoutput(context(request, reply), request.body.cmd);
       request.log.info({ fn: 'getstatusoutput', status: a.body.status }, 'subprocess finished');
       return answer(reply, a);
     },
@@ -90,7 +90,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const a = await subprocess.checkOutput(context(reply), request.body);
+      const a = await subprocess.checkOutput(context(request, reply), request.body);
       request.log.info({ fn: 'check_output' }, 'subprocess finished');
       return answer(reply, a);
     },
@@ -110,7 +110,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const a = await subprocess.call(context(reply), request.body);
+      const a = await subprocess.call(context(request, reply), request.body);
       request.log.info({ fn: 'call', returncode: a.body.returncode }, 'subprocess finished');
       return answer(reply, a);
     },
@@ -133,7 +133,7 @@ const subprocessRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const a = await subprocess.run(context(reply), request.body);
+      const a = await subprocess.run(context(request, reply), request.body);
       request.log.info({ fn: 'run', returncode: a.body.returncode }, 'subprocess finished');
       return answer(reply, a);
     },

@@ -1,11 +1,18 @@
-/** A process that could not be started; `errno` is the system error name (ENOENT, EACCES, E2BIG…). */
-export class SpawnError extends Error {
+import { DomainError } from '../errors.js';
+
+/**
+ * A process that could not be started; `errno` is the system error name (ENOENT, EACCES, E2BIG…).
+ * `more` adds facts to the details (python/ words it as Python's OSError, naming the exception).
+ */
+export class SpawnError extends DomainError {
   override name = 'SpawnError';
+  readonly code = 'SPAWN_FAILED';
   constructor(
     readonly errno: string,
     message: string,
+    more: Record<string, unknown> = {},
   ) {
-    super(message);
+    super(message, { errno, ...more });
   }
 }
 
@@ -14,13 +21,14 @@ export class SpawnError extends Error {
  * ENFILE), processes (EAGAIN: RLIMIT_NPROC, pid_max) or memory (ENOMEM). Nothing ran; it is
  * transient and says nothing about the command (503 RESOURCE_EXHAUSTED, not 422 SPAWN_FAILED).
  */
-export class ResourceExhaustedError extends Error {
+export class ResourceExhaustedError extends DomainError {
   override name = 'ResourceExhaustedError';
+  readonly code = 'RESOURCE_EXHAUSTED';
   constructor(
     readonly errno: string,
     message: string,
   ) {
-    super(message);
+    super(message, { errno }, { retryAfter: 1 });
   }
 }
 

@@ -1,26 +1,31 @@
-import type { FastifyRequest } from 'fastify';
-import { ApiError } from '../errors.js';
-import type { Decision, Grant } from './policy.js';
 import type { RunSpec } from '../runner/types.js';
+import type { Principal } from './auth.js';
+import { CommandNotAllowed } from './errors.js';
+import type { CommandPolicy, Decision, Grant } from './policy.js';
 
 export type { Grant } from './policy.js';
+
+/** What admission asks of the command policy. */
+export type PolicyJudge = Pick<CommandPolicy, 'decide' | 'defaultRunAs'>;
+
+/** An admitted command: the RunSpec it runs (the grant applied) and the grant, which a job keeps until it starts. */
+export interface Admitted {
+  spec: RunSpec;
+  grant: Grant;
+}
 
 /**
  * The one gate every command passes before it runs: the command policy, the
  * code-loading env rule, and identity (run-as user, cwd, ceilings). Sync runs
- * pass it in runSync (services/sync.ts); the jobs submit path calls
- * `admitCommand` too, keeps the grant with the job and applies it with
- * `applyGrant` when the job starts.
+ * and job submissions pass it (Security.admit); a job keeps the grant and
+ * `applyGrant` applies it again when the job starts.
  *
- * Throws 403 COMMAND_NOT_ALLOWED naming the rule, or 400 for strings that
- * cannot reach a program byte for byte. Fills `request.audit` either way.
+ * Throws CommandNotAllowed naming the rule, or InvalidInput for strings that
+ * cannot reach a program byte for byte. Fills `audit` with what it decided, either way.
  */
-export async function admitCommand(request: FastifyRequest, spec: RunSpec): Promise<{ spec: RunSpec; grant: Grant }> {
-  const principal = request.principal;
-  if (!principal) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
-  const { policy } = request.server.security;
+export async function admit(policy: PolicyJudge, principal: Principal, spec: RunSpec, audit: Record<string, unknown>): Promise<Admitted> {
   const decision = await policy.decide(principal, spec);
-  Object.assign(request.audit, commandAudit(spec, decision, policy.defaultRunAs));
+  Object.assign(audit, commandAudit(spec, decision, policy.defaultRunAs));
   if (!decision.allowed || !decision.grant) throw notAllowed(decision);
   return { spec: applyGrant(spec, decision.grant), grant: decision.grant };
 }
@@ -40,10 +45,10 @@ export function applyGrant(spec: RunSpec, grant: Grant): RunSpec {
   return out;
 }
 
-/** 403 COMMAND_NOT_ALLOWED naming the rule; `reasons` carry every failed check. */
-export function notAllowed(decision: Pick<Decision, 'rule' | 'reasons'>): ApiError {
+/** CommandNotAllowed naming the rule; `reasons` carry every failed check. */
+export function notAllowed(decision: Pick<Decision, 'rule' | 'reasons'>): CommandNotAllowed {
   const first = decision.reasons[0] ?? 'refused';
-  return new ApiError('COMMAND_NOT_ALLOWED', `not allowed by policy rule "${decision.rule}": ${first}`, {
+  return new CommandNotAllowed(`not allowed by policy rule "${decision.rule}": ${first}`, {
     rule: decision.rule,
     reasons: decision.reasons,
   });

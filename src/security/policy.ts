@@ -2,7 +2,7 @@ import { realpath } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, normalize } from 'node:path';
 import { ConfigError } from '../config.js';
-import { ApiError } from '../errors.js';
+import { InvalidInput } from '../errors.js';
 import { BUILTIN_RULES, PolicyFile, type PolicyDecision, type PolicyRule } from '../schemas/policy.js';
 import { describeIssue, hasScope, readSettingsFile, type Principal } from './auth.js';
 import { resolveRunAs, serverUser, usableHome, type RunAsUser } from './identity.js';
@@ -161,7 +161,7 @@ const isWellFormed = (s: string) => !LONE_SURROGATE.test(s);
 function checkWellFormed(spec: RunSpec): void {
   const bad = (where: string, path: string) => {
     const message = 'contains a lone UTF-16 surrogate, which has no UTF-8 encoding';
-    return new ApiError('VALIDATION_FAILED', `${where} ${message}`, { errors: [{ in: 'body', path, message }] });
+    return new InvalidInput(`${where} ${message}`, [{ in: 'body', path, message }]);
   };
   spec.argv?.forEach((a, i) => {
     if (!isWellFormed(a)) throw bad(`argv[${i}]`, `/argv/${i}`);

@@ -3,9 +3,11 @@ import { ConfigError, type Config } from '../config.js';
 import { TokenStore } from './auth.js';
 import { isRoot, resolveRunAs, type RunAsUser } from './identity.js';
 import { flatLogger } from '../log.js';
+import type { RunSpec } from '../runner/index.js';
+import { admit, type Admitted } from './admission.js';
+import type { Principal } from './auth.js';
 import { CommandPolicy } from './policy.js';
 import { RateLimiter } from './ratelimit.js';
-import type { RunContext } from '../runner/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -32,19 +34,22 @@ export class Security {
   private readonly tokenListeners: Array<() => void> = [];
 
   constructor(
-    private readonly config: Config,
-    runContext: RunContext,
+    private readonly config: Pick<Config, 'runAs' | 'tokens' | 'tokensFile' | 'policyFile' | 'childPath' | 'rateLimitPerMinute'>,
     private readonly log: FastifyBaseLogger,
   ) {
     this.runAs = config.runAs === undefined ? null : resolveRunAs(config.runAs, 'invalid setting EXECD_RUN_AS');
     this.tokens = new TokenStore(config.tokens, config.tokensFile);
     this.policy = new CommandPolicy(config.policyFile, {
-      childPath: runContext.childPath,
-      defaultCwd: runContext.defaultCwd,
+      childPath: config.childPath,
       defaultRunAs: this.runAs,
     });
     this.rateLimit = config.rateLimitPerMinute > 0 ? new RateLimiter(config.rateLimitPerMinute) : null;
     this.audit = flatLogger(log, { log: 'audit' });
+  }
+
+  /** The command policy's gate for `principal` running `spec` (admission.ts); `audit` gets what was decided. */
+  admit(principal: Principal, spec: RunSpec, audit: Record<string, unknown>): Promise<Admitted> {
+    return admit(this.policy, principal, spec, audit);
   }
 
   /** Re-read EXECD_TOKENS_FILE and EXECD_POLICY_FILE (SIGHUP). A file that fails keeps what was in force. */

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
-import { TokenStore } from '../security/auth.js';
 import type { RunContext, Spawner } from '../runner/index.js';
 import { selectSpawner } from '../runner/native.js';
 import { RunTracker } from '../ops/tracker.js';
@@ -9,12 +8,11 @@ import { SyncLimiter } from './limiter.js';
 import { createJobQueue, type JobQueue } from '../queue/index.js';
 import { toRunSpec } from '../spec/run-spec.js';
 import { applyGrant } from '../security/admission.js';
-import { ApiError } from '../errors.js';
+import { CommandNotAllowed } from '../security/errors.js';
 import { prepareInstanceFiles, removeInstanceFiles, type InstanceFiles } from '../ops/data-dir.js';
 
 export interface Services {
   config: Config;
-  tokens: TokenStore;
   /** Identifies this server instance; every child carries it in EXECD_INSTANCE. */
   instanceId: string;
   /** This instance's private directory of output files (`<data dir>/<instance id>`), made at start, removed at close. */
@@ -47,7 +45,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
     filesDir: files.filesDir,
     // The grant the policy gate gave at submission: run-as uid/gid, cwd, ceilings and limits hold for jobs as for sync runs.
     prepareRun: (spec, grant) => {
-      if (!grant) throw new ApiError('COMMAND_NOT_ALLOWED', 'the job was never admitted by the command policy, so it does not run');
+      if (!grant) throw new CommandNotAllowed('the job was never admitted by the command policy, so it does not run');
       return applyGrant(toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }), grant);
     },
     log: deps.log,
@@ -55,7 +53,6 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
   });
   return {
     config,
-    tokens: new TokenStore(config.tokens),
     instanceId,
     files,
     runContext,

@@ -1,4 +1,13 @@
-import { ApiError } from '../errors.js';
+import { DomainError } from '../errors.js';
+
+/** As many synchronous runs as the server allows are in flight: try again shortly, or submit a job. */
+export class TooManySyncRuns extends DomainError {
+  override name = 'TooManySyncRuns';
+  readonly code = 'TOO_MANY_SYNC_RUNS';
+  constructor(max: number) {
+    super(`${max} synchronous runs are already in flight; retry shortly or submit a job`, {}, { retryAfter: 1 });
+  }
+}
 
 /** Bounds synchronous runs in flight: past the bound a request is refused (503) rather than queued. */
 export class SyncLimiter {
@@ -10,11 +19,9 @@ export class SyncLimiter {
     return this.inFlight;
   }
 
-  /** Take a slot or throw QUEUE_FULL; call the returned function exactly once to give it back. */
+  /** Take a slot or throw TooManySyncRuns; call the returned function exactly once to give it back. */
   acquire(): () => void {
-    if (this.inFlight >= this.max) {
-      throw new ApiError('QUEUE_FULL', `${this.max} synchronous runs are already in flight; retry shortly or submit a job`, {}, { retryAfter: 1 });
-    }
+    if (this.inFlight >= this.max) throw new TooManySyncRuns(this.max);
     this.inFlight++;
     let released = false;
     return () => {

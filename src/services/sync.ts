@@ -1,46 +1,44 @@
-import type { FastifyReply } from 'fastify';
-import { ApiError } from '../errors.js';
 import { SERVER_GID, SERVER_UID } from '../security/identity.js';
 import type { Services } from './index.js';
-import { admitCommand } from '../security/admission.js';
 import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from '../runner/index.js';
 
 /** A finished sync run and the identity it ran as. */
 export type SyncRun = CompletedRun & { uid: number; gid: number };
 
+/** What a sync run needs of the server. */
+export type SyncDeps = Pick<Services, 'syncRuns' | 'runContext' | 'tracker'>;
+
+export interface SyncRunOptions {
+  /** Aborted when the caller goes away before the answer: the run is terminated ('cancel'). */
+  signal: AbortSignal;
+  /** The request's audit facts: pid, returncode, signal, timedOut, durationMs, or the errno of a failed start. */
+  audit: Record<string, unknown>;
+}
+
 /**
- * Run a command for a synchronous request: admitted by the policy gate (403
- * COMMAND_NOT_ALLOWED; run-as user, cwd, ceilings and limits applied),
- * bounded by the sync-run limit, tracked (so /v1/processes marks it and
- * shutdown stops it), and terminated when the client goes away before the answer.
+ * Run an admitted command (Security.admit) for a synchronous request: bounded
+ * by the sync-run limit (TooManySyncRuns), tracked (so /v1/processes marks it
+ * and shutdown stops it), and terminated when `signal` aborts before the end.
  */
-export async function runSync(services: Services, asked: RunSpec, reply: FastifyReply): Promise<SyncRun> {
-  const { spec } = await admitCommand(reply.request, asked);
-  const release = services.syncRuns.acquire();
+export async function runSync(deps: SyncDeps, spec: RunSpec, options: SyncRunOptions): Promise<SyncRun> {
+  const { signal, audit } = options;
+  const release = deps.syncRuns.acquire();
   try {
-    const run = await runToCompletion(spec, services.runContext, {
+    const run = await runToCompletion(spec, deps.runContext, {
       onStart: (handle) => {
-        services.tracker.add({ handle, kind: 'run' });
-        const onClose = () => {
-          if (!reply.raw.writableFinished) handle.terminate('cancel');
-        };
-        reply.raw.once('close', onClose);
-        void handle.done.then(() => reply.raw.removeListener('close', onClose));
+        deps.tracker.add({ handle, kind: 'run' });
+        const onAbort = () => handle.terminate('cancel');
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        void handle.done.then(() => signal.removeEventListener('abort', onAbort));
       },
     });
     const ran: SyncRun = Object.assign(run, { uid: spec.uid ?? SERVER_UID, gid: spec.gid ?? SERVER_GID });
     const o = run.outcome;
-    Object.assign(reply.request.audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
+    Object.assign(audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
     return ran;
   } catch (err) {
-    if (err instanceof SpawnError) {
-      reply.request.audit.errno = err.errno;
-      throw new ApiError('SPAWN_FAILED', err.message, { errno: err.errno });
-    }
-    if (err instanceof ResourceExhaustedError) {
-      reply.request.audit.errno = err.errno;
-      throw new ApiError('RESOURCE_EXHAUSTED', err.message, { errno: err.errno }, { retryAfter: 1 });
-    }
+    if (err instanceof SpawnError || err instanceof ResourceExhaustedError) audit.errno = err.errno;
     throw err;
   } finally {
     release();

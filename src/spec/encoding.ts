@@ -1,4 +1,4 @@
-import { ApiError } from '../errors.js';
+import { InvalidInput } from '../errors.js';
 import type { Encoding } from '../schemas/common.js';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -6,7 +6,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 /** Decode request bytes; invalid base64 is a 400, never silently mangled. */
 export function decodeBytes(value: string, encoding: Encoding, field: string): Buffer {
   if (encoding === 'utf8') return Buffer.from(value, 'utf8');
-  if (!BASE64.test(value)) throw new ApiError('VALIDATION_FAILED', `${field} is not valid base64`, { errors: [{ in: 'body', path: `/${field}`, message: 'not valid base64' }] });
+  if (!BASE64.test(value)) throw new InvalidInput(`${field} is not valid base64`, [{ in: 'body', path: `/${field}`, message: 'not valid base64' }]);
   return Buffer.from(value, 'base64');
 }
 

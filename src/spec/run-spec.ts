@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { ApiError } from '../errors.js';
+import { InvalidInput } from '../errors.js';
 import type { CommandSpec } from '../schemas/run.js';
 import { decodeBytes } from './encoding.js';
 import type { RunSpec } from '../runner/index.js';
@@ -10,22 +10,22 @@ export interface SpecDefaults {
 }
 
 /** Translate an API CommandSpec into the runner's RunSpec, enforcing the server's bounds. */
-export function toRunSpec(body: CommandSpec, config: Config, defaults: SpecDefaults): RunSpec {
+export function toRunSpec(body: CommandSpec, config: Pick<Config, 'maxOutputBytes' | 'killGraceMs'>, defaults: SpecDefaults): RunSpec {
   let stdin: RunSpec['stdin'];
   if (typeof body.stdin === 'string') stdin = decodeBytes(body.stdin, body.stdinEncoding ?? 'utf8', 'stdin');
   else if (body.stdin) {
     if (!defaults.allowStreamStdin) {
-      throw new ApiError('VALIDATION_FAILED', 'stdin {"stream":true} is only for jobs: a synchronous run has no one to write to it', {
-        errors: [{ in: 'body', path: '/stdin', message: 'streaming stdin is only for jobs' }],
-      });
+      throw new InvalidInput('stdin {"stream":true} is only for jobs: a synchronous run has no one to write to it', [
+        { in: 'body', path: '/stdin', message: 'streaming stdin is only for jobs' },
+      ]);
     }
     stdin = 'stream';
   }
   const maxOutputBytes = body.maxOutputBytes ?? config.maxOutputBytes;
   if (maxOutputBytes > config.maxOutputBytes) {
-    throw new ApiError('VALIDATION_FAILED', `maxOutputBytes must be at most ${config.maxOutputBytes} on this server`, {
-      errors: [{ in: 'body', path: '/maxOutputBytes', message: `must be at most ${config.maxOutputBytes}` }],
-    });
+    throw new InvalidInput(`maxOutputBytes must be at most ${config.maxOutputBytes} on this server`, [
+      { in: 'body', path: '/maxOutputBytes', message: `must be at most ${config.maxOutputBytes}` },
+    ]);
   }
   const spec: RunSpec = {
     envMode: 'add',
