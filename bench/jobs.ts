@@ -189,8 +189,16 @@ async function endToEnd(): Promise<void> {
   }
 }
 
+interface CannonResult {
+  accepted: number;
+  other: number;
+  rate: number;
+  p50: number;
+  p99: number;
+}
+
 /** autocannon POSTs of one job body to `url`. */
-async function cannon(url: string, seconds: number, amount?: number): Promise<{ accepted: number; other: number; rate: number; p50: number; p99: number }> {
+async function cannon(url: string, seconds: number, amount?: number): Promise<CannonResult> {
   const result = await autocannon({
     url,
     method: 'POST',
@@ -200,7 +208,8 @@ async function cannon(url: string, seconds: number, amount?: number): Promise<{ 
     ...(amount === undefined ? { duration: seconds } : { amount }),
   });
   const accepted = result['2xx'];
-  return { accepted, other: result.non2xx + result.errors, rate: accepted / (result.duration || seconds), p50: result.latency.p50, p99: result.latency.p99 };
+  const rate = accepted / (result.duration || seconds);
+  return { accepted, other: result.non2xx + result.errors, rate, p50: result.latency.p50, p99: result.latency.p99 };
 }
 
 /** CPU seconds (user + system) the process has used, from /proc. */
@@ -230,7 +239,13 @@ async function compareRounds(peers: Peer[], rounds: number, seconds: number) {
       ratio.get(p.name)!.push(r.rate / base);
     }
   }
-  return peers.map((p) => ({ name: p.name, rate: median(rate.get(p.name)!), rounds: rate.get(p.name)!, cpu: median(cpu.get(p.name)!), ratio: median(ratio.get(p.name)!) }));
+  return peers.map((p) => ({
+    name: p.name,
+    rate: median(rate.get(p.name)!),
+    rounds: rate.get(p.name)!,
+    cpu: median(cpu.get(p.name)!),
+    ratio: median(ratio.get(p.name)!),
+  }));
 }
 
 async function acceptAndQueue(): Promise<void> {

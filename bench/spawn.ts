@@ -131,8 +131,9 @@ const record = (table: Map<string, Map<number, LoopResult[]>>, name: string, c: 
   if (!row.has(c)) row.set(c, []);
   row.get(c)!.push(r);
 };
-const rate = (table: Map<string, Map<number, LoopResult[]>>, name: string, c: number) => median((table.get(name)?.get(c) ?? []).map((r) => r.rate));
-const p50 = (table: Map<string, Map<number, LoopResult[]>>, name: string, c: number) => median((table.get(name)?.get(c) ?? []).map((r) => r.p50));
+type Table = Map<string, Map<number, LoopResult[]>>;
+const rate = (table: Table, name: string, c: number) => median((table.get(name)?.get(c) ?? []).map((r) => r.rate));
+const p50 = (table: Table, name: string, c: number) => median((table.get(name)?.get(c) ?? []).map((r) => r.p50));
 
 const dir = mkdtempSync(join(tmpdir(), 'execd-bench-spawn-'));
 const webhookBin = ensureWebhook();

@@ -192,11 +192,18 @@ export interface Config {
   wsOrigins: string[];
   /** Ping interval of WebSocket viewers; one that answers nothing (no pong, no progress) for a whole interval is terminated. */
   wsPingMs: number;
-  /** After SIGTERM/SIGINT, how long running jobs and runs may go on: SIGTERM to their groups at grace minus killGraceMs, SIGKILL at grace. */
+  /**
+   * After SIGTERM/SIGINT, how long running jobs and runs may go on: SIGTERM to their groups at grace minus
+   * killGraceMs, SIGKILL at grace.
+   */
   shutdownGraceMs: number;
   /** Hard limit of a shutdown: past it whatever is left is SIGKILLed and the process exits with 1. */
   shutdownTimeoutMs: number;
-  /** Where each running server records its instance id and pid, so the next start can kill what a crashed one left running and remove its files. Default: `<dataDir>/instances`, or `<tmpdir>/execd-instances-<uid>` without EXECD_DATA_DIR. */
+  /**
+   * Where each running server records its instance id and pid, so the next start can kill what a crashed one left
+   * running and remove its files. Default: `<dataDir>/instances`, or `<tmpdir>/execd-instances-<uid>` without
+   * EXECD_DATA_DIR.
+   */
   instanceDir: string;
   /** Load shedding: past this mean event-loop delay, requests get 503 (healthz excepted); 0 turns it off. */
   maxEventLoopDelayMs: number;

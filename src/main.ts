@@ -114,8 +114,17 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
   // An accept that fails (EMFILE past libuv's own reserve descriptor) is an 'error' on the listening server:
   // logged, and the server goes on accepting; unhandled it would end the process.
   app.server.on('error', (err) => app.log.error({ err }, 'the server could not accept a connection'));
-  app.log.info({ url, pid: process.pid, instanceId: app.services.instanceId, dataDir: app.services.files.filesDir, spawner: app.services.runContext.spawner.name, queues: config.queues,
-    backend: config.queueBackend, ...(config.queueBackend === 'redis' ? { role: config.role, node: config.nodeId, redisPrefix: config.redisPrefix } : {}) }, 'execd ready');
+  const cluster = config.queueBackend === 'redis' ? { role: config.role, node: config.nodeId, redisPrefix: config.redisPrefix } : {};
+  app.log.info({
+    url,
+    pid: process.pid,
+    instanceId: app.services.instanceId,
+    dataDir: app.services.files.filesDir,
+    spawner: app.services.runContext.spawner.name,
+    queues: config.queues,
+    backend: config.queueBackend,
+    ...cluster,
+  }, 'execd ready');
   const spawner = app.services.runContext.spawner.name;
   if (config.spawner === 'auto' && spawner !== 'native') {
     // npm ci builds the native spawner when python3, make and g++ are there (native/build.mjs); without it every run still works.

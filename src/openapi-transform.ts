@@ -1,6 +1,8 @@
 import { jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { ERROR_CODES, problem, type ErrorCode } from './errors.js';
 
+// The generated OpenAPI document, walked and patched as plain JSON (its shape is the OpenAPI spec's, not ours).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = Record<string, any>;
 
 const STATUS_TEXT: Record<string, string> = { 200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content' };

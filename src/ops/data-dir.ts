@@ -18,7 +18,10 @@ import { ConfigError } from '../config.js';
  * (ops/recovery.ts), never a live one's.
  */
 
-/** Create `dir` (0700, with its parents) unless it exists, then refuse it unless it is a directory of this user that no one else can write. */
+/**
+ * Create `dir` (0700, with its parents) unless it exists, then refuse it unless it is a directory of this user that
+ * no one else can write.
+ */
 export function preparePrivateDir(dir: string, setting: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -67,14 +67,21 @@ function outcome(request: FastifyRequest, status: number): string {
 function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
   const route = request.routeOptions; // a getter that builds a new object: read once
   const operationId = (route.schema as { operationId?: string } | undefined)?.operationId;
-  const audited = operationId !== undefined && (AUDIT_EVENTS[operationId] !== undefined || scopesOf(route.config).some((s) => AUDITED_SCOPES.has(s)));
+  const audited = operationId !== undefined
+    && (AUDIT_EVENTS[operationId] !== undefined || scopesOf(route.config).some((s) => AUDITED_SCOPES.has(s)));
   const status = reply.statusCode;
   if (!audited && status !== 401 && status !== 403) return;
   const params = request.params as { id?: unknown } | undefined;
   const body = request.body as { signal?: unknown } | undefined;
   const event = audited ? (AUDIT_EVENTS[operationId] ?? operationId) : status === 401 ? 'auth.failed' : 'forbidden';
   // One flat line (log.ts): the request's audit facts are strings, numbers, booleans and string arrays.
-  const line: Record<string, unknown> = { event, tokenId: request.principal?.id ?? null, reqId: request.id, method: request.method, route: route.url ?? null };
+  const line: Record<string, unknown> = {
+    event,
+    tokenId: request.principal?.id ?? null,
+    reqId: request.id,
+    method: request.method,
+    route: route.url ?? null,
+  };
   if (typeof params?.id === 'string') line.jobId = params.id;
   if (operationId === 'signalJob' && typeof body?.signal === 'string') line.signal = body.signal.slice(0, 32);
   Object.assign(line, request.audit);

@@ -28,6 +28,7 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
       const mem = process.memoryUsage();
       const cpu = process.cpuUsage();
       const uid = process.getuid!();
+      const runAs = app.security.policy.defaultRunAs;
       return {
         pid: process.pid,
         ppid: process.ppid,
@@ -54,7 +55,7 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
           role: services.config.role,
           node: services.config.queueBackend === 'redis' ? services.config.nodeId : null,
         },
-        runAs: { uid: app.security.policy.defaultRunAs.uid, gid: app.security.policy.defaultRunAs.gid, user: app.security.policy.defaultRunAs.name },
+        runAs: { uid: runAs.uid, gid: runAs.gid, user: runAs.name },
       };
     },
   );

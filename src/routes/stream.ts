@@ -95,7 +95,8 @@ const streamRoutes: FastifyPluginAsyncZod = async (app) => {
       await mustSee(jobs, request, id); // another token's job is a 404, as over HTTP
       const [job, output] = await Promise.all([jobs.get(id), jobs.output(id)]);
       if (!job || !output) throw notFound(id);
-      // A stream's own offset past the end of its finished stream is a mistake; the shared `offset` past a short stream is only nothing to replay.
+      // A stream's own offset past the end of its finished stream is a mistake; the shared `offset` past a short
+      // stream is only nothing to replay.
       const exact = { stdout: request.query.stdoutOffset, stderr: request.query.stderrOffset };
       for (const stream of ['stdout', 'stderr'] as const) {
         const end = output.end(stream);

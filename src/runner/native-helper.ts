@@ -18,11 +18,16 @@ const BUILD_DIR = fileURLToPath(new URL('../../native/build/Release/', import.me
 export const HELPER_PATH = `${BUILD_DIR}execd-spawn-helper`;
 const ADDON_PATH = `${BUILD_DIR}execd_spawn.node`;
 
+/** A message from the helper: its type, the spawn it answers, and what it carries (fds -1 when none). */
+type ChannelMessage = (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number, step: number) => void;
+/** A watched child's end: exit code or signal number, and its rusage (userUs -1 when none). */
+type ExitWatch = (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void;
+
 interface Addon {
-  openChannel(onMessage: (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number, step: number) => void): [number, object];
+  openChannel(onMessage: ChannelMessage): [number, object];
   setRef(channel: object, ref: boolean): void;
   closeChannel(channel: object): void;
-  watch(pid: number, onExit: (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void, ref?: boolean): void;
+  watch(pid: number, onExit: ExitWatch, ref?: boolean): void;
   watching(): number;
   probe(): string | null;
   readPipe(fd: number, onData: (chunk: Buffer | null) => void): object;
@@ -41,7 +46,10 @@ const REPLY_FAILED = 2;
 const REPLY_EXECED = 3;
 const REPLY_EXEC_FAILED = 4;
 const STEP_CHDIR = 1;
-/** A child killed before its exec by someone else (a `pkill execd-spawn-hel` finds children not exec'd yet): it never ran, so it is retried. */
+/**
+ * A child killed before its exec by someone else (a `pkill execd-spawn-hel` finds children not exec'd yet): it never
+ * ran, so it is retried.
+ */
 const ECANCELED = osConstants.errno.ECANCELED;
 /** The go a child waits for before its exec (native/protocol.h GO_SIGNAL). */
 const GO_SIGNAL = osConstants.signals.SIGUSR1;
@@ -191,7 +199,8 @@ class HelperProcess {
     private readonly addon: Addon,
     private readonly onClosed: (h: HelperProcess) => void,
   ) {
-    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2, step) => this.onMessage(type, id, pid, err, [fd0, fd1, fd2], step));
+    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2, step) =>
+      this.onMessage(type, id, pid, err, [fd0, fd1, fd2], step));
     this.channel = channel;
     let requestFd: number;
     try {
@@ -393,7 +402,9 @@ function watchExit(addon: Addon, pid: number, ref = true): Promise<HelperExit> {
     settle({
       code: code >= 0 ? code : null,
       signal: signal ? (SIGNAL_NAMES.get(signal) ?? null) : null,
-      usage: userUs < 0 ? null : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
+      usage: userUs < 0
+        ? null
+        : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
     });
   }, ref);
   return exited;

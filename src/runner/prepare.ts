@@ -143,7 +143,7 @@ let view: string | undefined;
  */
 export function filesystemView(): string {
   if (view === undefined) {
-    let boot = '';
+    let boot: string;
     let mounts = '';
     try {
       boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -251,6 +251,8 @@ async function prepareProgram(spec: RunSpec, ctx: PrepareContext): Promise<Spawn
   const badArg = argv.findIndex(hasNul);
   if (badArg >= 0) throw new SpawnError('EINVAL', `argv[${badArg}] contains a NUL byte`);
   // The file the policy checked, if it checked one (still the same file: verifyProgram), else argv[0] resolved now.
-  const file = spec.program ? verifyProgram(spec.program, argv[0]!) : await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
+  const file = spec.program
+    ? verifyProgram(spec.program, argv[0]!)
+    : await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
   return { file, argv, cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
 }

@@ -150,7 +150,9 @@ export const childProcessSpawner: Spawner = {
   name: 'child_process',
   spawn(options) {
     const runAs = options.uid !== undefined || options.gid !== undefined;
-    const { file, argv, cwd } = runAs ? identityFirstTrampoline(options) : { ...(options.mergeStderr ? mergeTrampoline(options) : options), cwd: options.cwd };
+    const { file, argv, cwd } = runAs
+      ? identityFirstTrampoline(options)
+      : { ...(options.mergeStderr ? mergeTrampoline(options) : options), cwd: options.cwd };
     return new Promise((resolve, reject) => {
       let child: ChildProcess;
       try {
@@ -178,7 +180,8 @@ export const childProcessSpawner: Spawner = {
       let early: ChildOutput | undefined;
       let consumer: ((stream: StreamName, chunk: Buffer) => void) | undefined;
       const held: Array<[StreamName, Buffer]> = [];
-      if (runAs) early = streamOutput(child.stdout!, child.stderr!, (name, chunk) => (consumer ? consumer(name, chunk) : held.push([name, chunk])));
+      const hold = (name: StreamName, chunk: Buffer) => (consumer ? consumer(name, chunk) : held.push([name, chunk]));
+      if (runAs) early = streamOutput(child.stdout!, child.stderr!, hold);
       child.once('error', reject);
       child.once('spawn', () => {
         child.removeListener('error', reject);

@@ -14,7 +14,10 @@ export class EventsViewer extends Viewer {
   private lagging = false;
   private invalidFrames = 0;
 
-  /** `principal`: the token; it gets the events of the jobs it can see (canSee, with its scopes as the last reload left them), and no others. */
+  /**
+   * `principal`: the token; it gets the events of the jobs it can see (canSee, with its scopes as the last reload
+   * left them), and no others.
+   */
   constructor(ws: WebSocket, ctx: ViewerContext, principal: Principal) {
     super(ws, ctx, principal);
   }

@@ -37,7 +37,9 @@ export class ViewerHub {
   private readonly eventViewers = new Set<EventsViewer>();
   private readonly all = new Set<Viewer>();
   private readonly ctx: ViewerContext;
-  private readonly listeners = EVENTS.map((name) => [name, (job: Job, ownerId: string | null) => this.dispatch(name, job, ownerId)] as const);
+  private readonly listeners = EVENTS.map(
+    (name) => [name, (job: Job, ownerId: string | null) => this.dispatch(name, job, ownerId)] as const,
+  );
   private listening = false;
   private timer: NodeJS.Timeout | null = null;
   private closing = false;

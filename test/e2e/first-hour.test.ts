@@ -161,7 +161,9 @@ describe('/docs: the document works wherever execd listens, and its examples are
   });
 
   it('every request example validates against its schema', () => {
-    const schemas = { CommandSpec, RunRequest, JobRequest, SignalRequest, GetoutputRequest, CheckOutputRequest, CallRequest, SubprocessRunRequest };
+    const schemas = {
+      CommandSpec, RunRequest, JobRequest, SignalRequest, GetoutputRequest, CheckOutputRequest, CallRequest, SubprocessRunRequest,
+    };
     for (const [name, schema] of Object.entries(schemas)) {
       const examples = doc.components.schemas[name]?.examples as unknown[] | undefined;
       expect(examples?.length, name).toBeGreaterThan(0);

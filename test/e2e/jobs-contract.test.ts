@@ -38,7 +38,8 @@ describe('job answers match their schemas exactly', () => {
     const canceledQueued = await t.http.post(`/v1/jobs/${queued.body.id}/cancel`).set(AUTH);
     const canceledRunning = await t.http.post(`/v1/jobs/${blocker.id}/cancel`).set(AUTH);
     const long = await t.http.get(`/v1/jobs/${blocker.id}?waitMs=10`).set(AUTH);
-    for (const body of [queued.body, replay.body, running, signaled.body, ...finished, canceledQueued.body, canceledRunning.body, long.body]) conforms(Job, body);
+    const bodies = [queued.body, replay.body, running, signaled.body, ...finished, canceledQueued.body, canceledRunning.body, long.body];
+    for (const body of bodies) conforms(Job, body);
     expect(new Set([queued.body.state, running.state, ...finished.map((j) => j.state), canceledRunning.body.state])).toEqual(
       new Set(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled']),
     );

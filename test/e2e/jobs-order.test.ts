@@ -27,7 +27,9 @@ describe('FIFO', () => {
     const starts = jobs.map((j) => Date.parse(j.startedAt!));
     for (let i = 1; i < starts.length; i++) expect(starts[i]).toBeGreaterThanOrEqual(starts[i - 1]!);
     // one worker: each starts only after the one before it finished
-    for (let i = 1; i < jobs.length; i++) expect(Date.parse(jobs[i]!.result!.startedAt)).toBeGreaterThanOrEqual(Date.parse(jobs[i - 1]!.result!.finishedAt));
+    for (let i = 1; i < jobs.length; i++) {
+      expect(Date.parse(jobs[i]!.result!.startedAt)).toBeGreaterThanOrEqual(Date.parse(jobs[i - 1]!.result!.finishedAt));
+    }
   });
 });
 

@@ -54,7 +54,9 @@ describe('terminal states', () => {
   it('succeeded: exit 0, with the result and times stamped', async () => {
     const job = await settle(t, (await submit(t, { command: 'echo out; echo err >&2' })).id);
     expect(job).toMatchObject({ state: 'succeeded', position: null, outputBytes: { stdout: 4, stderr: 4 }, error: null });
-    expect(job.result).toMatchObject({ exitCode: 0, signal: null, returncode: 0, timedOut: false, truncated: { stdout: false, stderr: false } });
+    expect(job.result).toMatchObject({
+      exitCode: 0, signal: null, returncode: 0, timedOut: false, truncated: { stdout: false, stderr: false },
+    });
     expect(job.result!.pid).toBe(job.pid);
     expect(Date.parse(job.createdAt)).toBeLessThanOrEqual(Date.parse(job.startedAt!));
     expect(Date.parse(job.startedAt!)).toBeLessThanOrEqual(Date.parse(job.finishedAt!));

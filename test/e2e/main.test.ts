@@ -12,7 +12,10 @@ const ROOT = new URL('../..', import.meta.url).pathname;
 /** Alive: not gone, and not a zombie (dead, only not yet reaped by whoever inherited it). */
 const alive = (pid: number) => ![null, 'Z'].includes(procState(pid));
 
-/** Start execd from source (node --import tsx src/main.ts; `npm start` runs the same compiled) in a child with only the given environment. */
+/**
+ * Start execd from source (node --import tsx src/main.ts; `npm start` runs the same compiled) in a child with only
+ * the given environment.
+ */
 function startServer(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }); // ipc: it dies with this test (helpers/server.ts)
   const stderr: string[] = [];
@@ -76,8 +79,9 @@ describe('main: started by a test', () => {
       expect(pids.job).toBeGreaterThan(0);
       expect([pids.server, pids.job].map(alive)).toEqual([true, true]);
       starter.kill('SIGKILL');
-      const gone = await waitFor(() => !alive(pids!.server) && liveMembers(pids!.job).length === 0 && (pids!.redis === null || !alive(pids!.redis)), 15_000, 50);
-      expect(gone, JSON.stringify({ server: procState(pids.server), job: liveMembers(pids.job), redis: pids.redis && procState(pids.redis) })).toBe(true);
+      const { server, job, redis } = pids;
+      const gone = await waitFor(() => !alive(server) && liveMembers(job).length === 0 && (redis === null || !alive(redis)), 15_000, 50);
+      expect(gone, JSON.stringify({ server: procState(server), job: liveMembers(job), redis: redis && procState(redis) })).toBe(true);
     } finally {
       starter.kill('SIGKILL');
       if (pids) for (const pid of [pids.server, pids.redis]) if (pid !== null && alive(pid)) process.kill(pid, 'SIGKILL');

@@ -40,7 +40,7 @@ async function steadyFds(pid: number): Promise<number> {
 function childrenOf(pid: number): Array<{ pid: number; state: string | null; comm: string }> {
   const out: Array<{ pid: number; state: string | null; comm: string }> = [];
   for (const task of readdirSync(`/proc/${pid}/task`)) {
-    let list = '';
+    let list: string;
     try {
       list = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8');
     } catch {
@@ -50,7 +50,9 @@ function childrenOf(pid: number): Array<{ pid: number; state: string | null; com
       let comm = '';
       try {
         comm = readFileSync(`/proc/${c}/comm`, 'utf8').trim();
-      } catch {}
+      } catch {
+        // gone already: no name
+      }
       out.push({ pid: c, state: procState(c), comm });
     }
   }
@@ -82,7 +84,9 @@ function postRun(url: string, agent: Agent, body: unknown): Promise<Answer> {
           const body = JSON.parse(Buffer.concat(chunks).toString()) as { code?: string; detail?: string; errno?: string };
           code = body.code;
           if (code) detail = `${body.errno ?? ''} ${body.detail ?? ''}`;
-        } catch {}
+        } catch {
+          // not a problem body: the status says it all
+        }
         resolve({ status: res.statusCode!, code, detail, retryAfter: res.headers['retry-after'] as string | undefined });
       });
     });

@@ -61,7 +61,9 @@ describe('start-up recovery', () => {
     const crashed: InstanceRecord = { instanceId: randomUUID(), pid: deadPid(), pidStartTime: '1', startedAt: new Date(0).toISOString() };
     const crashedFile = writeRecord(dir, crashed);
     // A live instance (this test process stands in for its server): its processes must survive.
-    const live: InstanceRecord = { instanceId: randomUUID(), pid: process.pid, pidStartTime: startTimeOf(process.pid), startedAt: new Date().toISOString() };
+    const live: InstanceRecord = {
+      instanceId: randomUUID(), pid: process.pid, pidStartTime: startTimeOf(process.pid), startedAt: new Date().toISOString(),
+    };
     const liveFile = writeRecord(dir, live);
 
     // The orphan: a job of the crashed instance, with a grandchild in its group (the grandchild keeps the marker too).

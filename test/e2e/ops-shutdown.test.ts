@@ -198,6 +198,8 @@ describe('log format', () => {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
       expect(await waitFor(() => out.includes('execd ready'), 20_000)).toBe(true);
+      // pino-pretty's colours (ESC [ … m) off
+      // eslint-disable-next-line no-control-regex
       const text = out.replace(/\x1b\[[0-9;]*m/g, '');
       expect(text).toMatch(/INFO.*execd listening on http:\/\/127\.0\.0\.1:\d+/);
       expect(text.split('\n').some((l) => l.trim().startsWith('{"level"'))).toBe(false);

@@ -29,7 +29,14 @@ interface Request {
 }
 
 /** Run a script with bash: its output, exit code, and the HTTP requests curl made. Killed (its whole group) after `timeoutMs`. */
-function runBash(script: string, env: Record<string, string>, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string; requests: Request[] }> {
+interface BashRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  requests: Request[];
+}
+
+function runBash(script: string, env: Record<string, string>, timeoutMs: number): Promise<BashRun> {
   const dir = mkdtempSync(join(tmpdir(), 'execd-readme-'));
   const file = join(dir, 'tour.bash');
   // Each request's status goes to stderr; a -w of the tour's own comes later and wins (that request is then not listed).

@@ -445,7 +445,9 @@ describe('three processes: api A, api B, worker C', () => {
       for (const [k, id] of ids.entries()) jobs.push(await settleJob(k % 2 ? A : B, id));
       expect(jobs.every((j) => j.state === 'succeeded')).toBe(true);
       expect(linesOf(file).map(Number)).toEqual([...Array(20).keys()]);
-      for (let i = 1; i < jobs.length; i++) expect(Date.parse(jobs[i]!.result!.startedAt)).toBeGreaterThanOrEqual(Date.parse(jobs[i - 1]!.result!.finishedAt));
+      for (let i = 1; i < jobs.length; i++) {
+        expect(Date.parse(jobs[i]!.result!.startedAt)).toBeGreaterThanOrEqual(Date.parse(jobs[i - 1]!.result!.finishedAt));
+      }
       expect((await settleJob(B, blocker.id)).state).toBe('succeeded');
     }, 60_000);
   });

@@ -91,7 +91,8 @@ describe('a worker that loses Redis', () => {
     await redis.stop();
     const t0 = Date.now();
     // watched from the stop on, while the API is probed
-    const groupGoneAfter = waitFor(() => liveMembers(pgid).length === 0, STALL_MS + 3000, 20).then((gone) => (gone ? Date.now() - t0 : null));
+    const groupGoneAfter = waitFor(() => liveMembers(pgid).length === 0, STALL_MS + 3000, 20)
+      .then((gone) => (gone ? Date.now() - t0 : null));
     // the API: 503 QUEUE_FULL (problem+json, Retry-After) within about a second, whatever the route
     for (const [path, init] of [
       ['/v1/jobs', { body: { argv: ['true'] } }],

@@ -48,7 +48,8 @@ function fromSchema(schema: Json, doc: Doc, depth = 0): fc.Arbitrary<unknown> {
     case 'object': {
       const props: Json = schema.properties ?? {};
       if (Object.keys(props).length === 0 && schema.additionalProperties && typeof schema.additionalProperties === 'object') {
-        const key = schema.propertyNames ? fromSchema({ ...schema.propertyNames, maxLength: Math.min(schema.propertyNames.maxLength ?? 16, 16) }, doc) : smallString(1, 12);
+        const names = schema.propertyNames;
+        const key = names ? fromSchema({ ...names, maxLength: Math.min(names.maxLength ?? 16, 16) }, doc) : smallString(1, 12);
         return fc.dictionary(key as fc.Arbitrary<string>, fromSchema(schema.additionalProperties, doc, depth + 1), { maxKeys: 3 });
       }
       const record: Record<string, fc.Arbitrary<unknown>> = {};
@@ -56,7 +57,10 @@ function fromSchema(schema: Json, doc: Doc, depth = 0): fc.Arbitrary<unknown> {
       return fc.record(record, { requiredKeys: schema.required ?? [] });
     }
     case 'array':
-      return fc.array(fromSchema(schema.items ?? {}, doc, depth + 1), { minLength: schema.minItems ?? 0, maxLength: Math.min(schema.maxItems ?? 4, (schema.minItems ?? 0) + 4) });
+      return fc.array(fromSchema(schema.items ?? {}, doc, depth + 1), {
+        minLength: schema.minItems ?? 0,
+        maxLength: Math.min(schema.maxItems ?? 4, (schema.minItems ?? 0) + 4),
+      });
     case 'string':
       if (schema.pattern) return fc.stringMatching(new RegExp(schema.pattern)).filter((s) => s.length <= (schema.maxLength ?? 64));
       return smallString(schema.minLength ?? 0, Math.min(schema.maxLength ?? 24, 24));
@@ -67,7 +71,8 @@ function fromSchema(schema: Json, doc: Doc, depth = 0): fc.Arbitrary<unknown> {
     }
     case 'number': {
       const min = schema.exclusiveMinimum ?? schema.minimum ?? -1e9;
-      return fc.double({ min, max: schema.maximum ?? 1e9, noNaN: true, noDefaultInfinity: true, minExcluded: schema.exclusiveMinimum !== undefined });
+      const minExcluded = schema.exclusiveMinimum !== undefined;
+      return fc.double({ min, max: schema.maximum ?? 1e9, noNaN: true, noDefaultInfinity: true, minExcluded });
     }
     case 'boolean':
       return fc.boolean();

@@ -8,7 +8,9 @@ const PY_ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LC_ALL: 'C.UTF-8', LANG: 
 
 describe('Python wording helpers', () => {
   it('pyFloat prints what Python prints for a number JavaScript wrote as JSON', async () => {
-    const numbers = [1, 60, 0.5, 0.25, 1e-5, 1.5e-5, 0.0001, 0.001, 1e16, 1.5e16, 1e21, 123456789.123, 1e22, 0.1 + 0.2, 1e-7, 1000000000000000.5];
+    const numbers = [
+      1, 60, 0.5, 0.25, 1e-5, 1.5e-5, 0.0001, 0.001, 1e16, 1.5e16, 1e21, 123456789.123, 1e22, 0.1 + 0.2, 1e-7, 1000000000000000.5,
+    ];
     const child = execFile('python3', ['-c', 'import json,sys\nfor x in json.load(sys.stdin): print(repr(x))'], { env: PY_ENV });
     const out = new Promise<string>((resolve, reject) => {
       let text = '';

@@ -65,7 +65,9 @@ export function rawGet(t: TestApp, path: string, onChunk?: (chunk: Buffer, soFar
       const chunks: Buffer[] = [];
       let aborted = false;
       const finish = () =>
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), trailers: res.trailers as Record<string, string> });
+        resolve({
+          status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), trailers: res.trailers as Record<string, string>,
+        });
       res.on('data', (chunk: Buffer) => {
         chunks.push(chunk);
         if (onChunk?.(chunk, Buffer.concat(chunks)) === false) {

@@ -14,7 +14,9 @@ import { startRedis, type PrivateRedis } from './redis.js';
 const HOW = 'apt-get install redis-server (npm test then starts one), or set EXECD_TEST_REDIS_URL=redis://host:port';
 
 async function answers(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000, enableOfflineQueue: false });
+  const redis = new Redis(url, {
+    lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000, enableOfflineQueue: false,
+  });
   redis.on('error', () => {});
   try {
     await redis.connect();

@@ -310,8 +310,15 @@ export interface ApiReply<T = unknown> {
   body: T;
 }
 
+interface CallInit {
+  method?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
 /** A request through `node` with the test token; the parsed JSON body (or text). */
-export async function call<T = Record<string, unknown>>(node: ServerProcess, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<ApiReply<T>> {
+export async function call<T = Record<string, unknown>>(node: ServerProcess, path: string, init: CallInit = {}): Promise<ApiReply<T>> {
   const res = await node.api(path, {
     method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
@@ -405,7 +412,8 @@ export function rawGet(node: ServerProcess, path: string, onChunk?: (chunk: Buff
 }
 
 /** A WebSocket client (test/helpers/stream.ts) on a node, with the server token. */
-export const connectTo = (node: ServerProcess, path: string): Promise<Client> => connect({ url: node.url } as TestApp, path, { token: SERVER_TOKEN });
+export const connectTo = (node: ServerProcess, path: string): Promise<Client> =>
+  connect({ url: node.url } as TestApp, path, { token: SERVER_TOKEN });
 
 /** The parent pid of a process, or null when it is gone. */
 export function parentOf(pid: number): number | null {

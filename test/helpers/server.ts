@@ -46,7 +46,10 @@ function baseEnv(): Record<string, string> {
 
 const tempDirs: string[] = [];
 
-/** A fresh instance directory of its own (mode 0700), so tests never meet each other's instance records. Removed when the test process exits. */
+/**
+ * A fresh instance directory of its own (mode 0700), so tests never meet each other's instance records. Removed when
+ * the test process exits.
+ */
 export function tempInstanceDir(): string {
   if (tempDirs.length === 0) process.once('exit', () => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
   const dir = mkdtempSync(join(tmpdir(), 'execd-ops-inst-'));

@@ -73,8 +73,14 @@ export async function connect(t: TestApp, path: string, options: ConnectOptions 
   return client;
 }
 
+interface Refusal {
+  status: number;
+  body: Record<string, unknown>;
+  type: string;
+}
+
 /** An upgrade the server must refuse: its HTTP status and problem body (no WebSocket ever opens). */
-export function refusal(t: TestApp, path: string, options: ConnectOptions = {}): Promise<{ status: number; body: Record<string, unknown>; type: string }> {
+export function refusal(t: TestApp, path: string, options: ConnectOptions = {}): Promise<Refusal> {
   const ws = open(t, path, options);
   return new Promise((resolve, reject) => {
     ws.once('open', () => reject(new Error('the upgrade was accepted')));
