@@ -9,8 +9,8 @@ export const FLAT_REDACT = ['env', 'stdin', 'input', 'token', 'tokens', 'sha256'
  * numbers, booleans, null, arrays of strings, or an object a serializer
  * reduces to such (`req`, `res`). It censors the same keys as LOG_REDACT at
  * the top level, but skips LOG_REDACT's wildcard paths (`*.env`, `*.*.env`…),
- * which pino's redaction runs on every key of every line: 25 µs of a 30 µs
- * line here, the largest single cost of a request. Never pass it a nested
+ * which pino's redaction runs on every key of every line: most of a line's
+ * cost, the largest single cost of a request (docs/benchmarks.md). Never pass it a nested
  * object that could hold env values, stdin or a token.
  */
 export function flatLogger(log: FastifyBaseLogger, bindings: Record<string, unknown> = {}): FastifyBaseLogger {

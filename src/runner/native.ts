@@ -20,7 +20,7 @@ const writeEnd = (fd: number) => new Socket({ fd, readable: false, writable: tru
 
 /**
  * The output pipes, read by the addon (readPipe): a net.Socket per pipe cost more
- * server CPU than the rest of a spawn (60-80 µs of a /bin/true run here).
+ * server CPU than the rest of a spawn (docs/benchmarks.md).
  */
 function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput {
   let open = fds.length;

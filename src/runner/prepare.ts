@@ -1,5 +1,3 @@
-// The checks below stat synchronously: a stat of a cached path takes microseconds, while a
-// thread-pool round trip took 0.3-3 ms under load (a third of a /bin/true run's server time).
 import { accessSync, constants, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { basename, delimiter, dirname, isAbsolute, join, normalize } from 'node:path';
@@ -34,8 +32,8 @@ export function buildEnv(spec: RunSpec, ctx: PrepareContext): Record<string, str
 
 const hasNul = (s: string) => s.includes('\0');
 
-// The checks below stat synchronously on purpose: a few cached-dentry lookups cost
-// microseconds, while a thread-pool round trip each cost ~1.5 ms per run under load.
+// The checks below stat synchronously on purpose: a few cached-dentry lookups are far
+// cheaper than a thread-pool round trip each under load (docs/benchmarks.md).
 // They stay async in signature so a slower check (e.g. a network filesystem) can return.
 
 /**

@@ -5,9 +5,8 @@ import { killNoThrow } from './native-helper.js';
  * Send a signal to a whole process group. Returns false when the group no longer exists.
  *
  * Every run ends with a kill of its group, which is usually empty by then (ESRCH). Through
- * the native addon that is an errno. process.kill throws instead: building and throwing that
- * error cost ~25 µs of a /bin/true run in the busy server (timestamps along a request; 3 µs
- * in a micro-benchmark), even without a stack trace.
+ * the native addon that is an errno. process.kill throws instead, and building and throwing
+ * that error is a visible share of a short run, even without a stack trace (docs/benchmarks.md).
  */
 export function killProcessGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   if (!Number.isInteger(pgid) || pgid <= 1) return false;

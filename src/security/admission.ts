@@ -56,7 +56,7 @@ export function notAllowed(decision: Pick<Decision, 'rule' | 'reasons'>): Comman
 
 /**
  * What the audit line says about a command: never env values or stdin. Built
- * key by key: V8 took 3 µs (hot) for the spread of a conditional literal here.
+ * key by key: V8's spread of a conditional literal cost more here (docs/benchmarks.md).
  */
 export function commandAudit(spec: RunSpec, decision: Decision, fallback: { uid: number; gid: number }): Record<string, unknown> {
   const g = decision.grant;
