@@ -20,6 +20,7 @@ import policyRoutes from './routes/policy.js';
 import streamRoutes from './routes/stream.js';
 import eventRoutes from './routes/events.js';
 import { registerWebSockets, ViewerHub } from './stream/hub.js';
+import { streamMetrics } from './stream/metrics.js';
 import metricsRoutes from './routes/metrics.js';
 import { registerShutdown } from './plugins/shutdown.js';
 import { registerLoadShedding } from './plugins/pressure.js';
@@ -144,6 +145,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     jobs: services.jobs,
     tracker: services.tracker,
     viewers: () => ({ job: viewers.jobViewerCount, events: viewers.eventViewerCount }),
+    viewerCounters: streamMetrics,
     draining: () => app.shutdown.draining,
   });
   app.decorate('metrics', metrics);

@@ -1,7 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { JobQueue } from '../queue/index.js';
 import type { Job } from '../schemas/jobs.js';
-import { streamMetrics } from '../stream/metrics.js';
 import type { RunTracker } from './tracker.js';
 
 export interface MetricsSources {
@@ -9,7 +8,18 @@ export interface MetricsSources {
   tracker: RunTracker;
   /** Open WebSocket viewers of this server, by endpoint. */
   viewers: () => { job: number; events: number };
+  /** The viewers' process-wide counters (stream/metrics.ts), read at scrape time. */
+  viewerCounters: Readonly<ViewerCounters>;
   draining: () => boolean;
+}
+
+/** What the WebSocket viewers count, process-wide; only ever growing. */
+export interface ViewerCounters {
+  viewersOpenedTotal: number;
+  gapsTotal: number;
+  gapBytesTotal: number;
+  eventsDroppedTotal: number;
+  deadViewersTotal: number;
 }
 
 export type RunKind = 'sync' | 'job';
@@ -153,6 +163,7 @@ export class Metrics {
         this.set({ endpoint: 'events' }, v.events);
       },
     });
+    const streamMetrics = sources.viewerCounters;
     mirroredCounter(this.registry, 'execd_ws_viewers_opened_total', 'WebSocket viewers opened (process-wide)', () => streamMetrics.viewersOpenedTotal);
     mirroredCounter(this.registry, 'execd_ws_gaps_total', 'Gap frames sent to viewers too slow for the live output (process-wide)', () => streamMetrics.gapsTotal);
     mirroredCounter(this.registry, 'execd_ws_gap_bytes_total', 'Output bytes those gaps skipped (process-wide)', () => streamMetrics.gapBytesTotal);

@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { preparePrivateDir, removeInstanceFiles, type InstanceFiles } from './data-dir.js';
-import { killProcessGroup } from '../runner/index.js';
+import { findTagged, killOrphans, readStat, type Orphan } from '../runner/tagged.js';
+
+export { findTagged, killTagged, type Orphan } from '../runner/tagged.js';
 
 /**
  * Start-up recovery. Every child execd starts carries EXECD_INSTANCE=<instance
@@ -27,13 +29,6 @@ export interface InstanceRecord {
   ownDataDir?: boolean;
 }
 
-export interface Orphan {
-  pid: number;
-  pgid: number;
-  name: string;
-  instanceId: string;
-}
-
 export interface RecoveryReport {
   /** Records of instances found dead (their files are removed). */
   deadInstances: InstanceRecord[];
@@ -45,29 +40,7 @@ export interface RecoveryReport {
   filesRemoved: string[];
 }
 
-const MARKER = 'EXECD_INSTANCE=';
 const ID = /^[A-Za-z0-9-]{1,64}$/;
-
-interface ProcStat {
-  ppid: number;
-  pgid: number;
-  startTime: string;
-  state: string;
-  name: string;
-}
-
-function readStat(pid: number): ProcStat | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const name = stat.slice(stat.indexOf('(') + 1, close);
-    const f = stat.slice(close + 2).split(' ');
-    // f[0] is field 3 (state): field n is f[n - 3].
-    return { state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]), startTime: f[19]!, name };
-  } catch {
-    return null;
-  }
-}
 
 /** The directory of instance records: created 0700, and refused when someone else owns it or can write to it. */
 export function prepareInstanceDir(dir: string): void {
@@ -108,69 +81,6 @@ function readRecords(dir: string): { file: string; record: InstanceRecord }[] {
 export function instanceAlive(record: InstanceRecord): boolean {
   const stat = readStat(record.pid);
   return stat !== null && stat.state !== 'Z' && (record.pidStartTime === '' || stat.startTime === record.pidStartTime);
-}
-
-/** Live processes tagged with one of `ids`, read from /proc/<pid>/environ (the ones we may read). */
-export function findTagged(ids: ReadonlySet<string>): Orphan[] {
-  const found: Orphan[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid) continue;
-    let environ: string;
-    try {
-      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
-    } catch {
-      continue; // gone, or another user's
-    }
-    let at = 0;
-    if (!environ.startsWith(MARKER)) {
-      at = environ.indexOf(`\0${MARKER}`) + 1;
-      if (at === 0) continue; // untagged: never ours to touch
-    }
-    const end = environ.indexOf('\0', at);
-    const id = environ.slice(at + MARKER.length, end < 0 ? undefined : end);
-    if (!ids.has(id)) continue;
-    const stat = readStat(pid);
-    if (stat && stat.state !== 'Z') found.push({ pid, pgid: stat.pgid, name: stat.name, instanceId: id });
-  }
-  return found;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Kill the orphans: SIGTERM to each group (and each process), SIGKILL after `graceMs` to whatever still lives. */
-async function killOrphans(orphans: Orphan[], graceMs: number): Promise<number[]> {
-  const ownGroup = readStat(process.pid)?.pgid;
-  const signal = (sig: NodeJS.Signals) => {
-    for (const o of orphans) {
-      // The group is the job's own (each job leads one); never our own group or init's.
-      if (o.pgid > 1 && o.pgid !== ownGroup) killProcessGroup(o.pgid, sig);
-      try {
-        process.kill(o.pid, sig);
-      } catch {
-        // gone
-      }
-    }
-  };
-  const alive = () => orphans.filter((o) => {
-    const s = readStat(o.pid);
-    return s !== null && s.state !== 'Z';
-  });
-  signal('SIGTERM');
-  signal('SIGCONT');
-  const deadline = Date.now() + graceMs;
-  while (alive().length > 0 && Date.now() < deadline) await sleep(20);
-  if (alive().length > 0) signal('SIGKILL');
-  const until = Date.now() + 1000;
-  while (alive().length > 0 && Date.now() < until) await sleep(20);
-  return alive().map((o) => o.pid);
-}
-
-/** Kill what the instances `ids` left running on this host (their tagged processes and groups); the pids that survived. */
-export async function killTagged(ids: ReadonlySet<string>, graceMs: number): Promise<number[]> {
-  const orphans = findTagged(ids);
-  return orphans.length > 0 ? killOrphans(orphans, graceMs) : [];
 }
 
 /**

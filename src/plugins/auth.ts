@@ -1,7 +1,7 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { bearerToken, hasScope, type Principal, type Scope } from '../security/auth.js';
-import { originAllowed, originRefusal } from '../stream/origin.js';
+import { originAllowed, originRefusal } from './origin.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

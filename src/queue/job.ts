@@ -1,5 +1,6 @@
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../security/policy.js';
+import type { JobState } from '../schemas/constants.js';
+import type { Grant } from '../spec/grant.js';
 import type { TruncatedReason } from './output-log.js';
 
 /**
@@ -10,8 +11,7 @@ import type { TruncatedReason } from './output-log.js';
  *   queued ─► running ─► succeeded | failed | timed_out | canceled | lost
  *      └────► canceled | lost
  */
-export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'] as const;
-export type JobState = (typeof JOB_STATES)[number];
+export { JOB_STATES, type JobState } from '../schemas/constants.js';
 export type TerminalState = Exclude<JobState, 'queued' | 'running'>;
 
 const NEXT: Record<JobState, readonly JobState[]> = {

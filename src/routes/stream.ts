@@ -16,7 +16,7 @@ import {
 } from '../schemas/stream.js';
 import { mustSee } from './jobs.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
-import { originAllowed, originRefusal } from '../stream/origin.js';
+import { originAllowed, originRefusal } from '../plugins/origin.js';
 
 const TAGS = ['jobs'];
 const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);

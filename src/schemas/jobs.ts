@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { JOB_STATES } from '../queue/job.js';
+import { JOB_STATES } from './constants.js';
 import { IsoTime } from './common.js';
 import { commandSpecShape, exactlyOneProgram, MAX_TIMEOUT_MS, RunStatus } from './run.js';
 

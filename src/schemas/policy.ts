@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCOPES } from '../security/auth.js';
+import { SCOPES } from './constants.js';
 import { MAX_TIMEOUT_MS, ResourceLimits } from './run.js';
 
 /** Names the policy gives its own decisions; a rule of the file may not take them. */

@@ -1,9 +1,10 @@
 import type { RunSpec } from '../runner/types.js';
 import type { Principal } from './auth.js';
 import { CommandNotAllowed } from './errors.js';
-import type { CommandPolicy, Decision, Grant } from './policy.js';
+import { applyGrant, type Grant } from '../spec/grant.js';
+import type { CommandPolicy, Decision } from './policy.js';
 
-export type { Grant } from './policy.js';
+export { applyGrant, type Grant } from '../spec/grant.js';
 
 /** What admission asks of the command policy. */
 export type PolicyJudge = Pick<CommandPolicy, 'decide' | 'defaultRunAs'>;
@@ -28,21 +29,6 @@ export async function admit(policy: PolicyJudge, principal: Principal, spec: Run
   Object.assign(audit, commandAudit(spec, decision, policy.defaultRunAs));
   if (!decision.allowed || !decision.grant) throw notAllowed(decision);
   return { spec: applyGrant(spec, decision.grant), grant: decision.grant };
-}
-
-/** The RunSpec a grant runs: its user, cwd, checked program file, ceilings and limits over what was asked. */
-export function applyGrant(spec: RunSpec, grant: Grant): RunSpec {
-  const out: RunSpec = { ...spec };
-  if (grant.uid !== undefined) out.uid = grant.uid;
-  if (grant.gid !== undefined) out.gid = grant.gid;
-  if (grant.home !== undefined) out.home = grant.home;
-  if (grant.cwd !== undefined) out.cwd = grant.cwd;
-  if (grant.program !== undefined) out.program = grant.program;
-  if (grant.timeoutMs !== undefined) out.timeoutMs = grant.timeoutMs;
-  if (grant.killGraceMs !== undefined) out.killGraceMs = grant.killGraceMs;
-  if (grant.maxOutputBytes !== undefined) out.maxOutputBytes = grant.maxOutputBytes;
-  if (grant.limits !== undefined) out.limits = grant.limits;
-  return out;
 }
 
 /** CommandNotAllowed naming the rule; `reasons` carry every failed check. */

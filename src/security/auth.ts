@@ -4,8 +4,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
 
-export const SCOPES = ['info', 'processes', 'run', 'jobs:read', 'jobs:write', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+import { SCOPES, type Scope } from '../schemas/constants.js';
+
+export { SCOPES, type Scope } from '../schemas/constants.js';
 
 export interface Principal {
   /** Token id: logged and used as the owner of jobs; never the token itself. */

@@ -74,12 +74,7 @@ export function lookupUser(spec: string, files: { passwd?: string; group?: strin
   return { name: e.name, uid: e.uid, gid: e.gid, groups: supplementaryGroups(e.name, e.gid, files.group), home: e.home };
 }
 
-/**
- * The uid and gid the server runs as, and so every run that names no other:
- * read once (execd never changes its own credentials), not two system calls per run.
- */
-export const SERVER_UID: number = process.getuid?.() ?? 0;
-export const SERVER_GID: number = process.getgid?.() ?? 0;
+export { SERVER_GID, SERVER_UID } from '../runner/ran-as.js';
 
 /** The server's own identity. */
 export function serverUser(): RunAsUser {

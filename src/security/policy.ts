@@ -10,6 +10,9 @@ import { choosesConfig, loadsCode } from './policy-env.js';
 import { compileGlob, GlobSyntaxError, type Glob } from './policy-glob.js';
 import { checkProgram, DEFAULT_SEARCH_PATH, resolveExecutable } from '../runner/prepare.js';
 import type { CheckedProgram, ResourceLimits, RunSpec } from '../runner/types.js';
+import type { Grant } from '../spec/grant.js';
+
+export type { Grant } from '../spec/grant.js';
 
 /**
  * The command policy (EXECD_POLICY_FILE): which token may run what, where, as
@@ -23,28 +26,6 @@ import type { CheckedProgram, ResourceLimits, RunSpec } from '../runner/types.js
  * it (the first, in file order, gives the identity, cwd and ceilings). With a
  * policy file and no applicable rule, it is refused (`default-deny`).
  */
-
-/** What the run gets when allowed: JSON-able, so a job can keep it until it starts. */
-export interface Grant {
-  rule: string;
-  /** Set when the command runs as a user other than the server's. */
-  uid?: number;
-  gid?: number;
-  user?: string;
-  home?: string;
-  /**
-   * The working directory: its realpath when the rule checked the cwd or the executable (the
-   * directory the checks saw), else the run-as user's home when none was given.
-   */
-  cwd?: string;
-  /** The program file the rule's executables check resolved and allowed: it runs, if still the same file (runner/prepare.ts). */
-  program?: CheckedProgram;
-  timeoutMs?: number;
-  /** Lowered so that timeoutMs + killGraceMs stays within the rule's maxTimeoutMs. */
-  killGraceMs?: number;
-  maxOutputBytes?: number;
-  limits?: ResourceLimits;
-}
 
 export interface Decision {
   allowed: boolean;

@@ -1,6 +1,6 @@
-import { SERVER_GID, SERVER_UID } from '../security/identity.js';
 import type { Services } from './index.js';
 import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from '../runner/index.js';
+import { ranAs } from '../runner/ran-as.js';
 
 /** A finished sync run and the identity it ran as. */
 export type SyncRun = CompletedRun & { uid: number; gid: number };
@@ -33,7 +33,7 @@ export async function runSync(deps: SyncDeps, spec: RunSpec, options: SyncRunOpt
         void handle.done.then(() => signal.removeEventListener('abort', onAbort));
       },
     });
-    const ran: SyncRun = Object.assign(run, { uid: spec.uid ?? SERVER_UID, gid: spec.gid ?? SERVER_GID });
+    const ran: SyncRun = Object.assign(run, ranAs(spec));
     const o = run.outcome;
     Object.assign(audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
     return ran;

@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { JobQueue } from '../../../src/queue/index.js';
 import { EventsViewer } from '../../../src/stream/events-viewer.js';
-import { originAllowed } from '../../../src/stream/origin.js';
+import { originAllowed } from '../../../src/plugins/origin.js';
 import { FAIR_SHARE_BYTES, Outbox, SendBudget } from '../../../src/stream/outbox.js';
 import { incompleteTail, Utf8Framer } from '../../../src/stream/utf8-framer.js';
 import type { ViewerContext } from '../../../src/stream/viewer.js';
