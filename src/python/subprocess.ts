@@ -211,7 +211,7 @@ export async function call(ctx: SubprocessContext, body: CallRequest): Promise<A
 export async function getstatusoutput(ctx: SubprocessContext, cmd: Args): Promise<Answer<{ status: number; output: string }>> {
   let data: string;
   let status: number;
-  let truncated: StreamName[] = [];
+  let truncated: StreamName[];
   try {
     const r = await pyRun(ctx, { args: cmd, shell: true, text: true, stdout: 'PIPE', stderr: 'STDOUT' }, true);
     data = r.stdout as string;
