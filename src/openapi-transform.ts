@@ -31,6 +31,7 @@ const SAMPLE_DETAIL: Partial<Record<ErrorCode, string>> = {
   RATE_LIMITED: 'token "ci" is over EXECD_RATE_LIMIT (600 requests a minute)',
   INTERNAL: 'an unexpected error occurred; it has been logged',
   QUEUE_FULL: 'queue "default" already holds 10000 waiting jobs',
+  BACKEND_UNAVAILABLE: 'the queue backend (redis) is unreachable; try again shortly',
   SHUTTING_DOWN: 'the server is draining: it takes no new work',
   RESOURCE_EXHAUSTED: 'the command could not be started now: the server is out of file descriptors; retry later',
 };

@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ApiError, DomainError, ERROR_CODES, problem, type ErrorCode, type InvalidInput, type Problem } from '../errors.js';
 import type { CalledProcessError, TimeoutExpired } from '../python/exceptions.js';
 import type { ResourceExhaustedError, SpawnError } from '../runner/errors.js';
+import type { QueueError } from '../queue/errors.js';
 import type { CommandNotAllowed } from '../security/errors.js';
 import type { TooManySyncRuns } from '../services/limiter.js';
 
@@ -14,7 +15,8 @@ export type DomainCode =
   | CommandNotAllowed['code']
   | TooManySyncRuns['code']
   | CalledProcessError['code']
-  | TimeoutExpired['code'];
+  | TimeoutExpired['code']
+  | QueueError['code'];
 
 /**
  * The one place a domain error (errors.ts, DomainError) becomes an HTTP answer:
@@ -30,6 +32,13 @@ export const DOMAIN_ERRORS: Record<DomainCode, ErrorCode> = {
   TOO_MANY_SYNC_RUNS: 'QUEUE_FULL',
   COMMAND_FAILED: 'COMMAND_FAILED',
   TIMEOUT_EXPIRED: 'TIMEOUT_EXPIRED',
+  JOB_NOT_FOUND: 'NOT_FOUND',
+  // routes/jobs.ts answers it as a field of the request (InvalidInput); anywhere else, a 400 all the same
+  UNKNOWN_QUEUE: 'VALIDATION_FAILED',
+  QUEUE_FULL: 'QUEUE_FULL',
+  BACKEND_UNAVAILABLE: 'BACKEND_UNAVAILABLE',
+  CONFLICT: 'CONFLICT',
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
 };
 
 /** The API code a domain error is answered with; undefined for a code without a row (answered 500, and logged). */

@@ -1,20 +1,25 @@
 import type { Config } from '../config.js';
-import { MemoryJobQueue, type QueueDeps } from './memory.js';
-import { RedisJobQueue } from './redis/index.js';
+import type { QueueDeps } from './backend.js';
+import { QueueFront } from './front.js';
+import { MemoryBackend } from './memory/index.js';
+import { RedisBackend } from './redis/backend.js';
 import type { JobQueue } from './types.js';
 
 export type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 export type { JobOutputReader, StreamName } from './job-output.js';
 export type { LogEvent, LogListener, LogSubscription } from './log-subscription.js';
 export { JOB_STATES, isTerminal, type JobState } from './job.js';
-export type { QueueDeps } from './memory.js';
+export type { QueueDeps } from './backend.js';
+export { BackendUnavailable, Conflict, JobNotFound, QueueError, QueueFull, ShuttingDown, UnknownQueue } from './errors.js';
 
-/** The job queue named by EXECD_QUEUE_BACKEND. Nothing outside src/queue knows which one runs. */
+/** The job queue named by EXECD_QUEUE_BACKEND: one front over its backend. Nothing outside src/queue knows which one runs. */
 export function createJobQueue(config: Config, deps: QueueDeps): JobQueue {
-  switch (config.queueBackend) {
-    case 'memory':
-      return new MemoryJobQueue(config, deps);
-    case 'redis':
-      return new RedisJobQueue(config, deps);
-  }
+  return new QueueFront(config, deps, (hooks) => {
+    switch (config.queueBackend) {
+      case 'memory':
+        return new MemoryBackend(config, deps, hooks);
+      case 'redis':
+        return new RedisBackend(config, deps, hooks);
+    }
+  });
 }

@@ -26,6 +26,8 @@ const NEXT: Record<JobState, readonly JobState[]> = {
 
 export const isTerminal = (state: JobState): state is TerminalState => NEXT[state].length === 0;
 export const canTransition = (from: JobState, to: JobState): boolean => NEXT[from].includes(to);
+/** The states `from` may move to (the Redis scripts get this table as their own: redis/commands.ts). */
+export const nextStates = (from: JobState): readonly JobState[] => NEXT[from];
 
 /** How the process ended: the RunResult without stdout/stderr (times as ISO strings). */
 export interface JobResult {

@@ -1,5 +1,6 @@
 import { ApiError, DomainError } from '../errors.js';
 import { ResourceExhaustedError, SpawnError, type RunOutcome } from '../runner/index.js';
+import { runStatus } from '../runner/status.js';
 import type { JobError, JobResult, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 
@@ -17,21 +18,15 @@ export function toJobResult(
   output: Pick<JobOutputReader, 'truncated' | 'truncatedReason'>,
   ran: { uid: number; gid: number },
 ): JobResult {
-  return {
-    exitCode: outcome.exitCode,
-    signal: outcome.signal,
+  return runStatus(
+    outcome,
     returncode,
-    truncated: { stdout: output.truncated('stdout'), stderr: output.truncated('stderr') },
-    truncatedReason: { stdout: output.truncatedReason('stdout'), stderr: output.truncatedReason('stderr') },
-    timedOut: outcome.timedOut,
-    durationMs: outcome.durationMs,
-    pid: outcome.pid,
-    startedAt: outcome.startedAt.toISOString(),
-    finishedAt: outcome.finishedAt.toISOString(),
-    uid: ran.uid,
-    gid: ran.gid,
-    usage: outcome.usage,
-  };
+    {
+      truncated: { stdout: output.truncated('stdout'), stderr: output.truncated('stderr') },
+      truncatedReason: { stdout: output.truncatedReason('stdout'), stderr: output.truncatedReason('stderr') },
+    },
+    ran,
+  );
 }
 
 /** A result stored by a version without truncatedReason (Redis): a truncation then could only be the cap. */

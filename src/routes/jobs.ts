@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { ApiError } from '../errors.js';
-import { followReadable, rangeReadable, READ_CHUNK } from '../queue/log-stream.js';
+import { ApiError, InvalidInput } from '../errors.js';
+import { UnknownQueue } from '../queue/index.js';
+import { followReadable, rangeReadable, READ_CHUNK } from './output-stream.js';
 import { OutputRemovedError } from '../queue/log-subscription.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
@@ -34,6 +35,14 @@ const TAGS = ['jobs'];
  * GET /v1/jobs. The schemas still document the answers.
  */
 const plainJson = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
+/** An unknown queue is a field of the request: the 400 names where it was. */
+const queueIn =
+  (where: 'body' | 'querystring') =>
+  (err: unknown): never => {
+    if (err instanceof UnknownQueue) throw new InvalidInput(err.message, [{ in: where, path: '/queue', message: err.message }]);
+    throw err;
+  };
+
 const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
 
 /**
@@ -127,7 +136,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const ownerId = request.principal!.id;
       const submitted: SubmitRequest = { queue, spec, ownerId, grant };
       if (key !== undefined) submitted.idempotencyKey = key;
-      const { job, created } = await jobs.submit(submitted);
+      const { job, created } = await jobs.submit(submitted).catch(queueIn('body'));
       request.audit.jobId = job.id;
       request.log.debug({ jobId: job.id, queue, created }, created ? 'job queued' : 'job replayed for its idempotency key');
       return reply.code(created ? 202 : 200).header('location', `/v1/jobs/${job.id}`).send(job);
@@ -154,7 +163,8 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const { state, queue, limit, cursor } = request.query;
-      return jobs.list({ state, queue, owner: ownerFilter(request.principal!), limit: limit ?? DEFAULT_LIST_LIMIT, cursor });
+      const owner = ownerFilter(request.principal!);
+      return jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, cursor }).catch(queueIn('querystring'));
     },
   );
 

@@ -38,8 +38,8 @@ const opsRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['operations'],
         summary: 'Ready to take work: 503 while draining or when the queue backend is unreachable',
         description:
-          '503 SHUTTING_DOWN (`health: draining`) from the moment a shutdown starts; 503 QUEUE_FULL (`health: unavailable`) when the queue ' +
-          'backend does not answer within a second, or (load shedding) when the event loop lags past EXECD_MAX_EVENT_LOOP_DELAY_MS.',
+          '503 SHUTTING_DOWN (`health: draining`) from the moment a shutdown starts; 503 BACKEND_UNAVAILABLE (`health: unavailable`) when the queue ' +
+          'backend does not answer within a second, 503 QUEUE_FULL (load shedding) when the event loop lags past EXECD_MAX_EVENT_LOOP_DELAY_MS.',
         security: [],
         response: { 200: Health, ...problems(503) },
       },
@@ -47,7 +47,7 @@ const opsRoutes: FastifyPluginAsyncZod = async (app) => {
     async () => {
       if (app.shutdown.draining) throw new ApiError('SHUTTING_DOWN', 'the server is draining: it takes no new work', { health: 'draining' });
       if (!(await backendReachable(app.services.jobs))) {
-        throw new ApiError('QUEUE_FULL', `the queue backend (${app.services.jobs.backend}) is unreachable`, { health: 'unavailable' });
+        throw new ApiError('BACKEND_UNAVAILABLE', `the queue backend (${app.services.jobs.backend}) is unreachable`, { health: 'unavailable' });
       }
       return { status: 'ok' as const };
     },

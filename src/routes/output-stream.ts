@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
 import { ApiError } from '../errors.js';
-import type { JobOutputReader, StreamName } from './job-output.js';
-import { OutputRemovedError, type LogSubscription } from './log-subscription.js';
-import type { OutputSnapshot } from './output-log.js';
+import type { JobOutputReader, StreamName } from '../queue/job-output.js';
+import { OutputRemovedError, type LogSubscription } from '../queue/log-subscription.js';
+import type { OutputSnapshot } from '../queue/output-log.js';
 
 /** Bytes read from a log at a time. */
 export const READ_CHUNK = 256 * 1024;

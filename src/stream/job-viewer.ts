@@ -1,5 +1,6 @@
 import type { RawData, WebSocket } from 'ws';
-import { ApiError } from '../errors.js';
+import { ApiError, DomainError } from '../errors.js';
+import { apiCodeOf } from '../plugins/errors.js';
 import { isTerminal, type JobState, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
 import type { Encoding } from '../schemas/common.js';
 import type { Job } from '../schemas/jobs.js';
@@ -302,9 +303,11 @@ export class JobViewer extends Viewer {
     try {
       await this.ctx.jobs.signal(this.jobId, signal);
     } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
+      // The queue's refusals (not found, not running) are answered with the API's codes.
+      const code = err instanceof ApiError ? err.code : err instanceof DomainError ? apiCodeOf(err) : undefined;
+      if (code === undefined) throw err;
       outcome = 'refused';
-      this.sendError(err.code, err.message);
+      this.sendError(code, (err as Error).message);
     }
     this.ctx.audit.info({ event: 'job.signal', via: 'websocket', tokenId: this.options.principal.id, jobId: this.jobId, signal, outcome }, 'job.signal');
   }

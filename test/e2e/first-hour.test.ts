@@ -198,6 +198,6 @@ describe('/docs: the document works wherever execd listens, and its examples are
       ['COMMAND_FAILED', 'SPAWN_FAILED', 'TIMEOUT_EXPIRED'],
     );
     expect(Object.keys(doc.paths['/v1/info'].get.responses['403'].content['application/problem+json'].examples)).toEqual(['FORBIDDEN']);
-    expect(Object.keys(doc.paths['/v1/info'].get.responses['503'].content['application/problem+json'].examples).sort()).toEqual(['QUEUE_FULL', 'SHUTTING_DOWN']);
+    expect(Object.keys(doc.paths['/v1/info'].get.responses['503'].content['application/problem+json'].examples).sort()).toEqual(['BACKEND_UNAVAILABLE', 'QUEUE_FULL', 'SHUTTING_DOWN']);
   });
 });

@@ -93,14 +93,14 @@ describe('a worker that loses Redis', () => {
     // watched from the stop on, while the API is probed
     const groupGoneAfter = waitFor(() => liveMembers(pgid).length === 0, STALL_MS + 3000, 20)
       .then((gone) => (gone ? Date.now() - t0 : null));
-    // the API: 503 QUEUE_FULL (problem+json, Retry-After) within about a second, whatever the route
+    // the API: 503 BACKEND_UNAVAILABLE (problem+json, Retry-After) within about a second, whatever the route
     for (const [path, init] of [
       ['/v1/jobs', { body: { argv: ['true'] } }],
       [`/v1/jobs/${job.id}`, {}],
       ['/v1/jobs', {}],
     ] as const) {
       const r = await timed(A!, path, init);
-      expect(r, path).toMatchObject({ status: 503, code: 'QUEUE_FULL', retryAfter: expect.stringMatching(/^\d+$/) });
+      expect(r, path).toMatchObject({ status: 503, code: 'BACKEND_UNAVAILABLE', retryAfter: expect.stringMatching(/^\d+$/) });
       expect(r.type).toMatch(/^application\/problem\+json/);
       expect(r.ms, path).toBeLessThan(1500);
     }
@@ -141,7 +141,7 @@ describe('Redis restarted mid-queue (AOF, appendfsync always)', () => {
 
       await redis.stop(signal);
       const refused = await timed(A!, '/v1/jobs', { body: { argv: ['true'] } });
-      expect(refused).toMatchObject({ status: 503, code: 'QUEUE_FULL', retryAfter: expect.stringMatching(/^\d+$/) });
+      expect(refused).toMatchObject({ status: 503, code: 'BACKEND_UNAVAILABLE', retryAfter: expect.stringMatching(/^\d+$/) });
       expect(refused.ms).toBeLessThan(1500);
       expect(await readyz(A!)).toBe(503);
       expect(linesOf(file).length).toBeLessThan(30); // stopped mid-queue
@@ -195,7 +195,7 @@ describe('Redis restarted mid-queue (AOF, appendfsync always)', () => {
 
     const statuses = [...outcome.values()];
     expect(statuses.filter((s) => s === 202).length).toBeGreaterThan(20);
-    expect(statuses.filter((s) => s !== 202 && s !== 503)).toEqual([]); // refused with 503 QUEUE_FULL, never another error
+    expect(statuses.filter((s) => s !== 202 && s !== 503)).toEqual([]); // refused with 503 BACKEND_UNAVAILABLE, never another error
     expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
     for (const id of accepted.values()) expect((await settleJob(A!, id, 10_000)).state).toBe('succeeded');
     // every job the cluster holds ends: none stays queued (or running) for ever

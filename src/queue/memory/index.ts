@@ -1,0 +1,247 @@
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../../config.js';
+import { flatLogger } from '../../log.js';
+import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
+import type {
+  Acceptance, Accepted, BackendHooks, CancelOutcome, Claim, ControlOutcome, JobBackend, QueueDeps, RemoveOutcome,
+} from '../backend.js';
+import { Fifo } from '../fifo.js';
+import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from '../job.js';
+import { JobOutput } from '../job-output.js';
+import type { LocalRun } from '../local-runs.js';
+import { SHUTDOWN_ERROR } from '../outcome.js';
+import { writeFailureReason } from '../output-log.js';
+import { WorkerPool } from '../pool.js';
+import { JobStore } from '../store.js';
+import type { JobQueueEvents, ListRequest } from '../types.js';
+import { redactSpec, toJobView } from '../view.js';
+import { newMemoryJob, type MemoryJob } from './job.js';
+
+interface Lane {
+  name: string;
+  fifo: Fifo<MemoryJob>;
+  pool: WorkerPool<MemoryJob>;
+  processed: number;
+  failed: number;
+}
+
+type MemoryConfig = Pick<
+  Config,
+  'queues' | 'queueCapacity' | 'retainJobs' | 'retainMs' | 'outputMemoryBytes' | 'maxOutputBytes'
+>;
+
+/** The default backend: queues, workers, records and output in this process. */
+export class MemoryBackend implements JobBackend {
+  readonly name = 'memory';
+  readonly events = new EventEmitter<JobQueueEvents>();
+  readonly queueNames: readonly string[];
+  private readonly lanes = new Map<string, Lane>();
+  private readonly store: JobStore<MemoryJob>;
+  private readonly outputDir: string;
+  private seq = 0;
+  /** `job finished`, one line per job with flat fields: the cheap logger (log.ts). */
+  private readonly finishLog: FastifyBaseLogger;
+
+  constructor(
+    private readonly config: MemoryConfig,
+    private readonly deps: QueueDeps,
+    private readonly hooks: BackendHooks,
+  ) {
+    this.outputDir = join(deps.filesDir, 'jobs');
+    mkdirSync(this.outputDir, { recursive: true, mode: 0o700 }); // at start, inside the instance's private directory
+    this.finishLog = flatLogger(deps.log);
+    this.store = new JobStore<MemoryJob>({
+      retainJobs: config.retainJobs,
+      retainMs: config.retainMs,
+      onRemove: (job) => {
+        (job as MemoryJob).output?.dispose();
+        hooks.ended(job.id);
+      },
+    });
+    for (const q of config.queues) {
+      const fifo = new Fifo<MemoryJob>(config.queueCapacity, (job, t) => (job.ticket = t));
+      const lane: Lane = { name: q.name, fifo, pool: null!, processed: 0, failed: 0 };
+      lane.pool = new WorkerPool(q.concurrency, () => this.take(lane), (job) => hooks.work(job.id));
+      this.lanes.set(q.name, lane);
+    }
+    this.queueNames = [...this.lanes.keys()];
+  }
+
+  async accept({ queue, spec, ownerId, grant, idempotency }: Acceptance): Promise<Accepted> {
+    const lane = this.lanes.get(queue)!;
+    if (idempotency) {
+      const prior = this.store.byIdempotencyKey(ownerId, idempotency.key);
+      if (prior && prior.idempotency!.digest === idempotency.digest) return { kind: 'duplicate', job: this.toView(prior) };
+      if (prior) return { kind: 'conflict', jobId: prior.id };
+    }
+    if (lane.fifo.full) return { kind: 'full', capacity: lane.fifo.capacity };
+    const job = newMemoryJob(++this.seq, queue, spec, idempotency, ownerId, grant);
+    job.ticket = lane.fifo.push(job);
+    this.store.add(job);
+    lane.pool.kick();
+    this.emit('queued', job);
+    return { kind: 'created', job: this.toView(job) };
+  }
+
+  async view(id: string): Promise<Job | undefined> {
+    const job = this.store.get(id);
+    return job && this.toView(job);
+  }
+
+  async ownerOf(id: string): Promise<string | null | undefined> {
+    return this.store.get(id)?.ownerId;
+  }
+
+  async list({ state, queue, owner, limit, cursor }: ListRequest): Promise<JobList> {
+    const { items, more } = this.store.list({ state, queue, owner }, cursor === undefined ? 0 : Number(cursor), limit);
+    return { items: items.map((j) => this.toView(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
+  }
+
+  async output(id: string): Promise<JobOutput | undefined> {
+    const job = this.store.get(id);
+    return job && this.outputOf(job);
+  }
+
+  async queues(): Promise<QueueInfo[]> {
+    return [...this.lanes.values()].map((l) => ({
+      name: l.name,
+      concurrency: l.pool.concurrency,
+      running: l.pool.running,
+      queued: l.fifo.size,
+      capacity: l.fifo.capacity,
+      processed: l.processed,
+      failed: l.failed,
+    }));
+  }
+
+  async cancel(id: string): Promise<CancelOutcome> {
+    const job = this.store.get(id);
+    if (!job) return { kind: 'unknown' };
+    if (job.state === 'queued') {
+      this.lanes.get(job.queue)!.fifo.remove(job.ticket!);
+      job.ticket = null;
+      this.end(job, 'canceled');
+    } else if (job.state === 'running') {
+      await this.hooks.runs.apply(id, { op: 'cancel' });
+      return { kind: 'stopping', killGraceMs: job.spec.killGraceMs };
+    }
+    return { kind: 'settled' };
+  }
+
+  async control(id: string, msg: { op: 'signal'; signal: NodeJS.Signals } | { op: 'stdin'; data: Buffer | null }): Promise<ControlOutcome> {
+    const job = this.store.get(id);
+    if (!job) return { kind: 'unknown' };
+    if (job.state !== 'running') return { kind: 'not-running', state: job.state };
+    return { kind: 'delivered', ok: await this.hooks.runs.apply(id, msg) };
+  }
+
+  async remove(id: string): Promise<RemoveOutcome> {
+    const job = this.store.get(id);
+    if (!job) return { kind: 'unknown' };
+    if (!isTerminal(job.state)) return { kind: 'not-terminal', state: job.state };
+    this.store.remove(job);
+    return { kind: 'removed' };
+  }
+
+  async claim(id: string, _run: LocalRun): Promise<Claim | null> {
+    const job = this.store.get(id);
+    if (!job || job.state !== 'queued') return null;
+    transition(job, 'running');
+    const spec = job.spec;
+    job.spec = redactSpec(spec);
+    return { id, queue: job.queue, spec, grant: job.grant, ownerId: job.ownerId, output: this.outputOf(job) };
+  }
+
+  async markStarted(claim: Claim, pid: number): Promise<void> {
+    const job = this.store.get(claim.id);
+    if (!job) return;
+    job.pid = pid;
+    this.emit('started', job);
+  }
+
+  async finish(claim: Claim, state: TerminalState, result: JobResult | null, error: JobError | null): Promise<void> {
+    const job = this.store.get(claim.id);
+    if (!job || isTerminal(job.state)) return;
+    const lane = this.lanes.get(job.queue)!;
+    lane.processed++;
+    if (state === 'failed' || state === 'timed_out') lane.failed++;
+    this.end(job, state, result, error);
+  }
+
+  /** No job starts from now on; the queued ones are canceled; resolves when the running ones are done. */
+  async drain(): Promise<void> {
+    const stopped = [...this.lanes.values()].map((lane) => lane.pool.stop());
+    for (const lane of this.lanes.values()) {
+      const queued = lane.fifo.drain();
+      for (const job of queued) {
+        job.ticket = null;
+        this.deps.log.debug({ jobId: job.id, queue: lane.name }, 'queued job canceled at shutdown');
+        this.end(job, 'canceled', null, SHUTDOWN_ERROR, false);
+      }
+      if (queued.length > 0) this.deps.log.info({ queue: lane.name, canceled: queued.length }, 'queued jobs canceled at shutdown');
+    }
+    await Promise.all(stopped);
+  }
+
+  async close(drained: Promise<void>): Promise<void> {
+    await drained;
+    this.store.clear(); // the output files go with their jobs; the directory goes with the instance (ops/data-dir.ts)
+  }
+
+  private take(lane: Lane): MemoryJob | undefined {
+    const job = lane.fifo.shift();
+    if (job) job.ticket = null;
+    return job;
+  }
+
+  /** The one way a job ends here: stamp it, close its output, wake its waiters, retain it. */
+  private end(job: MemoryJob, state: TerminalState, result: JobResult | null = null, error: JobError | null = null, log = true): void {
+    const patch: { result?: JobResult; error?: JobError } = {};
+    if (result) patch.result = result;
+    if (error) patch.error = error;
+    transition(job, state, patch);
+    job.spec = redactSpec(job.spec);
+    job.output?.close();
+    if (log) {
+      const { id: jobId, queue } = job;
+      const fields = { jobId, queue, state, returncode: job.result?.returncode, durationMs: job.result?.durationMs, error: job.error?.code };
+      this.finishLog.info(fields, 'job finished');
+    }
+    this.hooks.ended(job.id);
+    this.emit('finished', job);
+    this.store.finish(job);
+  }
+
+  private outputOf(job: MemoryJob): JobOutput {
+    if (!job.output) {
+      job.output = new JobOutput({
+        dir: this.outputDir,
+        jobId: job.id,
+        memoryBytes: this.config.outputMemoryBytes,
+        // The policy's ceiling when it lowered the cap (the grant says so only then), else the request's, else the server's.
+        maxBytes: job.grant?.maxOutputBytes ?? job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
+        // The process runs on (docs/operations.md, "A full disk"): result.truncatedReason says why its output stops.
+        onError: (err, stream) =>
+          this.deps.log.warn(
+            { err, jobId: job.id, stream, reason: writeFailureReason(err) },
+            'job output could not be written; the rest of the stream is dropped, the process runs on',
+          ),
+      });
+      if (isTerminal(job.state)) job.output.close();
+    }
+    return job.output;
+  }
+
+  private toView(job: MemoryJob): Job {
+    const position = job.ticket === null ? null : (this.lanes.get(job.queue)!.fifo.positionOf(job.ticket) ?? null);
+    const bytes = job.output ? { stdout: job.output.end('stdout'), stderr: job.output.end('stderr') } : { stdout: 0, stderr: 0 };
+    return toJobView(job, position, bytes);
+  }
+
+  private emit(name: keyof JobQueueEvents, job: MemoryJob): void {
+    if (this.events.listenerCount(name) > 0) this.events.emit(name, this.toView(job), job.ownerId);
+  }
+}

@@ -1,0 +1,31 @@
+import type { CommandSpec } from '../../schemas/run.js';
+import type { Grant } from '../../security/policy.js';
+import { newJobId } from '../id.js';
+import { newJobRecord } from '../job.js';
+import type { JobOutput } from '../job-output.js';
+import type { StoredJob } from '../store.js';
+
+/** A job as the memory backend holds it: the record plus its place in line and its output. */
+export interface MemoryJob extends StoredJob {
+  /** Slot in its queue's FIFO while queued. */
+  ticket: number | null;
+  output: JobOutput | null;
+}
+
+export function newMemoryJob(
+  seq: number,
+  queue: string,
+  spec: CommandSpec,
+  idempotency: MemoryJob['idempotency'],
+  ownerId: string | null,
+  grant: Grant | null,
+): MemoryJob {
+  return {
+    ...newJobRecord(newJobId(), seq, queue, spec, Date.now(), { ownerId, grant }),
+    retainTicket: null,
+    removed: false,
+    idempotency,
+    ticket: null,
+    output: null,
+  };
+}

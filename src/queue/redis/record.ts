@@ -1,0 +1,55 @@
+import type { Job } from '../../schemas/jobs.js';
+import type { CommandSpec } from '../../schemas/run.js';
+import { newJobRecord, type JobError, type JobRecord, type JobResult, type JobState } from '../job.js';
+import { withTruncatedReason } from '../outcome.js';
+import { toJobView } from '../view.js';
+
+/** The record fields a view or an event carries, in this order (HMGET, the scripts' `fields`). */
+export const FIELDS = [
+  'id', 'seq', 'queue', 'state', 'createdAt', 'startedAt', 'finishedAt', 'owner', 'spec', 'pid', 'result', 'error',
+  'obo', 'obe', 'confirmBy',
+] as const;
+
+/** A record's fields as Redis gives them (FIELDS order): strings; false or null when absent. */
+export type Flat = readonly (string | number | false | null)[];
+
+/** A job record read from Redis, decoded once. */
+export interface StoredRecord extends JobRecord {
+  outputBytes: { stdout: number; stderr: number };
+  /** Its submit is not confirmed yet (its client may still get a 503): not a job to show. */
+  unconfirmed: boolean;
+}
+
+const str = (v: Flat[number] | undefined): string | null => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : null);
+const num = (v: Flat[number] | undefined): number | null => (str(v) === null ? null : Number(v));
+const json = <T>(v: Flat[number] | undefined, absent: T): T => {
+  const s = str(v);
+  return s === null ? absent : (JSON.parse(s) as T);
+};
+
+/** The record in FIELDS order, or null when there is none. */
+export function decodeRecord(flat: Flat): StoredRecord | null {
+  const get = (name: (typeof FIELDS)[number]) => flat[FIELDS.indexOf(name)];
+  const state = str(get('state')) as JobState | null;
+  if (state === null) return null;
+  const ownerId = json<string | null>(get('owner'), null);
+  const base = newJobRecord(str(get('id'))!, Number(get('seq')), str(get('queue'))!, json<CommandSpec>(get('spec'), {} as CommandSpec),
+    Number(get('createdAt')), { ownerId, grant: null });
+  return {
+    ...base,
+    state,
+    startedAt: num(get('startedAt')),
+    finishedAt: num(get('finishedAt')),
+    pid: num(get('pid')),
+    result: withTruncatedReason(json<JobResult | null>(get('result'), null)),
+    error: json<JobError | null>(get('error'), null),
+    outputBytes: { stdout: Number(get('obo')) || 0, stderr: Number(get('obe')) || 0 },
+    unconfirmed: str(get('confirmBy')) !== null,
+  };
+}
+
+/** A record in the API's shape; null when there is no job to show (none, or not confirmed yet). */
+export function viewOf(record: StoredRecord | null, position: number | false | null): Job | null {
+  if (record === null || record.unconfirmed) return null;
+  return toJobView(record, record.state === 'queued' && typeof position === 'number' ? position : null, record.outputBytes);
+}
