@@ -3,38 +3,18 @@ import { ApiError } from '../errors.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { RunRequest, RunResult } from '../schemas/run.js';
 import { encodeBytes } from '../spec/encoding.js';
+import { calledProcessErrorStr } from '../python/exceptions.js';
 import { pyStr } from '../python/pyrepr.js';
+import { capturedOutput, runStatus } from '../runner/status.js';
 import { toRunSpec } from '../spec/run-spec.js';
 import type { SyncRun } from '../services/sync.js';
 import { syncRunner } from './sync-run.js';
 import type { Encoding } from '../schemas/common.js';
 
+/** A sync run's answer: its status (the shape jobs keep, runner/status.ts) and its output. */
 export function toRunResult(run: SyncRun, encoding: Encoding): RunResult {
-  const o = run.outcome;
-  return {
-    exitCode: o.exitCode,
-    signal: o.signal,
-    returncode: run.returncode,
-    stdout: encodeBytes(run.stdout, encoding),
-    stderr: encodeBytes(run.stderr, encoding),
-    encoding,
-    truncated: run.truncated,
-    truncatedReason: { stdout: run.truncated.stdout ? 'max_output' : null, stderr: run.truncated.stderr ? 'max_output' : null },
-    timedOut: o.timedOut,
-    durationMs: o.durationMs,
-    pid: o.pid,
-    startedAt: o.startedAt.toISOString(),
-    finishedAt: o.finishedAt.toISOString(),
-    usage: o.usage,
-    uid: run.uid,
-    gid: run.gid,
-  };
-}
-
-/** Python's CalledProcessError wording. */
-export function calledProcessErrorMessage(cmd: string | string[], returncode: number, signal: string | null): string {
-  if (returncode < 0 && signal) return `Command '${pyStr(cmd)}' died with <Signals.${signal}: ${-returncode}>.`;
-  return `Command '${pyStr(cmd)}' returned non-zero exit status ${returncode}.`;
+  const status = runStatus(run.outcome, run.returncode, capturedOutput(run.truncated), run);
+  return Object.assign(status, { stdout: encodeBytes(run.stdout, encoding), stderr: encodeBytes(run.stderr, encoding), encoding });
 }
 
 const wantsText = (accept: string | undefined): boolean => {
@@ -83,7 +63,7 @@ const runRoutes: FastifyPluginAsyncZod = async (app) => {
         throw new ApiError('TIMEOUT_EXPIRED', `Command '${pyStr(cmd)}' timed out after ${spec.timeoutMs! / 1000} seconds`, { result });
       }
       if (body.check && run.returncode !== 0) {
-        throw new ApiError('COMMAND_FAILED', calledProcessErrorMessage(cmd, run.returncode, result.signal), { result });
+        throw new ApiError('COMMAND_FAILED', calledProcessErrorStr(cmd, run.returncode), { result });
       }
       if (wantsText(request.headers.accept)) {
         return reply
