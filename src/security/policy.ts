@@ -182,6 +182,13 @@ function shellCommandOf(spec: RunSpec): string | undefined {
   return undefined;
 }
 
+/** What checking a request against one rule found: the reasons it is refused (none: allowed), its cwd and program. */
+interface RuleCheck {
+  reasons: string[];
+  cwd?: string;
+  program?: CheckedProgram;
+}
+
 export class CommandPolicy {
   private rules: CompiledRule[] | null = null;
   private readonly server = serverUser();
@@ -303,7 +310,12 @@ export class CommandPolicy {
     return this.ctx.defaultCwd ?? homedir();
   }
 
-  private async grantFor(rule: CompiledRule | null, spec: RunSpec, resolvedCwd: string | undefined, program: CheckedProgram | undefined): Promise<Grant> {
+  private async grantFor(
+    rule: CompiledRule | null,
+    spec: RunSpec,
+    resolvedCwd: string | undefined,
+    program: CheckedProgram | undefined,
+  ): Promise<Grant> {
     const grant: Grant = { rule: rule?.name ?? BUILTIN_RULES.noPolicy };
     const user = this.runAsFor(rule);
     if (user) {
@@ -328,7 +340,7 @@ export class CommandPolicy {
     return grant;
   }
 
-  private async check(rule: CompiledRule, spec: RunSpec, envKeys: string[]): Promise<{ reasons: string[]; cwd?: string; program?: CheckedProgram }> {
+  private async check(rule: CompiledRule, spec: RunSpec, envKeys: string[]): Promise<RuleCheck> {
     const reasons: string[] = [];
     const cwd = this.cwdFor(rule, spec);
     // The directory the runner will be in: argv[0] and relative PATH entries are resolved from it, as the kernel will.
