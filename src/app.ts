@@ -64,7 +64,7 @@ export const LOG_REDACT = [
   '*.*.input',
 ];
 
-export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
+export type App = FastifyInstance & { withTypeProvider<_T>(): FastifyInstance };
 
 /** How often Node looks for requests past headersTimeout/requestTimeout (its default, 30 s, would let slow clients linger). */
 function checkingInterval(config: Config): number {
@@ -73,7 +73,7 @@ function checkingInterval(config: Config): number {
 }
 
 /** An incoming X-Request-Id is kept (and echoed) when it is a sane token; anything else gets a fresh UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:@\/+=-]{1,128}$/;
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /** JSON answers (application/json, application/problem+json) end with a newline, so that curl's output does not run into the prompt. */
 const isJson = (reply: FastifyReply): boolean => {
@@ -124,7 +124,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.decorate('security', security);
   const services = createServices(config, { spawner: options.spawner, log: app.log });
   app.decorate('services', services);
-  app.addHook('onClose', async () => services.close());
   // Callback hooks on the hot path, here and in plugins/: an async hook costs a promise per request.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
@@ -149,7 +148,21 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     draining: () => app.shutdown.draining,
   });
   app.decorate('metrics', metrics);
-  app.addHook('onClose', async () => metrics.close());
+  /*
+   * The close order, in one place. ops/shutdown.ts drains first (no new work, queued jobs canceled, what
+   * runs past the grace terminated), then calls app.close(), which runs
+   *   preClose: new requests refused (plugins/shutdown.ts), WebSocket viewers closed with 1001 (stream/hub.ts),
+   *             the queue closed and its long-polls answered (routes/jobs.ts);
+   *   onClose:  this hook: the jobs (queued canceled, running terminated), any sync run left, this instance's
+   *             output files (services.close), then the metrics' listeners.
+   */
+  app.addHook('onClose', async () => {
+    try {
+      await services.close();
+    } finally {
+      metrics.close();
+    }
+  });
   app.addHook('onError', async (_request, _reply, err) => {
     if (err instanceof SpawnError) metrics.spawnFailed('sync', err.errno);
   });

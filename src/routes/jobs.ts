@@ -21,7 +21,7 @@ import {
 } from '../schemas/jobs.js';
 import { canSee, hasScope, ownerFilter, type Principal } from '../security/auth.js';
 import { isSignalName } from '../runner/index.js';
-import { toRunSpec } from '../spec/run-spec.js';
+import { toJobRunSpec } from '../spec/run-spec.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { SubmitRequest } from '../queue/types.js';
 
@@ -29,7 +29,7 @@ const TAGS = ['jobs'];
 
 /**
  * Job bodies are built by src/queue/view.ts in exactly the schema's shape
- * (test/jobs-contract.test.ts checks them against it strictly), so the hot job
+ * (test/e2e/jobs-contract.test.ts checks them against it strictly), so the hot job
  * routes serialize with JSON.stringify instead of re-validating each answer
  * through zod: a quarter of the CPU of a POST /v1/jobs, and most of a page of
  * GET /v1/jobs. The schemas still document the answers.
@@ -49,7 +49,11 @@ const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.string
  * A job belongs to the token that submitted it: another token without admin gets the 404 of an unknown id
  * (never a 403, so job ids do not leak). Every route of one job calls this first.
  */
-export async function mustSee(jobs: { ownerOf(id: string): Promise<string | null | undefined> }, request: FastifyRequest, id: string): Promise<void> {
+export async function mustSee(
+  jobs: { ownerOf(id: string): Promise<string | null | undefined> },
+  request: FastifyRequest,
+  id: string,
+): Promise<void> {
   const owner = await jobs.ownerOf(id);
   if (owner === undefined || !canSee(request.principal!, owner)) throw notFound(id);
 }
@@ -130,7 +134,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const { queue = defaultQueue } = request.body;
       const spec = withoutQueue(request.body);
       // The server's bounds and the command policy: a 400 or 403 now, not a failed job later. The grant goes with the job.
-      const runSpec = toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true });
+      const runSpec = toJobRunSpec(spec, config);
       const { grant } = await app.security.admit(request.principal!, runSpec, request.audit);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
@@ -340,7 +344,8 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
           returncode: r?.returncode ?? null, timedOut: r?.timedOut ?? null, outputEnd: output.end(stream) };
         return `${JSON.stringify(line)}\n`;
       };
-      return reply.send(followReadable(output, stream, offset, () => void status(), () => notFound(id), inline ? statusLine : undefined) as never);
+      const readable = followReadable(output, stream, offset, () => void status(), () => notFound(id), inline ? statusLine : undefined);
+      return reply.send(readable as never);
     },
   );
 

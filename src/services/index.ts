@@ -6,7 +6,7 @@ import { selectSpawner } from '../runner/native.js';
 import { RunTracker } from '../ops/tracker.js';
 import { SyncLimiter } from './limiter.js';
 import { createJobQueue, type JobQueue } from '../queue/index.js';
-import { toRunSpec } from '../spec/run-spec.js';
+import { toJobRunSpec } from '../spec/run-spec.js';
 import { applyGrant } from '../security/admission.js';
 import { CommandNotAllowed } from '../security/errors.js';
 import { prepareInstanceFiles, removeInstanceFiles, type InstanceFiles } from '../ops/data-dir.js';
@@ -46,7 +46,7 @@ export function createServices(config: Config, deps: { spawner?: Spawner | undef
     // The grant the policy gate gave at submission: run-as uid/gid, cwd, ceilings and limits hold for jobs as for sync runs.
     prepareRun: (spec, grant) => {
       if (!grant) throw new CommandNotAllowed('the job was never admitted by the command policy, so it does not run');
-      return applyGrant(toRunSpec(spec, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true }), grant);
+      return applyGrant(toJobRunSpec(spec, config), grant);
     },
     log: deps.log,
     onRunStart: (handle, jobId, ownerId) => tracker.add({ handle, kind: 'job', jobId, ownerId }),

@@ -44,3 +44,13 @@ export function toRunSpec(body: CommandSpec, config: Pick<Config, 'maxOutputByte
   if (timeoutMs !== undefined && timeoutMs > 0) spec.timeoutMs = timeoutMs;
   return spec;
 }
+
+/**
+ * A job's RunSpec: the jobs' default timeout (EXECD_JOB_TIMEOUT_MS, 0 for none) and
+ * streaming stdin allowed. Written once for both ends of a job: the submit route
+ * translates to admit it, and the worker translates the stored spec again when the
+ * job starts (a Redis worker may be another process), then applies the grant.
+ */
+export function toJobRunSpec(body: CommandSpec, config: Pick<Config, 'maxOutputBytes' | 'killGraceMs' | 'jobTimeoutMs'>): RunSpec {
+  return toRunSpec(body, config, { timeoutMs: config.jobTimeoutMs, allowStreamStdin: true });
+}
