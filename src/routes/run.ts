@@ -26,7 +26,7 @@ const wantsText = (accept: string | undefined): boolean => {
 };
 
 /**
- * toRunResult builds the answer in exactly RunResult's shape (test/run.test.ts
+ * toRunResult builds the answer in exactly RunResult's shape (test/e2e/run.test.ts
  * checks answers against the schema strictly), so it is serialized with
  * JSON.stringify rather than re-validated through zod on every run, as the job
  * routes do. The schema still documents the answer.
