@@ -45,16 +45,33 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 const rank = (state: JobState): number => (state === 'queued' ? 0 : state === 'running' ? 1 : 2);
 
 /**
+ * Where a viewer is, one of four:
+ * - streaming: output flows as it comes;
+ * - throttled: the socket's send buffer is full, output paused until it drains (onDrain);
+ * - finishing: both streams ended, waiting for the job's terminal state to send the exit frame;
+ * - disposed: the socket is closed; nothing more is sent or applied.
+ * `disposed` is final; `finishing` only ends in it.
+ */
+type Phase = 'streaming' | 'throttled' | 'finishing' | 'disposed';
+
+const NEXT_PHASE: Record<Phase, readonly Phase[]> = {
+  streaming: ['throttled', 'finishing', 'disposed'],
+  throttled: ['streaming', 'finishing', 'disposed'],
+  finishing: ['disposed'],
+  disposed: [],
+};
+
+/**
  * A viewer of one job (GET /v1/jobs/{id}/stream): the replay, then live
  * output of both streams, state changes and the exit, as frames; stdin and
  * signal frames the other way. The job never waits for it.
  */
 export class JobViewer extends Viewer {
   private readonly feeds: Feed[];
-  private throttled = false;
+  private phase: Phase = 'streaming';
+  /** The last state frame sent, as its rank (queued 0, running 1, terminal 2; -1 before any): states only move forward. */
   private sentRank = -1;
-  private finishing = false;
-  private disposed = false;
+  /** The job was created with stdin {"stream": true} (known once start() has read it). */
   private streamStdin = false;
   private invalidFrames = 0;
   /** Client input runs in order, one operation at a time. */
@@ -78,6 +95,17 @@ export class JobViewer extends Viewer {
 
   get jobId(): string {
     return this.options.jobId;
+  }
+
+  private get disposed(): boolean {
+    return this.phase === 'disposed';
+  }
+
+  /** The one place the phase changes: false (and no change) for a move NEXT_PHASE does not allow. */
+  private moveTo(next: Phase): boolean {
+    if (!NEXT_PHASE[this.phase].includes(next)) return false;
+    this.phase = next;
+    return true;
   }
 
   protected override get watching(): Record<string, unknown> {
@@ -124,7 +152,7 @@ export class JobViewer extends Viewer {
     if (this.disposed) return;
     if (event.type === 'data') {
       this.sendOutput(feed, event.offset, event.data);
-      if (!this.throttled && this.outbox.overloaded) this.throttle();
+      if (this.phase === 'streaming' && this.outbox.overloaded) this.throttle();
     } else if (event.type === 'end') {
       const tail = feed.framer?.flush();
       if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.bytes));
@@ -149,15 +177,15 @@ export class JobViewer extends Viewer {
 
   /** The send buffer is full: stop taking output until it drains. */
   private throttle(): void {
-    this.throttled = true;
+    this.moveTo('throttled');
     for (const feed of this.feeds) feed.sub?.pause();
     this.outbox.waitForDrain();
   }
 
   /** Drained: a stream in its live part skips to the live edge (a gap frame says what was skipped); the replay goes on where it stopped. */
   protected onDrain(): void {
-    if (!this.throttled || this.disposed) return;
-    this.throttled = false;
+    if (this.phase !== 'throttled') return;
+    this.moveTo('streaming');
     for (const feed of this.feeds) {
       const sub = feed.sub;
       if (feed.ended || !sub || sub.position < feed.replayEnd) continue;
@@ -173,8 +201,7 @@ export class JobViewer extends Viewer {
 
   /** Both streams ended: the terminal state, the exit frame, close 1000. */
   private async finish(): Promise<void> {
-    if (this.finishing) return;
-    this.finishing = true;
+    if (!this.moveTo('finishing')) return;
     let job = await this.ctx.jobs.waitForTerminal(this.jobId, 60_000);
     while (job && !isTerminal(job.state) && !this.disposed) job = await this.ctx.jobs.waitForTerminal(this.jobId, 60_000);
     if (this.disposed) return;
@@ -191,7 +218,7 @@ export class JobViewer extends Viewer {
   }
 
   protected dispose(): void {
-    this.disposed = true;
+    this.moveTo('disposed');
     for (const feed of this.feeds) feed.sub?.close();
   }
 
