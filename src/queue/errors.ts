@@ -6,11 +6,13 @@ import { DomainError } from '../errors.js';
  * (DOMAIN_ERRORS in plugins/errors.ts).
  */
 export abstract class QueueError extends DomainError {
+  override get name(): string {
+    return this.constructor.name; // JobNotFound, QueueFull…
+  }
   abstract override readonly code: 'JOB_NOT_FOUND' | 'UNKNOWN_QUEUE' | 'QUEUE_FULL' | 'BACKEND_UNAVAILABLE' | 'CONFLICT' | 'SHUTTING_DOWN';
 }
 
 export class JobNotFound extends QueueError {
-  override name = 'JobNotFound';
   readonly code = 'JOB_NOT_FOUND';
   constructor(readonly jobId: string) {
     super(`no job ${JSON.stringify(jobId.slice(0, 64))}`);
@@ -18,7 +20,6 @@ export class JobNotFound extends QueueError {
 }
 
 export class UnknownQueue extends QueueError {
-  override name = 'UnknownQueue';
   readonly code = 'UNKNOWN_QUEUE';
   constructor(
     readonly queue: string,
@@ -30,27 +31,20 @@ export class UnknownQueue extends QueueError {
 
 /** The queue holds as many waiting jobs as it may, or an identical submit is still being accepted: try again shortly. */
 export class QueueFull extends QueueError {
-  override name = 'QueueFull';
   readonly code = 'QUEUE_FULL';
 }
 
 /** The backend that keeps the jobs (Redis) does not answer: nothing was done, try again shortly. */
 export class BackendUnavailable extends QueueError {
-  override name = 'BackendUnavailable';
   readonly code = 'BACKEND_UNAVAILABLE';
 }
 
 /** The job is not in a state that allows the operation, or an Idempotency-Key was used with another body. */
 export class Conflict extends QueueError {
-  override name = 'Conflict';
   readonly code = 'CONFLICT';
 }
 
 /** This server is shutting down and takes no new jobs. */
 export class ShuttingDown extends QueueError {
-  override name = 'ShuttingDown';
   readonly code = 'SHUTTING_DOWN';
-  constructor() {
-    super('the server is shutting down and takes no new jobs');
-  }
 }

@@ -41,7 +41,7 @@ export class QueueFront implements JobQueue {
   }
 
   async submit({ queue, spec, ownerId, grant, idempotencyKey }: SubmitRequest): Promise<Submitted> {
-    if (this.draining) throw new ShuttingDown();
+    if (this.draining) throw new ShuttingDown('the server is shutting down and takes no new jobs');
     this.knownQueue(queue);
     const idempotency = idempotencyKey === undefined ? null : { key: idempotencyKey, digest: requestDigest(queue, spec) };
     const accepted = await this.store.accept({ queue, spec, ownerId, grant, idempotency });

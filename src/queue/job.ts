@@ -1,7 +1,7 @@
 import type { CommandSpec } from '../schemas/run.js';
 import type { JobState } from '../schemas/constants.js';
 import type { Grant } from '../spec/grant.js';
-import type { TruncatedReason } from './output-log.js';
+import type { RunStatus } from '../runner/status.js';
 
 /**
  * A job's life: one closed union of states and ONE function, `transition`,
@@ -29,25 +29,8 @@ export const canTransition = (from: JobState, to: JobState): boolean => NEXT[fro
 /** The states `from` may move to (the Redis scripts get this table as their own: redis/commands.ts). */
 export const nextStates = (from: JobState): readonly JobState[] => NEXT[from];
 
-/** How the process ended: the RunResult without stdout/stderr (times as ISO strings). */
-export interface JobResult {
-  exitCode: number | null;
-  signal: string | null;
-  returncode: number;
-  truncated: { stdout: boolean; stderr: boolean };
-  /** Why bytes were dropped: the cap (max_output), or the data directory refused them (disk_full, write_failed); null when none were. */
-  truncatedReason: { stdout: TruncatedReason | null; stderr: TruncatedReason | null };
-  timedOut: boolean;
-  durationMs: number;
-  pid: number;
-  startedAt: string;
-  finishedAt: string;
-  /** The uid and gid the process ran as (the grant's run-as user, else the server's). */
-  uid: number;
-  gid: number;
-  /** CPU time and peak memory from the kernel; null when the spawner cannot tell. */
-  usage: { userCpuMs: number; systemCpuMs: number; maxRssBytes: number } | null;
-}
+/** How the process ended: the run status a sync run answers too (runner/status.ts). */
+export type JobResult = RunStatus;
 
 /** Why a job did not run as asked (the process could not start, the server shut down…). */
 export interface JobError {
@@ -66,7 +49,10 @@ export interface JobRecord {
   readonly createdAt: number;
   /** The token id that submitted the job: only it (and admin) sees the job. Null: admins only. Never in the public Job view. */
   readonly ownerId: string | null;
-  /** What the policy gate granted at submission (run-as user, cwd, ceilings, limits), applied when the job starts. Null: never admitted, so it does not run. */
+  /**
+   * What the policy gate granted at submission (run-as user, cwd, ceilings, limits), applied when the job starts.
+   * Null: never admitted, so it does not run.
+   */
   readonly grant: Grant | null;
   readonly startedAt: number | null;
   readonly finishedAt: number | null;

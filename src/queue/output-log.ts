@@ -176,7 +176,8 @@ export class OutputLog implements LogSource {
     if (!this.spilled) {
       // spill() and dispose() replace these arrays rather than empty them: the ones held here stay whole.
       const { chunks, starts } = this;
-      return { end, read: async (offset, length) => readChunks(chunks, starts, offset, Math.min(length, end - offset)), close: async () => {} };
+      const read = async (offset: number, length: number) => readChunks(chunks, starts, offset, Math.min(length, end - offset));
+      return { end, read, close: async () => {} };
     }
     let fh: FileHandle;
     try {

@@ -6,15 +6,15 @@ import type { JobState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 
 /**
- * The job queue as the rest of execd sees it. The in-memory backend is the
- * default; a Redis (BullMQ) backend implements the same interface, so routes,
- * the WebSocket viewers and the operations code never know which one runs.
+ * The job queue as the rest of execd sees it: one front (front.ts) over a
+ * backend (backend.ts: memory/ by default, or redis/), so routes, the
+ * WebSocket viewers and the operations code never know which one runs.
  *
  * Everything crosses this line as plain JSON-able values in the API's shapes
  * (`Job`, `QueueInfo`), so a backend may keep them anywhere. Refusals are
- * ApiErrors with the API's codes: VALIDATION_FAILED (unknown queue), NOT_FOUND,
- * CONFLICT (idempotency key reused with another body; job not in a state that
- * allows the operation), QUEUE_FULL, SHUTTING_DOWN.
+ * QueueErrors (errors.ts): UnknownQueue, JobNotFound, Conflict (idempotency
+ * key reused with another body; job not in a state that allows the
+ * operation), QueueFull, BackendUnavailable, ShuttingDown.
  *
  * Ownership: each job keeps the token id that submitted it (`ownerId`) and
  * the policy grant it was admitted with, on the record but never in the Job
@@ -34,7 +34,10 @@ export interface JobQueue {
   ownerOf(id: string): Promise<string | null | undefined>;
   /** Ascending acceptance order; a cursor continues after the last job of the previous page, so every job is listed once. */
   list(request: ListRequest): Promise<JobList>;
-  /** Queued: canceled at once. Running: the group gets SIGTERM, SIGKILL after the grace; resolves once the job is terminal. Terminal: unchanged. */
+  /**
+   * Queued: canceled at once. Running: the group gets SIGTERM, SIGKILL after the grace; resolves once the job is
+   * terminal. Terminal: unchanged.
+   */
   cancel(id: string): Promise<Job>;
   /** Signal a running job's process group; CONFLICT when it is not running. */
   signal(id: string, signal: NodeJS.Signals): Promise<Job>;
@@ -46,7 +49,8 @@ export interface JobQueue {
   output(id: string): Promise<JobOutputReader | undefined>;
   /**
    * Write to a job's streaming stdin (`stdin: {"stream": true}`); null ends it. False when it cannot take input.
-   * Resolves once the pipe has room again, so a writer that awaits each call never makes the server buffer more than the pipe's high-water mark.
+   * Resolves once the pipe has room again, so a writer that awaits each call never makes the server buffer more than
+   * the pipe's high-water mark.
    */
   writeStdin(id: string, data: Buffer | null): Promise<boolean>;
   queues(): Promise<QueueInfo[]>;

@@ -72,6 +72,8 @@ export function followReadable(
   gone: () => Error = outputGone,
   epilogue?: () => Promise<string>,
 ): Readable {
+  // assigned once, below: the readable's callbacks need it, and the subscription's listener needs the readable
+  // eslint-disable-next-line prefer-const
   let sub: LogSubscription | undefined;
   let pushed = false;
   let endsWithNewline = true;

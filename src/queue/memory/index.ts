@@ -207,7 +207,8 @@ export class MemoryBackend implements JobBackend {
     job.output?.close();
     if (log) {
       const { id: jobId, queue } = job;
-      const fields = { jobId, queue, state, returncode: job.result?.returncode, durationMs: job.result?.durationMs, error: job.error?.code };
+      const { result, error } = job;
+      const fields = { jobId, queue, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code };
       this.finishLog.info(fields, 'job finished');
     }
     this.hooks.ended(job.id);

@@ -152,7 +152,8 @@ export class ControlChannel {
     try {
       if (!(await this.send(node, msg))) return false;
       if (timeoutMs === 'until-answered') {
-        const again = () => this.send(node, msg).then((listened) => listened || answer(false), () => {}); // Redis away: the next round tries again
+        // Redis away: the next round tries again
+        const again = () => this.send(node, msg).then((listened) => listened || answer(false), () => {});
         timer = setInterval(() => void again(), STDIN_RESEND_MS);
       } else {
         timer = setTimeout(() => answer(false), timeoutMs);

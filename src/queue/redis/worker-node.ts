@@ -79,13 +79,15 @@ export class WorkerNode {
   /** START, tried again while the job's submit is a moment from its confirmation; null: it never runs here. */
   async claim(id: string, run: LocalRun): Promise<RedisClaim | null> {
     const token = `${this.nodeId}:${newJobId()}`; // this delivery: START answers it the same if the command is resent
-    const args = { node: this.nodeId, host: this.host, instance: this.instance, heartbeat: this.beatValue(), stallMs: this.config.redisStallMs, token };
+    const { nodeId: node, host, instance } = this;
+    const args = { node, host, instance, heartbeat: this.beatValue(), stallMs: this.config.redisStallMs, token };
     for (const until = Date.now() + this.confirmMs + 2000; ; ) {
       const started = await this.scripts.start(id, { ...args, now: Date.now() });
       if (started.kind === 'gone') return null; // canceled, lost, deleted or never accepted
       if (started.kind === 'taken') {
         run.attempt = started.attempt;
-        const spec = { ...(JSON.parse(started.spec) as CommandSpec), ...(started.secret ? (JSON.parse(started.secret) as Partial<CommandSpec>) : {}) };
+        const secret = started.secret ? (JSON.parse(started.secret) as Partial<CommandSpec>) : {};
+        const spec = { ...(JSON.parse(started.spec) as CommandSpec), ...secret };
         const grant = JSON.parse(started.grant) as Grant | null;
         const ownerId = JSON.parse(started.owner) as string | null;
         const cap = grant?.maxOutputBytes ?? spec.maxOutputBytes ?? this.config.maxOutputBytes;
@@ -105,9 +107,13 @@ export class WorkerNode {
     const { id, attempt, output } = claim;
     await output.flush();
     const dropped = { stdout: output.dropped('stdout'), stderr: output.dropped('stderr') };
-    const applied = await this.scripts.finish(id, { attempt, state, now: Date.now(), result, error, dropped, retainJobs: this.config.retainJobs });
+    const { retainJobs } = this.config;
+    const applied = await this.scripts.finish(id, { attempt, state, now: Date.now(), result, error, dropped, retainJobs });
     this.deps.log.info(
-      { jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node: this.nodeId, ...(applied ? {} : { fenced: true }) },
+      {
+        jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node: this.nodeId,
+        ...(applied ? {} : { fenced: true }),
+      },
       applied ? 'job finished' : 'job finished after another node declared it lost; its outcome is not recorded',
     );
   }
