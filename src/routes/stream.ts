@@ -14,12 +14,11 @@ import {
   StateFrame,
   StreamQuery,
 } from '../schemas/stream.js';
-import { mustSee } from './jobs.js';
+import { mustSee, notFound } from './job-output.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
 import { originAllowed, originRefusal } from '../plugins/origin.js';
 
 const TAGS = ['jobs'];
-const notFound = (id: string) => new ApiError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}`);
 
 /** The closes a client may see, shared by both WebSocket endpoints' documentation. */
 export const CLOSE_CODES = {
