@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ApiError, InvalidInput } from '../errors.js';
 import { UnknownQueue } from '../queue/index.js';
 import { mustSee, notFound, OUTPUT_DESCRIPTION, sendJobOutput } from './job-output.js';
+import { clientGone } from './sync-run.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
   DEFAULT_LIST_LIMIT,
@@ -158,7 +159,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { id } = request.params;
       await mustSee(jobs, request, id);
-      const abort = abortOnClose(reply);
+      const abort = clientGone(reply);
       if (request.query.waitMs) hold(reply);
       const job = await jobs.waitForTerminal(id, request.query.waitMs ?? 0, abort.signal);
       abort.dispose();
@@ -292,14 +293,5 @@ function withoutQueue(body: JobRequest): CommandSpec {
   return spec as CommandSpec;
 }
 
-/** An AbortSignal that fires when the client goes away before the answer. */
-function abortOnClose(reply: FastifyReply): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  };
-  reply.raw.once('close', onClose);
-  return { signal: controller.signal, dispose: () => reply.raw.removeListener('close', onClose) };
-}
 
 export default jobRoutes;

@@ -3,13 +3,14 @@ import { ApiError } from '../errors.js';
 import type { RunSpec } from '../runner/index.js';
 import { runSync, type SyncRun } from '../services/sync.js';
 
-/** Aborts when the client goes away before its answer is written (the response closes unfinished). */
-export function clientGone(reply: FastifyReply): AbortSignal {
+/** A signal that aborts when the client goes away before its answer is written; dispose() stops listening. */
+export function clientGone(reply: FastifyReply): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
-  reply.raw.once('close', () => {
+  const onClose = () => {
     if (!reply.raw.writableFinished) controller.abort();
-  });
-  return controller.signal;
+  };
+  reply.raw.once('close', onClose);
+  return { signal: controller.signal, dispose: () => reply.raw.removeListener('close', onClose) };
 }
 
 /**
@@ -22,6 +23,11 @@ export function syncRunner(app: FastifyInstance, request: FastifyRequest, reply:
     const principal = request.principal;
     if (!principal) throw new ApiError('UNAUTHORIZED', 'send Authorization: Bearer <token>');
     const { spec } = await app.security.admit(principal, asked, request.audit);
-    return runSync(app.services, spec, { signal: clientGone(reply), audit: request.audit });
+    const gone = clientGone(reply);
+    try {
+      return await runSync(app.services, spec, { signal: gone.signal, audit: request.audit });
+    } finally {
+      gone.dispose();
+    }
   };
 }

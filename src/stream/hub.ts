@@ -47,7 +47,7 @@ export class ViewerHub {
 
   constructor(
     private readonly jobs: JobQueue,
-    private readonly config: Config,
+    private readonly config: Pick<Config, 'wsTotalBufferBytes' | 'wsMaxBufferBytes' | 'wsPingMs'>,
     log: FastifyBaseLogger,
     audit: FastifyBaseLogger,
   ) {
