@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../security/policy.js';
+import type { Grant } from '../spec/grant.js';
 import type { OutputSink, RunContext, RunHandle, RunSpec } from '../runner/index.js';
 import type { JobError, JobResult, JobState, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
-import type { Grant } from '../security/policy.js';
+import type { Grant } from '../spec/grant.js';
 import type { JobState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
 

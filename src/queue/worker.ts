@@ -1,4 +1,4 @@
-import { SERVER_GID, SERVER_UID } from '../security/identity.js';
+import { SERVER_GID, SERVER_UID } from '../runner/ran-as.js';
 import { startRunRetrying, type RunHandle, type RunSpec } from '../runner/index.js';
 import { returncodeOf } from '../runner/result.js';
 import type { BackendHooks, Claim, JobBackend, QueueDeps } from './backend.js';

@@ -1,5 +1,5 @@
 import type { CommandSpec } from '../../schemas/run.js';
-import type { Grant } from '../../security/policy.js';
+import type { Grant } from '../../spec/grant.js';
 import { newJobId } from '../id.js';
 import { newJobRecord } from '../job.js';
 import type { JobOutput } from '../job-output.js';

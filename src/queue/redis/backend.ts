@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { Queue } from 'bullmq';
 import type { Config } from '../../config.js';
-import { killTagged } from '../../ops/recovery.js';
+import { killTagged } from '../../runner/tagged.js';
 import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
 import type {
   Acceptance, Accepted, BackendHooks, CancelOutcome, ControlOutcome, JobBackend, QueueDeps, RemoveOutcome,

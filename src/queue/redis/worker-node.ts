@@ -3,7 +3,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { CommandSpec } from '../../schemas/run.js';
-import type { Grant } from '../../security/policy.js';
+import type { Grant } from '../../spec/grant.js';
 import type { Claim, QueueDeps } from '../backend.js';
 import { newJobId } from '../id.js';
 import type { JobError, JobResult, TerminalState } from '../job.js';
