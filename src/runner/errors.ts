@@ -1,19 +1,24 @@
 import { DomainError } from '../errors.js';
 
-/**
- * A process that could not be started; `errno` is the system error name (ENOENT, EACCES, E2BIG…).
- * `more` adds facts to the details (python/ words it as Python's OSError, naming the exception).
- */
-export class SpawnError extends DomainError {
-  override name = 'SpawnError';
-  readonly code = 'SPAWN_FAILED';
+/** A process that did not start: nothing ran. `errno` is the system error name (ENOENT, EACCES, EMFILE…), also in the details. */
+export abstract class NotStarted extends DomainError {
   constructor(
     readonly errno: string,
     message: string,
     more: Record<string, unknown> = {},
+    options: { retryAfter?: number } = {},
   ) {
-    super(message, { errno, ...more });
+    super(message, { errno, ...more }, options);
   }
+}
+
+/**
+ * A process that could not be started, for a reason of the command's (ENOENT, EACCES, E2BIG…).
+ * `more` adds facts to the details (python/ words it as Python's OSError, naming the exception).
+ */
+export class SpawnError extends NotStarted {
+  override name = 'SpawnError';
+  readonly code = 'SPAWN_FAILED';
 }
 
 /**
@@ -21,14 +26,11 @@ export class SpawnError extends DomainError {
  * ENFILE), processes (EAGAIN: RLIMIT_NPROC, pid_max) or memory (ENOMEM). Nothing ran; it is
  * transient and says nothing about the command (503 RESOURCE_EXHAUSTED, not 422 SPAWN_FAILED).
  */
-export class ResourceExhaustedError extends DomainError {
+export class ResourceExhaustedError extends NotStarted {
   override name = 'ResourceExhaustedError';
   readonly code = 'RESOURCE_EXHAUSTED';
-  constructor(
-    readonly errno: string,
-    message: string,
-  ) {
-    super(message, { errno }, { retryAfter: 1 });
+  constructor(errno: string, message: string) {
+    super(errno, message, {}, { retryAfter: 1 });
   }
 }
 

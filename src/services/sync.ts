@@ -1,5 +1,6 @@
 import type { Services } from './index.js';
-import { ResourceExhaustedError, runToCompletion, SpawnError, type CompletedRun, type RunSpec } from '../runner/index.js';
+import { runToCompletion, type CompletedRun, type RunSpec } from '../runner/index.js';
+import { NotStarted } from '../runner/errors.js';
 import { ranAs } from '../runner/ran-as.js';
 
 /** A finished sync run and the identity it ran as. */
@@ -38,7 +39,7 @@ export async function runSync(deps: SyncDeps, spec: RunSpec, options: SyncRunOpt
     Object.assign(audit, { pid: o.pid, returncode: run.returncode, signal: o.signal, timedOut: o.timedOut, durationMs: o.durationMs });
     return ran;
   } catch (err) {
-    if (err instanceof SpawnError || err instanceof ResourceExhaustedError) audit.errno = err.errno;
+    if (err instanceof NotStarted) audit.errno = err.errno;
     throw err;
   } finally {
     release();
