@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import { ApiError } from '../errors.js';
+import { auditAbandoned } from '../plugins/auth.js';
 import { SERVER_GID, SERVER_UID } from './identity.js';
 import type { Services } from './index.js';
 import { admitCommand } from './policy-gate.js';
@@ -44,5 +45,6 @@ export async function runSync(services: Services, asked: RunSpec, reply: Fastify
     throw err;
   } finally {
     release();
+    auditAbandoned(reply.request, reply);
   }
 }
