@@ -54,7 +54,11 @@ function crossOriginUpgrade(request: FastifyRequest): boolean {
   }
 }
 
+/** nginx's "client closed request": the answer of a request whose client went away before it (never sent). */
+const CLIENT_CLOSED = 499;
+
 function outcome(request: FastifyRequest, status: number): string {
+  if (status === CLIENT_CLOSED) return 'abandoned';
   if (status < 400) return 'ok';
   if (status === 401) return 'unauthorized';
   if (status === 403) return request.audit.allowed === false ? 'denied' : 'forbidden';
@@ -64,12 +68,12 @@ function outcome(request: FastifyRequest, status: number): string {
   return 'refused';
 }
 
-function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
+function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: FastifyReply, status = reply.statusCode): void {
+  if (request.auditLogged) return;
   const route = request.routeOptions; // a getter that builds a new object: read once
   const operationId = (route.schema as { operationId?: string } | undefined)?.operationId;
   const audited = operationId !== undefined
     && (AUDIT_EVENTS[operationId] !== undefined || scopesOf(route.config).some((s) => AUDITED_SCOPES.has(s)));
-  const status = reply.statusCode;
   if (!audited && status !== 401 && status !== 403) return;
   const params = request.params as { id?: unknown } | undefined;
   const body = request.body as { signal?: unknown } | undefined;
@@ -91,6 +95,17 @@ function auditResponse(scope: FastifyInstance, request: FastifyRequest, reply: F
   if (!audited) line.ip = request.ip;
   scope.security.audit.info(line, event);
   request.auditLogged = true; // the audit line is this request's completion line (plugins/request-log.ts)
+}
+
+/**
+ * The audit line of a request whose client closed the connection before the answer (a sync run it
+ * abandoned, whose process tree was killed): Fastify runs no onResponse hook for it, and every run is
+ * one audit line. Status 499, outcome "abandoned"; at most once per request.
+ */
+export function auditAbandoned(request: FastifyRequest, reply: FastifyReply): void {
+  if (reply.raw.writableFinished || !request.raw.socket?.destroyed) return;
+  if (request.audit === null) request.audit = {};
+  auditResponse(request.server, request, reply, CLIENT_CLOSED);
 }
 
 /**

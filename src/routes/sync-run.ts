@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
+import { auditAbandoned } from '../plugins/auth.js';
 import type { RunSpec } from '../runner/index.js';
 import { runSync, type SyncRun } from '../services/sync.js';
 
@@ -28,6 +29,7 @@ export function syncRunner(app: FastifyInstance, request: FastifyRequest, reply:
       return await runSync(app.services, spec, { signal: gone.signal, audit: request.audit });
     } finally {
       gone.dispose();
+      auditAbandoned(request, reply);
     }
   };
 }

@@ -66,6 +66,10 @@ describe('the shutdown drain waits only for requests whose clients are still the
     req.destroy();
     expect(await done).toBe(0);
     expect(await waitFor(async () => ((await (await s.api('/v1/processes?execd=true')).json()) as { items: unknown[] }).items.length === 0, 5000)).toBe(true);
+    // Every run is one audit line, an abandoned one too (Fastify runs no onResponse hook for it).
+    const audit = await s.waitForLog((l) => l.event === 'run' && l.command === 'sleep 300', 5000);
+    expect(audit).toMatchObject({ status: 499, outcome: 'abandoned', signal: 'SIGTERM' });
+    expect(s.logs.filter((l) => l.event === 'run' && l.command === 'sleep 300')).toHaveLength(1);
 
     const { ms, graceReached, code } = await shutdownTime(s);
     expect(graceReached).toBe(false);
