@@ -90,10 +90,11 @@ static void send_reply(const struct reply *r, const int *fds, int nfds) {
   }
 }
 
-static void reply_failed(uint32_t id, int err, pid_t pid) {
+/* A reply that carries no fds: a failure, or the end of a child's exec. */
+static void reply_simple(uint32_t type, uint32_t id, int err, pid_t pid) {
   struct reply r;
   memset(&r, 0, sizeof r);
-  r.type = REPLY_FAILED;
+  r.type = type;
   r.id = id;
   r.pid = pid;
   r.err = err;
@@ -280,16 +281,6 @@ static void close_fd(int *fd) {
   }
 }
 
-static void reply_simple(uint32_t type, uint32_t id, int err, pid_t pid) {
-  struct reply r;
-  memset(&r, 0, sizeof r);
-  r.type = type;
-  r.id = id;
-  r.pid = pid;
-  r.err = err;
-  send_reply(&r, NULL, 0);
-}
-
 static void handle_request(const struct request *q) {
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   int merge = (q->flags & REQ_MERGE_STDERR) != 0;
@@ -318,14 +309,14 @@ static void handle_request(const struct request *q) {
   close_fd(&out_pipe[0]);
   close_fd(&err_pipe[0]);
   if (err) {
-    reply_failed(q->id, err, -1); /* no child */
+    reply_simple(REPLY_FAILED, q->id, err, -1); /* no child */
   } else if (a.reported == REPLY_SPAWNED) {
     /* The server watches it since SPAWNED. Stopped before its exec (the server's SIGKILL): ECANCELED. */
     if (a.err || !a.execing) reply_simple(REPLY_EXEC_FAILED, q->id, a.err ? a.err : ECANCELED, -1);
     else reply_simple(REPLY_EXECED, q->id, 0, -1);
   } else if (a.reported != REPLY_FAILED) {
     /* It could not report itself (the server is going away, or it was killed first): say so for it. */
-    reply_failed(q->id, a.err ? a.err : ECANCELED, pid);
+    reply_simple(REPLY_FAILED, q->id, a.err ? a.err : ECANCELED, pid);
   }
 }
 
@@ -365,7 +356,7 @@ static void handle_frame(char *body, size_t len) {
   if (!argv || !envp) {
     free(argv);
     free(envp);
-    reply_failed(q.id, ENOMEM, -1);
+    reply_simple(REPLY_FAILED, q.id, ENOMEM, -1);
     return;
   }
   char *fc[2];
