@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import { problem } from './errors.js';
 import { registerErrorHandling, sendProblem } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
+import { registerUi } from './plugins/ui.js';
 import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
 import { RequestLogController } from './plugins/request-log.js';
@@ -135,6 +136,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerShutdown(app, services);
   await registerLoadShedding(app, config.maxEventLoopDelayMs, () => app.metrics.shed());
   await registerDocs(app);
+  // The dashboard (docs/ui.md): static files under /ui/ that call /v1 like any client; not on a worker node.
+  if (config.ui && config.role !== 'worker') await registerUi(app);
   // WebSocket viewers (docs/websocket.md): closed first on shutdown, with 1001.
   const viewers = new ViewerHub(services.jobs, config, app.log, security.audit);
   app.decorate('viewers', viewers);

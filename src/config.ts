@@ -121,6 +121,8 @@ export const envSchema = z.object({
   EXECD_SHUTDOWN_TIMEOUT_MS: intString('EXECD_SHUTDOWN_TIMEOUT_MS', 1, 3_600_000).default(15000),
   EXECD_INSTANCE_DIR: z.string().min(1).optional(),
   EXECD_MAX_EVENT_LOOP_DELAY_MS: intString('EXECD_MAX_EVENT_LOOP_DELAY_MS', 0, 60_000).default(1000),
+  // the dashboard (docs/ui.md)
+  EXECD_UI: z.enum(['true', 'false'], { error: 'EXECD_UI must be true or false' }).default('true'),
 });
 
 export interface Config {
@@ -207,6 +209,8 @@ export interface Config {
   instanceDir: string;
   /** Load shedding: past this mean event-loop delay, requests get 503 (healthz excepted); 0 turns it off. */
   maxEventLoopDelayMs: number;
+  /** The web dashboard at /ui/ (EXECD_UI; docs/ui.md). */
+  ui: boolean;
 }
 
 export class ConfigError extends Error {
@@ -316,6 +320,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     // Per data directory when one is set (its instances recover each other), else per user.
     instanceDir: e.EXECD_INSTANCE_DIR ?? (e.EXECD_DATA_DIR !== undefined ? join(e.EXECD_DATA_DIR, 'instances') : join(tmpdir(), `execd-instances-${process.getuid?.() ?? 'user'}`)),
     maxEventLoopDelayMs: e.EXECD_MAX_EVENT_LOOP_DELAY_MS,
+    ui: e.EXECD_UI === 'true',
   };
 }
 

@@ -1,7 +1,8 @@
 import { availableParallelism, hostname, loadavg, userInfo } from 'node:os';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { problems, V1_ERRORS } from '../schemas/common.js';
-import { Info } from '../schemas/info.js';
+import { SCOPES } from '../schemas/constants.js';
+import { Info, Whoami } from '../schemas/info.js';
 
 function userName(uid: number): string {
   try {
@@ -57,6 +58,23 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
         },
         runAs: { uid: runAs.uid, gid: runAs.gid, user: runAs.name },
       };
+    },
+  );
+
+  app.get(
+    '/whoami',
+    {
+      config: { scope: SCOPES },
+      schema: {
+        operationId: 'whoami',
+        tags: ['process info'],
+        summary: "The calling token's id and scopes (any scope may ask), so that a client offers only what the token may do",
+        response: { 200: Whoami, ...problems(...V1_ERRORS) },
+      },
+    },
+    async (request) => {
+      const principal = request.principal!;
+      return { id: principal.id, scopes: SCOPES.filter((s) => principal.scopes.has(s)) };
     },
   );
 };

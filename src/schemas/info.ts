@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { IsoTime } from './common.js';
+import { SCOPES } from './constants.js';
 
 export const Info = z
   .object({
@@ -40,3 +41,11 @@ export const Info = z
   })
   .meta({ id: 'Info' });
 export type Info = z.infer<typeof Info>;
+
+export const Whoami = z
+  .object({
+    id: z.string().meta({ description: 'The token\'s id (EXECD_TOKENS_FILE), or "env", "env-2"… for EXECD_TOKEN\'s tokens.' }),
+    scopes: z.array(z.enum(SCOPES)).meta({ description: 'What the token may do (docs/security.md, "Scopes"); `admin` includes every other.' }),
+  })
+  .meta({ id: 'Whoami', description: 'The token of this request: its id and scopes (never the token itself).' });
+export type Whoami = z.infer<typeof Whoami>;

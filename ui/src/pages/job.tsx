@@ -1,0 +1,295 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, bearerProtocols, can, outputBlob, TERMINAL, tokenStore, wsUrl, type Job, type Whoami } from '../api';
+import { events } from '../events';
+import { bytes, commandLine, duration } from '../format';
+import { OutputTail, type SocketLike, type TailStatus } from '../tail';
+import { TerminalView, type View } from '../terminal';
+import { ErrorLine, StateBadge } from './common';
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT', 'SIGKILL'];
+
+/** The question a refused handshake leaves: the same URL over plain HTTP answers with the status (401, 404, 400…). */
+async function probe(path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(path, { headers: { authorization: `Bearer ${tokenStore.get() ?? ''}` } });
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  return { status: res.status, body };
+}
+
+function Spec({ job }: { job: Job }) {
+  const { argv, command, env, stdin, ...rest } = job.spec;
+  return (
+    <dl class="facts" id="spec">
+      {argv && (
+        <>
+          <dt>argv</dt>
+          <dd>
+            <ol class="argv">{argv.map((a) => <li class="mono">{a}</li>)}</ol>
+          </dd>
+        </>
+      )}
+      {typeof command === 'string' && (
+        <>
+          <dt>command</dt>
+          <dd class="mono">{command}</dd>
+        </>
+      )}
+      {env && (
+        <>
+          <dt>env</dt>
+          <dd class="mono">{Object.keys(env).join(' ')} <span class="muted">(values never shown)</span></dd>
+        </>
+      )}
+      {stdin !== undefined && (
+        <>
+          <dt>stdin</dt>
+          <dd>{typeof stdin === 'object' ? 'streamed (below)' : 'given (never shown)'}</dd>
+        </>
+      )}
+      {Object.entries(rest).map(([k, v]) => (
+        <>
+          <dt>{k}</dt>
+          <dd class="mono">{typeof v === 'string' ? v : JSON.stringify(v)}</dd>
+        </>
+      ))}
+    </dl>
+  );
+}
+
+function Timeline({ job }: { job: Job }) {
+  const steps: [string, string | null][] = [
+    ['queued', job.createdAt],
+    ['running', job.startedAt],
+  ];
+  if (TERMINAL.has(job.state)) steps.push([job.state, job.finishedAt]);
+  else if (job.state !== 'queued' && job.state !== 'running') steps.push([job.state, null]);
+  return (
+    <ol class="timeline" id="timeline">
+      {steps.map(([state, at]) => (
+        <li class={at ? 'done' : 'pending'}>
+          <StateBadge state={state} /> <span class="muted">{at ? new Date(at).toLocaleTimeString() : '…'}</span>
+        </li>
+      ))}
+      {job.startedAt && (
+        <li class="muted">{duration((job.finishedAt ? Date.parse(job.finishedAt) : Date.now()) - Date.parse(job.startedAt))}</li>
+      )}
+    </ol>
+  );
+}
+
+function ExitStatus({ job }: { job: Job }) {
+  const r = job.result;
+  if (!r && !job.error) return null;
+  return (
+    <dl class="facts" id="exit-status">
+      {r && (
+        <>
+          <dt>returncode</dt><dd>{String(r.returncode)}</dd>
+          <dt>exitCode</dt><dd>{String(r.exitCode)}</dd>
+          <dt>signal</dt><dd>{String(r.signal)}</dd>
+          <dt>timedOut</dt><dd>{String(r.timedOut)}</dd>
+          {r.durationMs !== undefined && (<><dt>duration</dt><dd>{duration(r.durationMs)}</dd></>)}
+          {r.truncated && (
+            <>
+              <dt>truncated</dt>
+              <dd>
+                stdout {String(r.truncated.stdout)}{r.truncatedReason?.stdout ? ` (${r.truncatedReason.stdout})` : ''}, stderr{' '}
+                {String(r.truncated.stderr)}{r.truncatedReason?.stderr ? ` (${r.truncatedReason.stderr})` : ''}
+              </dd>
+            </>
+          )}
+          {r.usage && (<><dt>usage</dt><dd class="mono">{JSON.stringify(r.usage)}</dd></>)}
+        </>
+      )}
+      {job.error && (
+        <>
+          <dt>error</dt>
+          <dd class="error-text">{job.error.code}: {job.error.message}{job.error.errno ? ` (${job.error.errno})` : ''}</dd>
+        </>
+      )}
+    </dl>
+  );
+}
+
+/** A job: its spec, timeline, exit status and live output (TerminalView fed by OutputTail), with its controls. */
+export function JobPage({ id, who }: { id: string; who: Whoami }) {
+  const [job, setJob] = useState<Job | null>(null);
+  const [error, setError] = useState('');
+  const [status, setStatus] = useState<{ s: TailStatus; detail: string }>({ s: 'connecting', detail: '' });
+  const [gaps, setGaps] = useState<string[]>([]);
+  const [view, setView] = useState<View>('both');
+  const [follow, setFollow] = useState(true);
+  const [search, setSearch] = useState('');
+  const [signal, setSignal] = useState('SIGINT');
+  const [stdin, setStdin] = useState('');
+  const [notice, setNotice] = useState('');
+  const host = useRef<HTMLDivElement>(null);
+  const term = useRef<TerminalView | null>(null);
+  const tail = useRef<OutputTail | null>(null);
+
+  const reload = () => api<Job>(`/v1/jobs/${encodeURIComponent(id)}`).then(setJob, (e: Error) => setError(e.message));
+
+  useEffect(() => {
+    void reload();
+    return events.subscribe((ev) => {
+      if ('job' in ev && ev.job.id === id) setJob(ev.job);
+    });
+  }, [id]);
+
+  useEffect(() => {
+    const view = new TerminalView(host.current!);
+    term.current = view;
+    const t = new OutputTail({
+      jobId: id,
+      connect: (url, protocols) => new WebSocket(url, protocols) as unknown as SocketLike,
+      probe,
+      wsUrl,
+      protocols: bearerProtocols,
+      listener: {
+        output: (stream, data) => view.output(stream, data),
+        gap: (stream, from, to) => {
+          const text = `${to - from} bytes of ${stream} (${from}-${to}) are gone for this view; Download has them`;
+          view.marker(text, stream);
+          setGaps((g) => [...g, text]);
+        },
+        state: () => void reload(),
+        exit: () => void reload(),
+        error: (code, detail) => setNotice(`${code}: ${detail}`),
+        status: (s, detail) => setStatus({ s, detail }),
+      },
+    });
+    tail.current = t;
+    t.start();
+    const offline = () => t.disconnect();
+    const online = () => t.reconnect();
+    addEventListener('offline', offline);
+    addEventListener('online', online);
+    // For the browser tests and for the curious: what the view shows, as text.
+    const exposed = { text: () => view.text(), backlog: () => view.backlog, offsets: t.offsets.next };
+    (window as unknown as { execdTail?: unknown }).execdTail = exposed;
+    return () => {
+      removeEventListener('offline', offline);
+      removeEventListener('online', online);
+      t.stop();
+      view.dispose();
+      term.current = null;
+      tail.current = null;
+    };
+  }, [id]);
+
+  const act = async (what: 'cancel' | 'signal') => {
+    setNotice('');
+    try {
+      if (what === 'cancel') setJob(await api<Job>(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }));
+      else {
+        await api(`/v1/jobs/${encodeURIComponent(id)}/signal`, { method: 'POST', body: { signal } });
+        setNotice(`${signal} sent`);
+      }
+    } catch (e) {
+      setNotice((e as Error).message);
+    }
+  };
+
+  const download = async (stream: 'stdout' | 'stderr') => {
+    try {
+      const blob = await outputBlob(id, stream);
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(blob);
+      a.download = `${id}.${stream}`;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    } catch (e) {
+      setNotice((e as Error).message);
+    }
+  };
+
+  const sendStdin = (eof: boolean) => {
+    if (tail.current?.sendStdin(stdin, eof)) setStdin('');
+    else setNotice('not connected: stdin not sent');
+  };
+
+  const running = job !== null && !TERMINAL.has(job.state);
+  const writable = can(who, 'jobs:write');
+  const streamedStdin = job !== null && typeof job.spec.stdin === 'object' && job.spec.stdin !== null;
+
+  return (
+    <section class="job">
+      <div class="job-head">
+        <h2>
+          Job <span class="mono">{id}</span> {job && <StateBadge state={job.state} />}
+        </h2>
+        {job && <p class="mono cmd" id="command">{commandLine(job.spec)}</p>}
+        <ErrorLine text={error} />
+        {job && <Timeline job={job} />}
+        {writable && running && (
+          <div class="toolbar" id="controls">
+            <button class="danger" id="cancel" onClick={() => void act('cancel')}>Cancel</button>
+            <select id="signal" value={signal} onChange={(e) => setSignal((e.currentTarget as HTMLSelectElement).value)}>
+              {SIGNALS.map((s) => <option value={s}>{s}</option>)}
+            </select>
+            <button id="send-signal" onClick={() => void act('signal')}>Send signal</button>
+          </div>
+        )}
+        {notice && <p class="notice" id="notice">{notice}</p>}
+      </div>
+
+      <div class="toolbar tail-bar">
+        <span class={`status status-${status.s}`} id="tail-status" title={status.detail}>{status.s}</span>
+        <select id="view" value={view} onChange={(e) => {
+          const v = (e.currentTarget as HTMLSelectElement).value as View;
+          setView(v);
+          term.current?.setView(v);
+        }}>
+          <option value="both">stdout + stderr</option>
+          <option value="stdout">stdout</option>
+          <option value="stderr">stderr</option>
+        </select>
+        <label>
+          <input type="checkbox" id="follow" checked={follow} onChange={(e) => {
+            const on = (e.currentTarget as HTMLInputElement).checked;
+            setFollow(on);
+            term.current?.setFollow(on);
+          }} /> follow
+        </label>
+        <input id="search" type="search" placeholder="search" value={search}
+          onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)}
+          onKeyDown={(e) => e.key === 'Enter' && term.current?.find(search, e.shiftKey)} />
+        <button onClick={() => term.current?.find(search, true)} title="previous match">↑</button>
+        <button onClick={() => term.current?.find(search)} title="next match">↓</button>
+        <span class="spacer" />
+        {job && <span class="muted">{bytes(job.outputBytes.stdout)} out, {bytes(job.outputBytes.stderr)} err</span>}
+        <button id="download-stdout" onClick={() => void download('stdout')}>Download stdout</button>
+        <button id="download-stderr" onClick={() => void download('stderr')}>Download stderr</button>
+      </div>
+      {gaps.length > 0 && (
+        <ul class="gaps" id="gaps">{gaps.map((g) => <li>{g}</li>)}</ul>
+      )}
+      <div class="terminal" ref={host} id="terminal" />
+
+      {streamedStdin && writable && running && (
+        <div class="stdin" id="stdin-box">
+          <textarea id="stdin" rows={2} placeholder="stdin for the job (sent as typed; Enter adds a newline)" value={stdin}
+            onInput={(e) => setStdin((e.currentTarget as HTMLTextAreaElement).value)} />
+          <button onClick={() => sendStdin(false)}>Send</button>
+          <button onClick={() => sendStdin(true)}>Send and close stdin</button>
+        </div>
+      )}
+
+      {job && (
+        <div class="columns">
+          <div>
+            <h3>Spec</h3>
+            <Spec job={job} />
+          </div>
+          <div>
+            <h3>Exit status</h3>
+            {TERMINAL.has(job.state) ? (
+              <ExitStatus job={job} />
+            ) : (
+              <p class="muted">{job.state}{job.position !== null ? `, ${job.position} ahead` : ''}</p>
+            )}
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,120 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, type Job, type QueueInfo, type Whoami } from '../api';
+import { events } from '../events';
+import { ago, commandLine, duration } from '../format';
+import { ErrorLine, StateBadge } from './common';
+
+const STATES = ['', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
+const PAGE = 50;
+
+interface JobList {
+  items: Job[];
+  nextCursor: string | null;
+}
+
+/** Jobs, newest first, filtered by state and queue, a page at a time (the API's cursor); rows change live from /v1/events. */
+export function Jobs({ state, queue }: { who: Whoami; state: string; queue: string }) {
+  const [list, setList] = useState<JobList | null>(null);
+  const [cursors, setCursors] = useState<string[]>([]); // the cursors of the pages before this one
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [queues, setQueues] = useState<string[]>([]);
+  const [error, setError] = useState('');
+
+  useEffect(() => {
+    api<QueueInfo[]>('/v1/queues').then((q) => setQueues(q.map((x) => x.name)), () => undefined);
+  }, []);
+
+  useEffect(() => {
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    if (state) params.set('state', state);
+    if (queue) params.set('queue', queue);
+    if (cursor) params.set('cursor', cursor);
+    let stopped = false;
+    const load = () =>
+      api<JobList>(`/v1/jobs?${params}`).then(
+        (l) => !stopped && (setList(l), setError('')),
+        (e: Error) => setError(e.message),
+      );
+    void load();
+    const off = events.subscribe((ev) => {
+      if (ev.type === 'connected' || ev.type === 'lagged') return void load();
+      if (!('job' in ev)) return;
+      const job = ev.job;
+      setList((l) => {
+        if (!l) return l;
+        const at = l.items.findIndex((j) => j.id === job.id);
+        if (at >= 0) {
+          if (state && job.state !== state) return { ...l, items: l.items.filter((j) => j.id !== job.id) };
+          const items = l.items.slice();
+          items[at] = job;
+          return { ...l, items };
+        }
+        // A new job belongs at the top of the first page when it matches the filters.
+        const matches = (!state || job.state === state) && (!queue || job.queue === queue);
+        if (cursor === null && matches && (ev.type === 'queued' || state)) return { ...l, items: [job, ...l.items].slice(0, PAGE) };
+        return l;
+      });
+    });
+    return () => {
+      stopped = true;
+      off();
+    };
+  }, [state, queue, cursor]);
+
+  const setFilter = (key: 'state' | 'queue', value: string) => {
+    const q = new URLSearchParams({ state, queue, [key]: value });
+    for (const k of ['state', 'queue']) if (!q.get(k)) q.delete(k);
+    location.hash = `#/jobs${q.size ? `?${q}` : ''}`;
+  };
+
+  return (
+    <section>
+      <h2>Jobs</h2>
+      <div class="toolbar">
+        <label>
+          state{' '}
+          <select id="filter-state" value={state} onChange={(e) => setFilter('state', (e.currentTarget as HTMLSelectElement).value)}>
+            {STATES.map((s) => <option value={s}>{s || 'any'}</option>)}
+          </select>
+        </label>
+        <label>
+          queue{' '}
+          <select id="filter-queue" value={queue} onChange={(e) => setFilter('queue', (e.currentTarget as HTMLSelectElement).value)}>
+            <option value="">any</option>
+            {queues.map((q) => <option value={q}>{q}</option>)}
+          </select>
+        </label>
+        <span class="spacer" />
+        <button
+          disabled={cursors.length === 0}
+          onClick={() => (setCursor(cursors[cursors.length - 1] || null), setCursors(cursors.slice(0, -1)))}
+        >
+          ‹ Newer
+        </button>
+        <button id="older" disabled={!list?.nextCursor} onClick={() => (setCursors([...cursors, cursor ?? '']), setCursor(list!.nextCursor))}>
+          Older ›
+        </button>
+      </div>
+      <ErrorLine text={error} />
+      <table class="grid" id="jobs">
+        <thead>
+          <tr><th>job</th><th>state</th><th>queue</th><th>command</th><th>created</th><th>took</th><th>exit</th></tr>
+        </thead>
+        <tbody>
+          {list?.items.map((j) => (
+            <tr key={j.id} data-job={j.id}>
+              <td><a href={`#/jobs/${encodeURIComponent(j.id)}`} class="mono">{j.id.slice(0, 8)}</a></td>
+              <td><StateBadge state={j.state} /></td>
+              <td>{j.queue}</td>
+              <td class="mono cmd">{commandLine(j.spec)}</td>
+              <td title={j.createdAt}>{ago(j.createdAt)}</td>
+              <td>{j.startedAt ? duration((j.finishedAt ? Date.parse(j.finishedAt) : Date.now()) - Date.parse(j.startedAt)) : ''}</td>
+              <td>{j.result ? (j.result.signal ?? j.result.exitCode) : ''}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {list && list.items.length === 0 && <p class="muted">No jobs{state || queue ? ' match' : ' yet'}.</p>}
+    </section>
+  );
+}
