@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import type { JobRequest } from '../../client/index.js';
+import { attach } from '../attach.js';
+import { print, printJson, printerFor } from '../output.js';
+import { clientFrom, type CommonOptions } from '../settings.js';
+import { readStdin, specFrom, specOptions, type SpecOptions } from '../spec.js';
+
+interface SubmitOptions extends CommonOptions, SpecOptions {
+  queue?: string;
+  key?: string;
+  interactive?: boolean;
+  follow?: boolean;
+  sigProxy?: boolean;
+}
+
+export function registerSubmit(program: Command): Command {
+  const cmd = program
+    .command('submit')
+    .description('submit a job and print its id; with --follow, tail it and exit with its status')
+    .argument('<argv...>', 'the program and its arguments (after --, or after the options)')
+    .option('-q, --queue <name>', 'the queue (default: "default")')
+    .option('-k, --key <key>', 'Idempotency-Key: the same key and command give the same job')
+    .option('-i, --interactive', 'send your stdin to the job (read to its end first)')
+    .option('-f, --follow', "tail the job's output and exit with its status; Ctrl-C detaches (the job keeps running)")
+    .option('--sig-proxy', 'with --follow: Ctrl-C (SIGINT) and SIGTERM go to the job instead of detaching')
+    .passThroughOptions();
+  specOptions(cmd, { timeoutHelp: "the job's timeout (server default: EXECD_JOB_TIMEOUT_MS; 0 for none)" });
+  return cmd.action(async (argv: string[], _o: SubmitOptions, self: Command) => {
+    const o = self.optsWithGlobals<SubmitOptions>();
+    const client = clientFrom(o);
+    const p = printerFor(o);
+    const spec = specFrom(argv, o) as JobRequest;
+    if (o.queue !== undefined) spec.queue = o.queue;
+    if (o.interactive) Object.assign(spec, { stdin: (await readStdin()).toString('base64'), stdinEncoding: 'base64' });
+    const job = await client.jobs.submit(spec, { idempotencyKey: o.key });
+    if (!o.follow) {
+      if (p.json) printJson(job);
+      else print(job.id);
+      return;
+    }
+    if (p.json) printJson(job);
+    else if (process.stderr.isTTY) process.stderr.write(`execd: job ${job.id}\n`);
+    process.exitCode = await attach(client, job.id, { sigProxy: o.sigProxy, printer: p });
+  });
+}

@@ -1,0 +1,67 @@
+/**
+ * A WebSocket (the global one: browsers and Node 22) read as a sequence: `next()` gives each message in
+ * order, then one `close`. Messages are held until read; the server bounds what it sends (its send buffer).
+ */
+export type SocketItem =
+  | { kind: 'text'; text: string }
+  | { kind: 'binary'; bytes: Uint8Array }
+  | { kind: 'close'; code: number; reason: string; opened: boolean };
+
+export class SocketReader {
+  readonly ws: WebSocket;
+  private readonly items: SocketItem[] = [];
+  private wake: (() => void) | null = null;
+  private opened = false;
+  private closed = false;
+  readonly open: Promise<boolean>;
+
+  constructor(url: string, protocols: string[]) {
+    this.ws = new WebSocket(url, protocols);
+    this.ws.binaryType = 'arraybuffer';
+    this.open = new Promise((resolve) => {
+      this.ws.addEventListener('open', () => ((this.opened = true), resolve(true)));
+      this.ws.addEventListener('close', () => resolve(false));
+    });
+    this.ws.addEventListener('message', (e: MessageEvent) => {
+      const data: unknown = e.data;
+      this.push(typeof data === 'string' ? { kind: 'text', text: data } : { kind: 'binary', bytes: new Uint8Array(data as ArrayBuffer) });
+    });
+    this.ws.addEventListener('close', (e: CloseEvent) => {
+      this.closed = true;
+      this.push({ kind: 'close', code: e.code, reason: e.reason, opened: this.opened });
+    });
+    // 'error' is always followed by 'close', which says what there is to say.
+    this.ws.addEventListener('error', () => {});
+  }
+
+  private push(item: SocketItem): void {
+    this.items.push(item);
+    this.wake?.();
+    this.wake = null;
+  }
+
+  async next(): Promise<SocketItem> {
+    while (this.items.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
+    return this.items.shift()!;
+  }
+
+  send(frame: unknown): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  close(): void {
+    if (!this.closed && this.ws.readyState !== WebSocket.CLOSED) this.ws.close(1000);
+  }
+}
+
+/** Wait `ms`, or less when the signal aborts. */
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
