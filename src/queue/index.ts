@@ -7,7 +7,7 @@ import type { JobQueue } from './types.js';
 
 export type { JobQueue, JobQueueEvents, ListRequest, SubmitRequest, Submitted } from './types.js';
 export type { JobOutputReader, StreamName } from './job-output.js';
-export type { LogEvent, LogListener, LogSubscription } from './log-subscription.js';
+export type { LogEvent, LogListener, LogSubscription, SubscribeOptions } from './log-subscription.js';
 export { JOB_STATES, isTerminal, type JobState } from './job.js';
 export type { QueueDeps } from './backend.js';
 export { BackendUnavailable, Conflict, JobNotFound, QueueError, QueueFull, ShuttingDown, UnknownQueue } from './errors.js';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { OutputSink, StreamName } from '../runner/index.js';
-import type { LogListener, LogSubscription } from './log-subscription.js';
+import type { LogListener, LogSubscription, SubscribeOptions } from './log-subscription.js';
 import { OutputLog, type OutputSnapshot, type TruncatedReason } from './output-log.js';
 
 export type { StreamName, OutputSnapshot, TruncatedReason };
@@ -21,7 +21,7 @@ export interface JobOutputReader {
   /** The bytes kept now, readable to their end even if the job is deleted meanwhile; OutputRemovedError once it is. */
   snapshot(stream: StreamName): Promise<OutputSnapshot>;
   /** Bytes from `fromOffset` on, then live ones, then `end`; see LogSubscription (pause/resume/skip). */
-  subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription;
+  subscribe(stream: StreamName, fromOffset: number, listener: LogListener, options?: SubscribeOptions): LogSubscription;
 }
 
 export interface JobOutputOptions {
@@ -61,8 +61,8 @@ export abstract class LogPair implements JobOutputReader {
     return this.logs[stream].snapshot();
   }
 
-  subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription {
-    return this.logs[stream].subscribe(fromOffset, listener);
+  subscribe(stream: StreamName, fromOffset: number, listener: LogListener, options?: SubscribeOptions): LogSubscription {
+    return this.logs[stream].subscribe(fromOffset, listener, options);
   }
 
   dispose(): void {

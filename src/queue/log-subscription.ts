@@ -1,7 +1,17 @@
 /** What a subscriber hears from an OutputLog. Offsets are absolute byte offsets in the stream. */
 export type LogEvent =
-  | { type: 'data'; offset: number; data: Buffer }
-  | { type: 'end'; end: number; truncated: boolean }
+  | {
+      type: 'data';
+      offset: number;
+      data: Buffer;
+      /**
+       * When the subscription assembled the bytes itself (a read from the log, a batch of live chunks) and was
+       * asked for `headroom`: a buffer of headroom + data.length bytes whose tail is `data` (the same memory),
+       * so a listener can put a header before the bytes without copying them.
+       */
+      room?: Buffer;
+    }
+  | { type: 'end'; end: number; truncated: boolean; /** Bytes produced past the kept ones and dropped (the cap, a full disk). */ dropped: number }
   | { type: 'error'; error: Error };
 
 export type LogListener = (event: LogEvent) => void;
@@ -14,49 +24,103 @@ export class OutputRemovedError extends Error {
   }
 }
 
+/** A run of reads of one log (a subscription catching up): the log's file stays open between them. */
+export interface LogReader {
+  /**
+   * Up to `length` bytes from `offset` (fewer at the end), in a buffer of `headroom` + n bytes whose first
+   * `headroom` bytes are left to the caller: the data is its subarray(headroom). RangeError past the end;
+   * OutputRemovedError once the log is removed.
+   */
+  read(offset: number, length: number, headroom: number): Promise<Buffer>;
+  /** Let the file go (once the reads in flight are done). */
+  close(): void;
+}
+
 /** The part of OutputLog a subscription reads from. */
 export interface LogSource {
   readonly end: number;
   readonly closed: boolean;
   readonly truncated: boolean;
-  read(offset: number, length: number): Promise<Buffer>;
+  readonly dropped: number;
+  openReader(): LogReader;
 }
 
-/** Catch-up reads go this many bytes at a time. */
-const READ_CHUNK = 256 * 1024;
+export interface SubscribeOptions {
+  /** Most bytes in one data event: the size of catch-up reads and of a batch (default 256 KiB). */
+  chunkBytes?: number;
+  /**
+   * Live chunks appended in one turn of the event loop go out as one data event (at setImmediate, or at
+   * once when they reach chunkBytes): fewer, larger frames when output is fast; a lone chunk still goes
+   * out in the turn it was written.
+   */
+  batch?: boolean;
+  /** Bytes kept free before the data of events the subscription assembles (`room`): a frame header. */
+  headroom?: number;
+}
+
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
 /**
  * One reader of one log. It never makes the writer wait:
- * - behind the end, it reads from the log at its own pace ("catch-up");
- * - at the end, each new chunk is handed to the listener as it is written ("live");
- * - `pause()` stops delivery (the log keeps the bytes), `resume()` catches up
- *   from where it stopped: exact delivery with back-pressure (HTTP follow);
+ * - behind the end, it reads from the log at its own pace ("catch-up"), one
+ *   chunk at a time, keeping the log's file open while it does;
+ * - at the end, each new chunk is handed to the listener as it is written
+ *   ("live"), or, with `batch`, the chunks of one turn of the event loop as one;
+ * - `pause()` stops delivery (the log keeps the bytes; at most one chunk is
+ *   read ahead meanwhile), `resume()` catches up from where it stopped: exact
+ *   delivery with back-pressure (HTTP follow, WebSocket viewers);
  * - `skip()` jumps to the current end and says which bytes were skipped: a
- *   viewer that cannot keep up reports a gap instead (WebSocket).
+ *   viewer that asked for freshness over completeness (lag=skip) reports a gap.
  * `data` events arrive in order without overlap; `end` (or `error`) comes last, once.
  */
 export class LogSubscription {
   private paused = false;
   private pumping = false;
   private done = false;
+  private reader: LogReader | null = null;
+  /** A chunk read while paused, delivered first on resume (if still where the subscriber is). */
+  private ahead: { offset: number; buf: Buffer } | null = null;
+  /** Live chunks of this turn not yet delivered (batch): they start at `position - batchBytes`. */
+  private batchParts: Buffer[] = [];
+  private batchBytes = 0;
+  private batchScheduled = false;
+  private readonly chunkBytes: number;
+  private readonly batch: boolean;
+  private readonly headroom: number;
 
   constructor(
     private readonly log: LogSource,
-    /** The offset of the next byte this subscriber gets. */
+    /** The offset of the next byte this subscriber gets (bytes batched but not yet delivered count as got). */
     public position: number,
     private readonly listener: LogListener,
     /** Called once when the subscription ends, however it ends. */
     private readonly detach: () => void = () => {},
+    options: SubscribeOptions = {},
   ) {
-    queueMicrotask(() => this.pump());
+    this.chunkBytes = Math.max(1, options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    this.batch = options.batch ?? false;
+    this.headroom = options.headroom ?? 0;
+    queueMicrotask(() => void this.pump());
   }
 
   get closed(): boolean {
     return this.done;
   }
 
+  /** The offset of the next byte this subscriber will get. */
+  get next(): number {
+    return this.position - this.batchBytes;
+  }
+
+  /** The log's end now: the bytes [next, end) are kept and not delivered yet. */
+  get logEnd(): number {
+    return this.log.end;
+  }
+
   pause(): void {
+    if (this.paused) return;
     this.paused = true;
+    this.unbatch();
   }
 
   resume(): void {
@@ -67,8 +131,10 @@ export class LogSubscription {
 
   /** Jump to the log's current end; returns the range [from, to) this subscriber will never get. */
   skip(): { from: number; to: number } {
+    this.unbatch();
     const from = this.position;
     this.position = Math.max(this.position, this.log.end);
+    this.ahead = null;
     return { from, to: this.position };
   }
 
@@ -86,35 +152,99 @@ export class LogSubscription {
       void this.pump();
       return;
     }
-    const from = this.position;
+    const part = offset === this.position ? data : data.subarray(this.position - offset);
     this.position = end;
-    this.emit({ type: 'data', offset: from, data: from === offset ? data : data.subarray(from - offset) });
+    if (!this.batch) {
+      this.emit({ type: 'data', offset: end - part.length, data: part });
+      return;
+    }
+    this.batchParts.push(part);
+    this.batchBytes += part.length;
+    if (this.batchBytes >= this.chunkBytes) this.flushBatch();
+    else if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      setImmediate(() => {
+        this.batchScheduled = false;
+        this.flushBatch();
+      });
+    }
   }
 
   /** Called by the log when no more bytes will come. */
   onClose(): void {
+    this.flushBatch();
     if (!this.pumping) this.maybeEnd();
   }
 
   /** Called by the log when it is gone (its job was removed). */
   onRemoved(): void {
     if (this.done) return;
+    this.unbatch();
     this.finish();
     this.emit({ type: 'error', error: new OutputRemovedError() });
+  }
+
+  /** Deliver the batched live chunks as one data event. */
+  private flushBatch(): void {
+    if (this.batchBytes === 0 || this.done) return;
+    const parts = this.batchParts;
+    const n = this.batchBytes;
+    this.batchParts = [];
+    this.batchBytes = 0;
+    const offset = this.position - n;
+    if (parts.length === 1 && this.headroom === 0) {
+      this.emit({ type: 'data', offset, data: parts[0]! });
+      return;
+    }
+    const room = Buffer.allocUnsafe(this.headroom + n);
+    let at = this.headroom;
+    for (const p of parts) at += p.copy(room, at);
+    this.emit({ type: 'data', offset, data: room.subarray(this.headroom), room });
+  }
+
+  /** Forget the batched chunks: the subscriber is back where they started (the log keeps them). */
+  private unbatch(): void {
+    if (this.batchBytes === 0) return;
+    this.position -= this.batchBytes;
+    this.batchParts = [];
+    this.batchBytes = 0;
+  }
+
+  private async read(at: number): Promise<Buffer> {
+    this.reader ??= this.log.openReader();
+    return this.reader.read(at, Math.min(this.chunkBytes, this.log.end - at), this.headroom);
   }
 
   private async pump(): Promise<void> {
     if (this.pumping || this.done) return;
     this.pumping = true;
     try {
-      while (!this.done && !this.paused && this.position < this.log.end) {
-        const at = this.position;
-        const data = await this.log.read(at, Math.min(READ_CHUNK, this.log.end - at));
+      for (;;) {
         if (this.done) return;
-        if (this.position !== at) continue; // skipped meanwhile
-        if (data.length === 0) break;
-        this.position = at + data.length;
-        this.emit({ type: 'data', offset: at, data });
+        let got = this.ahead;
+        this.ahead = null;
+        if (got === null || got.offset !== this.position) {
+          if (this.paused || this.position >= this.log.end) break;
+          const at = this.position;
+          got = { offset: at, buf: await this.read(at) };
+          if (this.done) return;
+        }
+        if (got.offset !== this.position) continue; // skipped meanwhile
+        if (got.buf.length <= this.headroom) break;
+        if (this.paused) {
+          this.ahead = got; // the one chunk held for the subscriber while it drains
+          break;
+        }
+        const data = got.buf.subarray(this.headroom);
+        this.position = got.offset + data.length;
+        this.emit({ type: 'data', offset: got.offset, data, room: this.headroom > 0 ? got.buf : undefined });
+        // Paused by that chunk: read the next one now, while the subscriber drains.
+        if (this.paused && !this.done && this.position < this.log.end) {
+          const at = this.position;
+          const buf = await this.read(at);
+          if (this.done) return;
+          this.ahead = { offset: at, buf };
+        }
       }
     } catch (err) {
       if (!this.done) {
@@ -125,13 +255,14 @@ export class LogSubscription {
     } finally {
       this.pumping = false;
     }
+    if (this.position >= this.log.end && this.ahead === null) this.releaseReader(); // live: the file is not needed
     this.maybeEnd();
   }
 
   private maybeEnd(): void {
-    if (this.done || this.paused || !this.log.closed || this.position < this.log.end) return;
+    if (this.done || this.paused || this.batchBytes > 0 || !this.log.closed || this.position < this.log.end) return;
     this.finish();
-    this.emit({ type: 'end', end: this.log.end, truncated: this.log.truncated });
+    this.emit({ type: 'end', end: this.log.end, truncated: this.log.truncated, dropped: this.log.dropped });
   }
 
   private emit(event: LogEvent): void {
@@ -143,9 +274,18 @@ export class LogSubscription {
     }
   }
 
+  private releaseReader(): void {
+    this.reader?.close();
+    this.reader = null;
+  }
+
   private finish(): void {
     if (this.done) return;
     this.done = true;
+    this.ahead = null;
+    this.batchParts = [];
+    this.batchBytes = 0;
+    this.releaseReader();
     this.detach();
   }
 }

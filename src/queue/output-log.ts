@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, rmSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { LogSubscription, OutputRemovedError, type LogListener, type LogSource } from './log-subscription.js';
+import { LogSubscription, OutputRemovedError, type LogListener, type LogReader, type LogSource, type SubscribeOptions } from './log-subscription.js';
 
 export { OutputRemovedError };
 
@@ -151,22 +151,50 @@ export class OutputLog implements LogSource {
 
   /** Up to `length` bytes from `offset` (fewer at the end). RangeError past the end. */
   async read(offset: number, length: number): Promise<Buffer> {
-    if (this.removed) throw new OutputRemovedError();
-    if (offset > this.length) throw new RangeError(`offset ${offset} is past the end (${this.length})`);
-    const n = Math.min(length, this.length - offset);
-    if (n <= 0) return EMPTY;
-    if (!this.spilled) return this.readMemory(offset, n);
+    const reader = this.openReader();
     try {
-      const fh = await this.openFile();
-      try {
-        return await readHandleRange(fh, offset, n);
-      } finally {
-        await fh.close();
-      }
-    } catch (err) {
-      if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
-      throw err;
+      return await reader.read(offset, length, 0);
+    } finally {
+      reader.close();
     }
+  }
+
+  /**
+   * A reader for a run of reads (a subscription catching up): the file, once
+   * needed, is opened once (the file this log created, as `openFile` checks)
+   * and read at positions until `close()`, instead of an open, a stat and a
+   * close per read.
+   */
+  openReader(): LogReader {
+    let file: Promise<FileHandle> | null = null;
+    const read = async (offset: number, length: number, headroom: number): Promise<Buffer> => {
+      if (this.removed) throw new OutputRemovedError();
+      if (offset > this.length) throw new RangeError(`offset ${offset} is past the end (${this.length})`);
+      const n = Math.max(0, Math.min(length, this.length - offset));
+      if (!this.spilled) {
+        const data = this.readMemory(offset, n);
+        if (headroom === 0) return data;
+        const room = Buffer.allocUnsafe(headroom + data.length);
+        data.copy(room, headroom);
+        return room;
+      }
+      if (file === null) {
+        file = this.openFile();
+        file.catch(() => (file = null)); // the next read tries again (and fails as it should)
+      }
+      try {
+        return await readHandleRange(await file, offset, n, headroom);
+      } catch (err) {
+        if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
+        throw err;
+      }
+    };
+    const close = () => {
+      // A FileHandle closes once the reads in flight on it are done.
+      file?.then((fh) => fh.close()).catch(() => {});
+      file = null;
+    };
+    return { read, close };
   }
 
   /** The bytes kept now, readable whatever happens to the log later; OutputRemovedError once it is removed. */
@@ -189,14 +217,14 @@ export class OutputLog implements LogSource {
     let closed: Promise<void> | null = null;
     return {
       end,
-      read: (offset, length) => readHandleRange(fh, offset, Math.min(length, end - offset)),
+      read: (offset, length) => readHandleRange(fh, offset, Math.min(length, end - offset), 0),
       close: () => (closed ??= fh.close()),
     };
   }
 
   /** Deliver bytes from `from` on, then live ones; see LogSubscription. */
-  subscribe(from: number, listener: LogListener): LogSubscription {
-    const sub = new LogSubscription(this, from, listener, () => this.subs.delete(sub));
+  subscribe(from: number, listener: LogListener, options?: SubscribeOptions): LogSubscription {
+    const sub = new LogSubscription(this, from, listener, () => this.subs.delete(sub), options);
     if (this.removed) queueMicrotask(() => sub.onRemoved());
     else this.subs.add(sub);
     return sub;
@@ -321,14 +349,15 @@ function readChunks(chunks: Buffer[], starts: number[], offset: number, n: numbe
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
 }
 
-async function readHandleRange(fh: FileHandle, offset: number, n: number): Promise<Buffer> {
-  if (n <= 0) return EMPTY;
-  const buf = Buffer.allocUnsafe(n);
+/** `n` bytes from `offset` of a file, after `headroom` free bytes (see LogReader.read). */
+async function readHandleRange(fh: FileHandle, offset: number, n: number, headroom: number): Promise<Buffer> {
+  if (n <= 0) return headroom === 0 ? EMPTY : Buffer.allocUnsafe(headroom);
+  const buf = Buffer.allocUnsafe(headroom + n);
   let got = 0;
   while (got < n) {
-    const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+    const { bytesRead } = await fh.read(buf, headroom + got, n - got, offset + got);
     if (bytesRead === 0) break;
     got += bytesRead;
   }
-  return got === n ? buf : buf.subarray(0, got);
+  return got === n ? buf : buf.subarray(0, headroom + got);
 }

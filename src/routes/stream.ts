@@ -13,6 +13,7 @@ import {
   OutputFrame,
   StateFrame,
   StreamQuery,
+  BINARY_OUTPUT_FRAME,
 } from '../schemas/stream.js';
 import { mustSee, notFound } from './job-output.js';
 import { MAX_CLIENT_FRAME_BYTES } from '../stream/hub.js';
@@ -52,11 +53,16 @@ export const UPGRADE_DESCRIPTION =
   'Frames and close codes: `x-websocket`.';
 
 const STREAM_DESCRIPTION =
-  "A job's output, live, as JSON text frames (`x-websocket`): first everything still kept from `offset` in each stream (the replay, delivered exactly), " +
-  'then output as the job writes it, `state` frames on each change, and last an `exit` frame, then close 1000. ' +
+  "A job's output, live, as frames (`x-websocket`): first everything still kept from `offset` in each stream (the replay), " +
+  'then output as the job writes it, `state` frames on each change, and last an `exit` frame, then close 1000. Output frames are JSON text ' +
+  '(encoding utf8 or base64) or, with encoding=binary, binary frames: byte 0 the stream (1 stdout, 2 stderr), bytes 1..8 the offset of the first ' +
+  'data byte (unsigned 64-bit big-endian), then the raw bytes; the other frames stay JSON text. ' +
   'Offsets are the byte offsets of GET /v1/jobs/{id}/output: a client that reconnects with `stdoutOffset`/`stderrOffset` set to the end of what it got ' +
-  'misses nothing and sees nothing twice. Each viewer has its own send buffer (EXECD_WS_MAX_BUFFER_BYTES): a viewer too slow for the live output skips to ' +
-  'the live edge and gets a `gap` frame with the skipped range (still readable from /output); the job never waits for a viewer. ' +
+  'misses nothing and sees nothing twice. Every byte the job\'s output log holds is delivered, in order, exactly once: a viewer whose send buffer ' +
+  '(EXECD_WS_MAX_BUFFER_BYTES) is full pauses and, once it has drained, resumes from the log at its own offset; the job never waits for a viewer. ' +
+  'Output frames are large (up to 1 MiB binary, 256 KiB text) while a viewer catches up, and each chunk goes at once when output trickles. ' +
+  'A `gap` frame means bytes this connection will not get: not held (past maxOutputBytes, a full disk, or removed by DELETE or retention), or, ' +
+  'with lag=skip, skipped because the viewer was too slow for the live output (it jumps to the live edge; the bytes stay readable from /output). ' +
   'With the scope jobs:write, `stdin` frames write to a job created with "stdin": {"stream": true} and `signal` frames signal it; a refused frame gets an ' +
   '`error` frame and the connection stays open. The token is checked again on every reload of EXECD_TOKENS_FILE (SIGHUP): a removed token, or one ' +
   'that lost jobs:read (or admin, for another token\'s job), is closed with 1008; jobs:write is checked on each stdin and signal frame. `offset` applies to each stream (one shorter than it has nothing to replay; one still written waits for ' +
@@ -84,6 +90,7 @@ const streamRoutes: FastifyPluginAsyncZod = async (app) => {
       'x-websocket': {
         subprotocol: 'bearer.<token> (optional: the token, for browsers)',
         serverFrames: { oneOf: [OutputFrame, StateFrame, GapFrame, ExitFrame, ErrorFrame].map(frameSchema) },
+        binaryServerFrames: BINARY_OUTPUT_FRAME,
         clientFrames: { oneOf: ClientFrame.options.map(frameSchema) },
         closeCodes: CLOSE_CODES,
       },
@@ -111,6 +118,7 @@ const streamRoutes: FastifyPluginAsyncZod = async (app) => {
       app.viewers.openJobViewer(socket, {
         jobId: request.params.id,
         encoding: request.query.encoding ?? 'utf8',
+        lag: request.query.lag ?? 'wait',
         offsets: offsetsOf(request.query),
         principal: request.principal!, // authenticated by the onRequest hook of /v1
       });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Encoding, IsoTime } from './common.js';
+import { IsoTime } from './common.js';
 import { intQuery, Job, JobError, JobState } from './jobs.js';
 import { TruncatedReason } from './run.js';
 
@@ -12,11 +12,45 @@ import { TruncatedReason } from './run.js';
 const Offset = intQuery(0, Number.MAX_SAFE_INTEGER);
 const StreamName = z.enum(['stdout', 'stderr']);
 
+/** Bytes in the header of a binary output frame: the stream (1 byte), then the offset (8 bytes, big-endian). */
+export const BINARY_HEADER_BYTES = 9;
+/** The first byte of a binary output frame. */
+export const BINARY_STREAM_IDS = { stdout: 1, stderr: 2 } as const;
+
+/** openapi.yaml's description of the binary output frames (x-websocket binaryServerFrames of streamJob). */
+export const BINARY_OUTPUT_FRAME = {
+  description:
+    'With encoding=binary, output comes as WebSocket binary frames (state, gap, error and exit stay JSON text frames). Per stream, output ' +
+    'and gap frames are contiguous: offset + the number of data bytes is the offset of the stream\'s next frame.',
+  layout: [
+    { bytes: '0', name: 'stream', type: 'uint8', description: '1 = stdout, 2 = stderr' },
+    { bytes: '1..8', name: 'offset', type: 'uint64, big-endian', description: 'Byte offset of the first data byte in its stream (as GET /v1/jobs/{id}/output)' },
+    { bytes: '9..', name: 'data', type: 'bytes', description: 'The raw output bytes (at least one)' },
+  ],
+};
+
+export const StreamEncoding = z.enum(['utf8', 'base64', 'binary']);
+export type StreamEncoding = z.infer<typeof StreamEncoding>;
+
+export const LagPolicy = z.enum(['wait', 'skip']);
+export type LagPolicy = z.infer<typeof LagPolicy>;
+
 export const StreamQuery = z.strictObject({
   offset: Offset.optional().meta({ description: 'Byte offset in each stream of the first byte wanted (default 0): the same offsets as /output.' }),
   stdoutOffset: Offset.optional().meta({ description: 'Overrides `offset` for stdout (resume both streams exactly).' }),
   stderrOffset: Offset.optional().meta({ description: 'Overrides `offset` for stderr.' }),
-  encoding: Encoding.optional().meta({ description: '`utf8` (default): `data` is text; `base64`: `data` is base64 and frames carry `"encoding":"base64"`.' }),
+  encoding: StreamEncoding.optional().meta({
+    description:
+      '`utf8` (default): output frames are JSON text, `data` is text; `base64`: `data` is base64 and frames carry `"encoding":"base64"`; ' +
+      '`binary`: output goes as WebSocket binary frames — byte 0 the stream (1 stdout, 2 stderr), bytes 1..8 the byte offset of the first ' +
+      'data byte in its stream (unsigned 64-bit big-endian), then the raw bytes — while state, gap, error and exit stay JSON text frames. ' +
+      'Stdin frames carry text with utf8, base64 with base64 and with binary.',
+  }),
+  lag: LagPolicy.optional().meta({
+    description:
+      '`wait` (default): a viewer that reads slower than the job writes gets every byte kept, in order, later (the job never waits for it); ' +
+      '`skip`: in the live part, a viewer whose send buffer fills jumps to the live edge and gets a `gap` frame for the bytes skipped.',
+  }),
 });
 export type StreamQuery = z.infer<typeof StreamQuery>;
 
@@ -37,7 +71,11 @@ export const OutputFrame = z
         'U+FFFD in text frames; ask encoding=base64 for exact bytes of any output.',
     }),
   })
-  .meta({ description: 'Output bytes. Per stream, frames and gaps are contiguous: each starts where the previous one ended.' });
+  .meta({
+    description:
+      'Output bytes (encoding utf8 or base64; with encoding=binary they come as binary frames instead: see the `encoding` query parameter). ' +
+      'Per stream, output and gap frames are contiguous: each starts where the previous one ended.',
+  });
 
 export const StateFrame = z
   .object({
@@ -57,7 +95,12 @@ export const GapFrame = z
     from: z.int(),
     to: z.int(),
   })
-  .meta({ description: 'This viewer read too slowly and the bytes [from, to) of `stream` were skipped for it (they stay readable from /output); the next output frame of that stream starts at `to`.' });
+  .meta({
+    description:
+      'The bytes [from, to) of `stream` will not come on this connection: they are not held (past the job\'s maxOutputBytes, or a full disk: ' +
+      'sent after the last output of the stream, before exit; removed by DELETE or retention: sent before the NOT_FOUND error frame), or the ' +
+      'connection asked lag=skip and was too slow for them (those stay readable from /output). The next output frame of that stream, if any, starts at `to`.',
+  });
 
 export const ExitFrame = z
   .object({
@@ -87,7 +130,7 @@ export const ErrorFrame = z
 export const StdinFrame = z
   .strictObject({
     type: z.literal('stdin'),
-    data: z.string().optional().meta({ description: 'Bytes for the job\'s stdin, as text or base64 per the connection\'s `encoding`.' }),
+    data: z.string().optional().meta({ description: 'Bytes for the job\'s stdin: text with encoding=utf8, base64 with encoding=base64 or binary.' }),
     eof: z.literal(true).optional().meta({ description: 'Close the job\'s stdin (after `data`, when both are given).' }),
   })
   .refine((f) => f.data !== undefined || f.eof === true, { message: 'give "data", "eof": true, or both' })
@@ -100,7 +143,15 @@ export const SignalFrame = z
   })
   .meta({ description: "Signal the job's process group, as POST /v1/jobs/{id}/signal (needs the scope jobs:write)." });
 
-export const ClientFrame = z.discriminatedUnion('type', [StdinFrame, SignalFrame]);
+export const ResizeFrame = z
+  .strictObject({
+    type: z.literal('resize'),
+    cols: z.int().min(1).max(10_000).meta({ description: 'Columns.' }),
+    rows: z.int().min(1).max(10_000).meta({ description: 'Rows.' }),
+  })
+  .meta({ description: 'Set the window size of a job created with "tty" (its process gets SIGWINCH); needs the scope jobs:write. docs/tty.md.' });
+
+export const ClientFrame = z.discriminatedUnion('type', [StdinFrame, SignalFrame, ResizeFrame]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
 // Server → client, /v1/events

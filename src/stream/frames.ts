@@ -1,6 +1,6 @@
 import { isAscii } from 'node:buffer';
 import type { Job } from '../schemas/jobs.js';
-import type { ErrorFrame, ExitFrame, GapFrame, StateFrame } from '../schemas/stream.js';
+import { BINARY_HEADER_BYTES, BINARY_STREAM_IDS, type ErrorFrame, type ExitFrame, type GapFrame, type StateFrame } from '../schemas/stream.js';
 import type { StreamName } from '../queue/index.js';
 
 /**
@@ -23,6 +23,24 @@ export function textOutputFrame(stream: StreamName, offset: number, bytes: Buffe
 /** Base64 is plain ASCII: the frame goes out as latin1 bytes, with no UTF-8 encoding pass. */
 export function base64OutputFrame(stream: StreamName, offset: number, bytes: Buffer): Buffer {
   return Buffer.from(`{"type":"output","stream":"${stream}","offset":${offset},"encoding":"base64","data":"${bytes.toString('base64')}"}`, 'latin1');
+}
+
+/**
+ * Write the header of a binary output frame into the first BINARY_HEADER_BYTES of `frame` (the stream's id,
+ * then the offset as an unsigned 64-bit big-endian integer); the bytes follow it. Offsets stay below 2^53.
+ */
+export function putBinaryHeader(frame: Buffer, stream: StreamName, offset: number): Buffer {
+  frame[0] = BINARY_STREAM_IDS[stream];
+  frame.writeUInt32BE(Math.floor(offset / 0x1_0000_0000), 1);
+  frame.writeUInt32BE(offset >>> 0, 5);
+  return frame;
+}
+
+/** A binary output frame of `bytes` (a copy: used when the bytes have no room for the header before them). */
+export function binaryOutputFrame(stream: StreamName, offset: number, bytes: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(BINARY_HEADER_BYTES + bytes.length);
+  bytes.copy(frame, BINARY_HEADER_BYTES);
+  return putBinaryHeader(frame, stream, offset);
 }
 
 export function stateFrame(job: Job): string {

@@ -2,19 +2,21 @@ import type { RawData, WebSocket } from 'ws';
 import { ApiError, DomainError } from '../errors.js';
 import { apiCodeOf } from '../plugins/errors.js';
 import { isTerminal, type JobState, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
-import type { Encoding } from '../schemas/common.js';
+import { OutputRemovedError } from '../queue/log-subscription.js';
 import type { Job } from '../schemas/jobs.js';
-import { ClientFrame } from '../schemas/stream.js';
+import { BINARY_HEADER_BYTES, ClientFrame, type LagPolicy, type StreamEncoding } from '../schemas/stream.js';
 import { canSee, hasScope, type Principal } from '../security/auth.js';
 import { isSignalName } from '../runner/index.js';
-import { base64OutputFrame, exitFrame, gapFrame, stateFrame, textOutputFrame } from './frames.js';
+import { base64OutputFrame, binaryOutputFrame, exitFrame, gapFrame, putBinaryHeader, stateFrame, textOutputFrame } from './frames.js';
 import { streamMetrics } from './metrics.js';
 import { Utf8Framer } from './utf8-framer.js';
 import { MAX_INVALID_FRAMES, Viewer, type ViewerContext } from './viewer.js';
 
 export interface JobViewerOptions {
   jobId: string;
-  encoding: Encoding;
+  encoding: StreamEncoding;
+  /** wait: every byte kept, at the viewer's pace; skip: a viewer too slow for the live output jumps to the live edge (a gap). */
+  lag: LagPolicy;
   /** Byte offset of the first byte wanted, per stream. */
   offsets: Record<StreamName, number>;
   /**
@@ -28,9 +30,10 @@ interface Feed {
   readonly stream: StreamName;
   sub: LogSubscription | null;
   /**
-   * The stream's end when the viewer connected. Bytes before it are the
-   * replay: delivered exactly, at the viewer's pace. Bytes after it are live:
-   * a viewer too slow for them skips to the live edge and gets a gap frame.
+   * The stream's end when the viewer connected. With lag=skip, bytes before it
+   * are the replay, delivered exactly at the viewer's pace; bytes after it are
+   * live, and a viewer too slow for them skips to the live edge (a gap frame).
+   * With lag=wait every byte is delivered exactly.
    */
   replayEnd: number;
   framer: Utf8Framer | null;
@@ -38,8 +41,10 @@ interface Feed {
 }
 
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
-/** Most bytes of output in one frame (64 KiB: ~87 KiB as base64). */
-export const FRAME_BYTES = 64 * 1024;
+/** Most bytes of output in one binary frame (with EXECD_WS_MAX_BUFFER_BYTES, if smaller). */
+export const BINARY_FRAME_BYTES = 1024 * 1024;
+/** Most bytes of output in one text frame (with a quarter of EXECD_WS_MAX_BUFFER_BYTES, if smaller): JSON escapes can multiply them. */
+export const TEXT_FRAME_BYTES = 256 * 1024;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 const rank = (state: JobState): number => (state === 'queued' ? 0 : state === 'running' ? 1 : 2);
@@ -77,6 +82,8 @@ export class JobViewer extends Viewer {
   /** Client input runs in order, one operation at a time. */
   private input: Promise<void> = Promise.resolve();
   private inputBusy = 0;
+  /** Most output bytes in one frame: a catch-up read or a batch of live chunks is one frame. */
+  private readonly frameBytes: number;
 
   constructor(
     ws: WebSocket,
@@ -84,6 +91,8 @@ export class JobViewer extends Viewer {
     readonly options: JobViewerOptions,
   ) {
     super(ws, ctx, options.principal);
+    this.frameBytes =
+      options.encoding === 'binary' ? Math.min(BINARY_FRAME_BYTES, ctx.maxBufferBytes) : Math.min(TEXT_FRAME_BYTES, Math.floor(ctx.maxBufferBytes / 4));
     this.feeds = STREAMS.map((stream) => ({
       stream,
       sub: null,
@@ -126,11 +135,14 @@ export class JobViewer extends Viewer {
     const [output, job] = await Promise.all([jobs.output(this.jobId), jobs.get(this.jobId)]);
     if (this.disposed) return;
     if (!output || !job) return this.fail('NOT_FOUND', `job ${this.jobId} is gone`);
-    this.streamStdin = typeof job.spec.stdin === 'object';
+    // A terminal's stdin is a stream unless bytes were given (src/spec/run-spec.ts).
+    this.streamStdin = typeof job.spec.stdin === 'object' || (!!job.spec.tty && job.spec.stdin === undefined);
     if (!isTerminal(job.state)) this.sendState(job);
+    // Live chunks of one turn go as one frame; binary frames get their header in the room left before the bytes.
+    const subscribeOptions = { chunkBytes: this.frameBytes, batch: true, headroom: this.options.encoding === 'binary' ? BINARY_HEADER_BYTES : 0 };
     for (const feed of this.feeds) {
       feed.replayEnd = output.end(feed.stream);
-      feed.sub = output.subscribe(feed.stream, this.options.offsets[feed.stream], (event) => this.onLog(feed, event));
+      feed.sub = output.subscribe(feed.stream, this.options.offsets[feed.stream], (event) => this.onLog(feed, event), subscribeOptions);
     }
   }
 
@@ -151,21 +163,36 @@ export class JobViewer extends Viewer {
   private onLog(feed: Feed, event: LogEvent): void {
     if (this.disposed) return;
     if (event.type === 'data') {
-      this.sendOutput(feed, event.offset, event.data);
+      this.sendOutput(feed, event.offset, event.data, event.room);
       if (this.phase === 'streaming' && this.outbox.overloaded) this.throttle();
     } else if (event.type === 'end') {
       const tail = feed.framer?.flush();
       if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.bytes));
+      // Bytes past the cap (or a full disk) were never kept: the stream's last frame says so.
+      if (event.dropped > 0) this.sendGap(feed.stream, event.end, event.end + event.dropped);
       feed.ended = true;
       if (this.feeds.every((f) => f.ended)) void this.finish();
+    } else if (event.error instanceof OutputRemovedError) {
+      this.removed();
     } else {
-      this.fail('NOT_FOUND', `job ${this.jobId} was removed, and its output with it`);
+      this.ctx.log.error({ err: event.error, jobId: this.jobId, stream: feed.stream }, 'job output could not be read for a viewer');
+      this.sendError('INTERNAL', 'the output could not be read; the error has been logged');
+      this.close(1011, 'internal error');
     }
   }
 
-  private sendOutput(feed: Feed, offset: number, data: Buffer): void {
-    for (let at = 0; at < data.length; at += FRAME_BYTES) {
-      const part = data.length <= FRAME_BYTES ? data : data.subarray(at, at + FRAME_BYTES);
+  /** `room`: the bytes with BINARY_HEADER_BYTES free before them (binary frames are built there, without a copy). */
+  private sendOutput(feed: Feed, offset: number, data: Buffer, room: Buffer | undefined): void {
+    const max = this.frameBytes;
+    if (this.options.encoding === 'binary') {
+      if (room !== undefined && data.length <= max) return this.outbox.send(putBinaryHeader(room, feed.stream, offset), true);
+      for (let at = 0; at < data.length; at += max) {
+        this.outbox.send(binaryOutputFrame(feed.stream, offset + at, data.subarray(at, at + max)), true);
+      }
+      return;
+    }
+    for (let at = 0; at < data.length; at += max) {
+      const part = data.length <= max ? data : data.subarray(at, at + max);
       if (feed.framer === null) {
         this.outbox.send(base64OutputFrame(feed.stream, offset + at, part));
       } else {
@@ -175,6 +202,24 @@ export class JobViewer extends Viewer {
     }
   }
 
+  private sendGap(stream: StreamName, from: number, to: number): void {
+    streamMetrics.gapsTotal++;
+    streamMetrics.gapBytesTotal += to - from;
+    this.outbox.send(gapFrame(stream, from, to));
+  }
+
+  /** The job was removed (DELETE, retention): a gap for what each stream held and this viewer did not get, NOT_FOUND, close 1001. */
+  private removed(): void {
+    for (const feed of this.feeds) {
+      const sub = feed.sub;
+      if (feed.ended || !sub) continue;
+      sub.close();
+      const from = feed.framer?.drop() ?? sub.next;
+      if (sub.logEnd > from) this.sendGap(feed.stream, from, sub.logEnd);
+    }
+    this.fail('NOT_FOUND', `job ${this.jobId} was removed, and its output with it`);
+  }
+
   /** The send buffer is full: stop taking output until it drains. */
   private throttle(): void {
     this.moveTo('throttled');
@@ -182,19 +227,21 @@ export class JobViewer extends Viewer {
     this.outbox.waitForDrain();
   }
 
-  /** Drained: a stream in its live part skips to the live edge (a gap frame says what was skipped); the replay goes on where it stopped. */
+  /**
+   * Drained: output goes on where it stopped (from the output log). With lag=skip, a stream in its live part
+   * skips to the live edge instead (a gap frame says what was skipped).
+   */
   protected onDrain(): void {
     if (this.phase !== 'throttled') return;
     this.moveTo('streaming');
-    for (const feed of this.feeds) {
-      const sub = feed.sub;
-      if (feed.ended || !sub || sub.position < feed.replayEnd) continue;
-      const { from, to } = sub.skip();
-      if (to <= from) continue;
-      const start = feed.framer?.drop() ?? from;
-      streamMetrics.gapsTotal++;
-      streamMetrics.gapBytesTotal += to - start;
-      this.outbox.send(gapFrame(feed.stream, start, to));
+    if (this.options.lag === 'skip') {
+      for (const feed of this.feeds) {
+        const sub = feed.sub;
+        if (feed.ended || !sub || sub.next < feed.replayEnd) continue;
+        const { from, to } = sub.skip();
+        if (to <= from) continue;
+        this.sendGap(feed.stream, feed.framer?.drop() ?? from, to);
+      }
     }
     for (const feed of this.feeds) feed.sub?.resume();
   }
@@ -236,7 +283,7 @@ export class JobViewer extends Viewer {
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const where = issue.path.length ? `/${issue.path.join('/')}: ` : '';
-      return this.invalid(`${where}${issue.message} (frames: {"type":"stdin","data":"…"}, {"type":"stdin","eof":true}, {"type":"signal","signal":"SIGINT"})`);
+      return this.invalid(`${where}${issue.message} (frames: {"type":"stdin","data":"…"}, {"type":"stdin","eof":true}, {"type":"signal","signal":"SIGINT"}, {"type":"resize","cols":80,"rows":24})`);
     }
     if (!this.mayWrite()) return this.refuseWrite();
     const frame = parsed.data;
@@ -245,10 +292,15 @@ export class JobViewer extends Viewer {
       if (!isSignalName(signal)) return this.invalid(`unknown signal ${JSON.stringify(signal)}: give a name such as "SIGINT"`);
       return this.enqueue(() => this.signal(signal));
     }
+    if (frame.type === 'resize') {
+      const { cols, rows } = frame;
+      return this.enqueue(() => this.resize(cols, rows));
+    }
     let bytes: Buffer | null = null;
     if (frame.data !== undefined) {
-      if (this.options.encoding === 'base64' && !BASE64.test(frame.data)) return this.invalid('/data: not valid base64 (this connection has encoding=base64)');
-      bytes = Buffer.from(frame.data, this.options.encoding);
+      const { encoding } = this.options;
+      if (encoding !== 'utf8' && !BASE64.test(frame.data)) return this.invalid(`/data: not valid base64 (this connection has encoding=${encoding})`);
+      bytes = Buffer.from(frame.data, encoding === 'utf8' ? 'utf8' : 'base64');
     }
     const eof = frame.eof === true;
     this.enqueue(() => this.writeStdin(bytes, eof));
@@ -321,6 +373,14 @@ export class JobViewer extends Viewer {
     if (!job || isTerminal(job.state)) return `job ${this.jobId} has ended`;
     if (job.state === 'queued') return `job ${this.jobId} has not started yet: write once the state frame says "running"`;
     return `the stdin of job ${this.jobId} is closed (eof was sent, or the process closed it)`;
+  }
+
+  /** A terminal's new window size (docs/tty.md). */
+  private async resize(cols: number, rows: number): Promise<void> {
+    if (this.disposed) return;
+    if (!this.mayWrite()) return this.refuseWrite();
+    if (await this.ctx.jobs.resize(this.jobId, cols, rows)) return;
+    if (!this.disposed) this.sendError('CONFLICT', `job ${this.jobId} has no terminal to resize (it was not created with "tty", or its process is not running)`);
   }
 
   private async signal(signal: NodeJS.Signals): Promise<void> {

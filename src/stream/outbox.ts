@@ -46,14 +46,14 @@ export class Outbox {
     return this.pending > this.maxBytes || (this.budget.exceeded && this.pending > FAIR_SHARE_BYTES);
   }
 
-  /** Send one text frame (JSON); dropped once the socket is closing. */
-  send(frame: string | Buffer): void {
+  /** Send one frame: text (JSON), or binary; dropped once the socket is closing. */
+  send(frame: string | Buffer, binary = false): void {
     if (!this.open) return;
     const data = typeof frame === 'string' ? Buffer.from(frame) : frame;
     const n = data.length;
     this.pending += n;
     this.budget.total += n;
-    this.ws.send(data, { binary: false }, () => this.sent(n));
+    this.ws.send(data, { binary }, () => this.sent(n));
   }
 
   /** Call `onDrain` once the buffer has drained (now, if it has). */

@@ -119,7 +119,7 @@ describe('viewers that vanish are cleaned up', () => {
 });
 
 describe('a job removed while it is viewed', () => {
-  it('the viewer gets a NOT_FOUND error frame and close 1001', async () => {
+  it('the viewer gets a gap for the bytes it had not got, a NOT_FOUND error frame and close 1001', async () => {
     const job = await submit(t, { command: 'head -c 30000000 /dev/zero', maxOutputBytes: 30_000_000 });
     await settle(t, job.id);
     const v = await connect(t, `/v1/jobs/${job.id}/stream?encoding=base64`);
@@ -131,6 +131,13 @@ describe('a job removed while it is viewed', () => {
     expect(code).toBe(1001);
     expect(frames.at(-1)).toMatchObject({ type: 'error', code: 'NOT_FOUND' });
     expect(frames.some((f) => f.type === 'exit')).toBe(false);
+    // what it got, then one gap to the end of what the job had written (reassemble checks they join)
+    const got = reassemble(frames, 'stdout');
+    expect(got.gaps).toEqual([{ type: 'gap', stream: 'stdout', from: got.bytes.length, to: 30_000_000 }]);
+    expect(got.bytes.length).toBeLessThan(30_000_000);
+    expect(got.end).toBe(30_000_000);
+    expect(frames.findIndex((f) => f.type === 'gap')).toBe(frames.length - 2); // the gap, then the error frame
+    expect(reassemble(frames, 'stderr').gaps).toEqual([]); // stderr was empty: nothing withheld
   });
 });
 
@@ -182,30 +189,55 @@ describe('shutdown', () => {
 });
 
 describe('a slow viewer never holds the job or a fast viewer back', () => {
-  it('a paused viewer gets a gap and skips to the live edge; a fast viewer of the same job gets every byte', async () => {
+  // 16 MiB at a pace a fast reader keeps up with, far more than the kernel buffers of a reader that stopped
+  const mib = 16;
+  const paced = `i=0; while [ $i -lt ${mib} ]; do head -c 1048576 /dev/zero; sleep 0.01; i=$((i+1)); done`;
+
+  it('a paused viewer (lag=wait, the default) gets every byte once it reads again, with bounded server memory; a fast viewer gets every byte meanwhile', async () => {
     const slowApp = await startJobsApp({ EXECD_QUEUES: 'default:1', EXECD_WS_MAX_BUFFER_BYTES: '262144' });
     try {
-      // 48 MiB at a pace a fast reader keeps up with, far more than the kernel buffers of a reader that stopped
-      const mib = 16;
-      const job = await submit(slowApp, { command: `i=0; while [ $i -lt ${mib} ]; do head -c 1048576 /dev/zero; sleep 0.01; i=$((i+1)); done` });
+      const job = await submit(slowApp, { command: paced });
       const [fast, slow] = await Promise.all([
-        connect(slowApp, `/v1/jobs/${job.id}/stream?encoding=base64`),
+        connect(slowApp, `/v1/jobs/${job.id}/stream?encoding=binary`),
         connect(slowApp, `/v1/jobs/${job.id}/stream?encoding=base64`),
       ]);
       const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
       socket.pause(); // stops reading: the kernel buffers fill, then the server's send buffer
       const done = await settle(slowApp, job.id, 60_000);
-      expect(done.state).toBe('succeeded');
-      expect(slowApp.app.viewers.bufferedBytes).toBeLessThan(4 * 262_144); // bounded while it does not read
+      expect(done.state).toBe('succeeded'); // the job did not wait for the slow viewer
+      // bounded while it does not read: its send buffer (plus a frame), never the 16 MiB it has yet to get
+      expect(slowApp.app.viewers.bufferedBytes).toBeLessThan(4 * 262_144); // both viewers
       socket.resume();
       const f = reassemble((await fast.all()).frames, 'stdout');
       expect(f.gaps).toEqual([]);
-      expect(f.bytes.length).toBe(mib * 1048576);
       expect(f.bytes.equals(Buffer.alloc(mib * 1048576))).toBe(true);
       const { frames, code } = await slow.all();
       expect(code).toBe(1000);
       const s = reassemble(frames, 'stdout');
+      expect(s.gaps).toEqual([]);
+      expect(s.bytes.equals(Buffer.alloc(mib * 1048576))).toBe(true);
+      expect(frames.at(-1)).toMatchObject({ type: 'exit', state: 'succeeded' });
+    } finally {
+      await slowApp.close();
+    }
+  });
+
+  it('with lag=skip a paused viewer gets a gap and skips to the live edge; frames and gaps still cover every offset once', async () => {
+    const slowApp = await startJobsApp({ EXECD_QUEUES: 'default:1', EXECD_WS_MAX_BUFFER_BYTES: '262144' });
+    try {
+      const job = await submit(slowApp, { command: paced });
+      const slow = await connect(slowApp, `/v1/jobs/${job.id}/stream?encoding=base64&lag=skip`);
+      const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      socket.pause();
+      const gaps0 = streamMetrics.gapsTotal;
+      expect((await settle(slowApp, job.id, 60_000)).state).toBe('succeeded');
+      expect(slowApp.app.viewers.bufferedBytes).toBeLessThan(4 * 262_144);
+      socket.resume();
+      const { frames, code } = await slow.all();
+      expect(code).toBe(1000);
+      const s = reassemble(frames, 'stdout');
       expect(s.gaps.length).toBeGreaterThanOrEqual(1);
+      expect(streamMetrics.gapsTotal - gaps0).toBeGreaterThanOrEqual(s.gaps.length);
       expect(s.end).toBe(mib * 1048576); // contiguous to the end: frames + gaps cover every offset once
       expect(s.bytes.length).toBeLessThan(mib * 1048576);
       expect(frames.at(-1)).toMatchObject({ type: 'exit', state: 'succeeded' });

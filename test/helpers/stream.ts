@@ -21,8 +21,7 @@ export class Client {
 
   constructor(readonly ws: WebSocket) {
     ws.on('message', (data, isBinary) => {
-      expect(isBinary).toBe(false);
-      const frame = JSON.parse(String(data)) as Frame;
+      const frame = isBinary ? binaryFrame(data as Buffer) : (JSON.parse(String(data)) as Frame);
       this.frames.push(frame);
       this.waiters = this.waiters.filter((w) => !(w.pred(frame) && (w.resolve(frame), true)));
     });
@@ -45,6 +44,19 @@ export class Client {
     const { code } = await this.closed;
     return { frames: this.frames, code };
   }
+}
+
+/**
+ * A binary frame (encoding=binary) as a Frame: `{type: 'output', stream, offset, encoding: 'binary', bytes}`; the
+ * header is checked here (stream 1 or 2, an offset below 2^53, at least one data byte).
+ */
+export function binaryFrame(data: Buffer): Frame {
+  expect(data.length, 'a binary frame has a 9-byte header and data').toBeGreaterThan(9);
+  const stream = data[0] === 1 ? 'stdout' : data[0] === 2 ? 'stderr' : null;
+  expect(stream, `stream byte ${data[0]}`).not.toBeNull();
+  const offset = data.readBigUInt64BE(1);
+  expect(offset <= BigInt(Number.MAX_SAFE_INTEGER)).toBe(true);
+  return { type: 'output', stream, offset: Number(offset), encoding: 'binary', bytes: Buffer.from(data.subarray(9)) };
 }
 
 export const wsUrl = (t: TestApp, path: string) => `${t.url.replace(/^http/, 'ws')}${path}`;
@@ -122,10 +134,10 @@ export function reassemble(frames: Frame[], stream: 'stdout' | 'stderr', from = 
       at = gap.to;
     }
     if (f.type !== 'output' || f.stream !== stream) continue;
-    const out = OutputFrame.parse(f);
+    const out = f.encoding === 'binary' ? { offset: f.offset as number, bytes: f.bytes as Buffer } : OutputFrame.parse(f);
     if (at === null) start = out.offset;
     expect(out.offset, `frame at ${out.offset} after ${at}`).toBe(at ?? from);
-    const bytes = Buffer.from(out.data, out.encoding === 'base64' ? 'base64' : 'utf8');
+    const bytes = 'bytes' in out ? out.bytes : Buffer.from(out.data, out.encoding === 'base64' ? 'base64' : 'utf8');
     parts.push(bytes);
     at = out.offset + bytes.length;
   }

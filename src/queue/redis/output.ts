@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { OutputSink, StreamName } from '../../runner/index.js';
 import { LogPair } from '../job-output.js';
-import type { LogListener, LogSubscription } from '../log-subscription.js';
+import type { LogListener, LogSubscription, SubscribeOptions } from '../log-subscription.js';
 import { OutputLog, type TruncatedReason } from '../output-log.js';
 
 const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
@@ -10,8 +10,8 @@ const STREAMS: readonly StreamName[] = ['stdout', 'stderr'];
 const FLUSH_BYTES = 64 * 1024;
 /** Entries per XRANGE/XREAD call. */
 const PAGE = 256;
-/** Live bytes handed to local viewers between two turns of the event loop. */
-const YIELD_BYTES = 64 * 1024;
+/** Live bytes handed to local viewers between two turns of the event loop (their sockets write meanwhile). */
+const YIELD_BYTES = 1024 * 1024;
 
 export const outputKey = (prefix: string, jobId: string, stream: StreamName) => `${prefix}:out:${jobId}:${stream}`;
 /** The record field counting a stream's bytes. */
@@ -181,9 +181,9 @@ export class OutputMirror extends LogPair {
     }
   }
 
-  override subscribe(stream: StreamName, fromOffset: number, listener: LogListener): LogSubscription {
+  override subscribe(stream: StreamName, fromOffset: number, listener: LogListener, options?: SubscribeOptions): LogSubscription {
     this.lastUsed = Date.now();
-    return super.subscribe(stream, fromOffset, listener);
+    return super.subscribe(stream, fromOffset, listener, options);
   }
 
   override dispose(): void {
@@ -276,8 +276,8 @@ export class Tailer {
             if (!target) break;
             target.mirror.apply(target.stream, [entry]);
             if (target.mirror.closed(target.stream) || target.mirror.disposed) this.targets.delete(name);
-            // Live bytes reach viewers at about the pace the worker wrote them, not as one burst per read:
-            // a viewer that keeps up is never pushed past its buffer by a batch it could have taken in steps.
+            // A turn of the event loop now and then: the viewers' sockets write (a batch of live chunks is one frame)
+            // while a long read is applied.
             sinceYield += entryBytes(entry);
             if (sinceYield >= YIELD_BYTES) {
               sinceYield = 0;

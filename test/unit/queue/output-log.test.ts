@@ -116,7 +116,7 @@ describe('OutputLog', () => {
     log.close();
     await waitFor(s.ended);
     expect(s.text()).toBe('56789abcdefghijKLMnop');
-    expect(s.events.at(-1)).toEqual({ type: 'end', end: 26, truncated: false });
+    expect(s.events.at(-1)).toEqual({ type: 'end', end: 26, truncated: false, dropped: 0 });
     const offsets = s.events.flatMap((e) => (e.type === 'data' ? [e.offset] : []));
     expect(offsets[0]).toBe(5);
   });
