@@ -900,6 +900,25 @@ static napi_value js_kill(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* resize(fd, cols, rows) -> 0 | errno: TIOCSWINSZ on a pty master; the kernel sends the terminal's foreground group SIGWINCH. */
+static napi_value js_resize(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3], out;
+  int32_t fd = -1, cols = 0, rows = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 3 || napi_get_value_int32(env, args[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, args[1], &cols) != napi_ok || napi_get_value_int32(env, args[2], &rows) != napi_ok || fd < 0 ||
+      cols < 1 || cols > 65535 || rows < 1 || rows > 65535) {
+    napi_throw_type_error(env, NULL, "resize(fd, cols, rows)");
+    return NULL;
+  }
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_col = (unsigned short)cols;
+  ws.ws_row = (unsigned short)rows;
+  napi_create_int32(env, ioctl(fd, TIOCSWINSZ, &ws) == 0 ? 0 : errno, &out);
+  return out;
+}
+
 /* setDumpable(bool) -> 0 | errno: prctl(PR_SET_DUMPABLE). Not dumpable, a process of our uid (a command
    run without run-as) can neither read our /proc/<pid>/environ or mem nor ptrace us; no core dump either. */
 static napi_value js_set_dumpable(napi_env env, napi_callback_info info) {
@@ -941,6 +960,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"spawnHelper", NULL, js_spawn_helper, NULL, NULL, NULL, napi_enumerable, NULL},
       {"kill", NULL, js_kill, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setDumpable", NULL, js_set_dumpable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"resize", NULL, js_resize, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   watches_of(env); /* now, while the addon loads: its async context belongs to no request */

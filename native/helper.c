@@ -36,9 +36,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -105,6 +107,7 @@ static void reply_simple(uint32_t type, uint32_t id, int err, pid_t pid) {
 
 struct request {
   uint32_t id, flags, uid, gid;
+  uint32_t cols, rows; /* REQ_TTY: the first window size */
   const char *file, *cwd;
   char **argv, **envp;
 };
@@ -214,7 +217,15 @@ static int child_main(void *arg) {
     struct sched_param no_priority = {0};
     if (sched_setscheduler(0, SCHED_OTHER, &no_priority) != 0) goto not_started;
   }
-  if (setpgid(0, 0) != 0) goto not_started;
+  if (q->flags & REQ_TTY) {
+    /* Its own session, the pty's slave its controlling terminal: a terminal's line discipline sends
+       Ctrl-C's SIGINT and a resize's SIGWINCH to the foreground group, and its hangup SIGHUP. The
+       session's process group is the child's pid, as setpgid(0, 0) makes it otherwise. */
+    if (setsid() < 0 || ioctl(a->in_fd, TIOCSCTTY, 0) != 0) {
+      step = STEP_TTY;
+      goto not_started;
+    }
+  } else if (setpgid(0, 0) != 0) goto not_started;
   /* Run-as first, as libuv does it (supplementary groups, then gid, then uid), and before the chdir:
      the cwd is entered with the run-as user's rights, so a directory it cannot reach is EACCES.
      Raw syscalls: glibc's wrappers would try to change the credentials of every thread of a process. */
@@ -281,17 +292,65 @@ static void close_fd(int *fd) {
   }
 }
 
+/*
+ * A pseudo-terminal for a REQ_TTY request: the master (non-blocking, close-on-exec, not our
+ * controlling terminal: we lead a session of our own and must not acquire one) with its window
+ * size, and the slave, opened here so that the child only dup2s it. With run-as the slave belongs
+ * to the run-as user, as login programs leave it. 0 or the errno.
+ */
+static int open_pty(const struct request *q, int *master, int *slave) {
+  struct winsize ws;
+  struct termios t;
+  char name[64];
+  *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*master < 0) return errno;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_col = (unsigned short)q->cols;
+  ws.ws_row = (unsigned short)q->rows;
+  if (grantpt(*master) != 0 || unlockpt(*master) != 0 || ioctl(*master, TIOCSWINSZ, &ws) != 0) return errno;
+  /* The environment says UTF-8 (LANG=C.UTF-8): erase a whole character, not a byte. */
+  if (tcgetattr(*master, &t) == 0) {
+    t.c_iflag |= IUTF8;
+    tcsetattr(*master, TCSANOW, &t);
+  }
+#ifdef TIOCGPTPEER
+  *slave = ioctl(*master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+#endif
+  if (*slave < 0) {
+    if (ptsname_r(*master, name, sizeof name) != 0) return errno ? errno : ENOTTY;
+    *slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (*slave < 0) return errno;
+  }
+  if ((q->flags & REQ_SET_UID) && fchown(*slave, (uid_t)q->uid, (q->flags & REQ_SET_GID) ? (gid_t)q->gid : (gid_t)-1) != 0) return errno;
+  int fl = fcntl(*master, F_GETFL);
+  if (fl < 0 || fcntl(*master, F_SETFL, fl | O_NONBLOCK) != 0) return errno;
+  return 0;
+}
+
 static void handle_request(const struct request *q) {
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  int master = -1, slave = -1, writer = -1;
   int merge = (q->flags & REQ_MERGE_STDERR) != 0;
   int err = 0;
   pid_t pid = -1;
   struct child_args a;
   memset(&a, 0, sizeof a);
-  if ((q->flags & REQ_STDIN_PIPE) && pipe2(in_pipe, O_CLOEXEC) != 0) err = errno;
-  if (!err && pipe2(out_pipe, O_CLOEXEC) != 0) err = errno;
-  if (!err && !merge && pipe2(err_pipe, O_CLOEXEC) != 0) err = errno;
-  if (!err) {
+  if (q->flags & REQ_TTY) {
+    err = open_pty(q, &master, &slave);
+    if (!err && (writer = fcntl(master, F_DUPFD_CLOEXEC, 3)) < 0) err = errno;
+    if (!err) {
+      a.q = q;
+      a.in_fd = a.out_fd = a.err_fd = slave;
+      a.fds[a.nfds++] = writer;
+      a.fds[a.nfds++] = master;
+      err = start_child(&a, &pid);
+    }
+  } else {
+    if ((q->flags & REQ_STDIN_PIPE) && pipe2(in_pipe, O_CLOEXEC) != 0) err = errno;
+    if (!err && pipe2(out_pipe, O_CLOEXEC) != 0) err = errno;
+    if (!err && !merge && pipe2(err_pipe, O_CLOEXEC) != 0) err = errno;
+  }
+  if (!err && !(q->flags & REQ_TTY)) {
     a.q = q;
     a.in_fd = in_pipe[0];
     a.out_fd = out_pipe[1];
@@ -308,6 +367,9 @@ static void handle_request(const struct request *q) {
   close_fd(&in_pipe[1]);
   close_fd(&out_pipe[0]);
   close_fd(&err_pipe[0]);
+  close_fd(&slave);
+  close_fd(&writer);
+  close_fd(&master);
   if (err) {
     reply_simple(REPLY_FAILED, q->id, err, -1); /* no child */
   } else if (a.reported == REPLY_SPAWNED) {
@@ -351,6 +413,13 @@ static void handle_frame(char *body, size_t len) {
   q.gid = get_u32(h + 12);
   uint32_t argc = get_u32(h + 16), envc = get_u32(h + 20);
   if (argc == 0 || argc > len || envc > len) fatal("malformed request frame");
+  size_t pos = REQ_HEADER_WORDS * 4;
+  if (q.flags & REQ_TTY) {
+    if (len < (REQ_HEADER_WORDS + REQ_TTY_WORDS) * 4) fatal("short request frame");
+    q.cols = get_u32(h + pos);
+    q.rows = get_u32(h + pos + 4);
+    pos += REQ_TTY_WORDS * 4;
+  }
   char **argv = calloc((size_t)argc + 1, sizeof *argv);
   char **envp = calloc((size_t)envc + 1, sizeof *envp);
   if (!argv || !envp) {
@@ -360,7 +429,6 @@ static void handle_frame(char *body, size_t len) {
     return;
   }
   char *fc[2];
-  size_t pos = REQ_HEADER_WORDS * 4;
   if (!take_strings(body, len, &pos, 2, fc) || !take_strings(body, len, &pos, argc, argv) ||
       !take_strings(body, len, &pos, envc, envp)) {
     errno = EPROTO;

@@ -13,7 +13,13 @@
 #define REQ_MERGE_STDERR 2u /* fds 1 and 2 are the same pipe, as 2>&1 */
 #define REQ_SET_UID 4u
 #define REQ_SET_GID 8u
+/* A pseudo-terminal: the child gets its own session with the pty's slave as its controlling terminal on
+   0, 1 and 2 (REQ_STDIN_PIPE and REQ_MERGE_STDERR are then ignored). Two more u32 words follow the
+   header: cols, rows (the first window size). SPAWNED carries two fds of the master: a writer (a dup)
+   and the reader, both O_NONBLOCK (one open file). */
+#define REQ_TTY 16u
 #define REQ_HEADER_WORDS 6u
+#define REQ_TTY_WORDS 2u
 
 /*
  * Replies (-> server), one `struct reply` per SOCK_SEQPACKET packet. A start is atomic from the
@@ -24,7 +30,8 @@
  * the reply socket (close-on-exec): once the socket reads end of input, every child that exists
  * has reported, whether the helper lives or not.
  */
-#define REPLY_SPAWNED 1u /* from the child, before exec: id, pid; SCM_RIGHTS: [stdin writer], stdout reader, [stderr reader];
+#define REPLY_SPAWNED 1u /* from the child, before exec: id, pid; SCM_RIGHTS: [stdin writer], stdout reader, [stderr reader]
+                            (REQ_TTY: master writer, master reader);
                             the server answers go or SIGKILL. Received with err != 0: the fds could not be taken (EMFILE) */
 #define REPLY_FAILED 2u  /* not started: id, err; pid > 0 when a child was created and died before exec (the server reaps it) */
 #define REPLY_EXECED 3u  /* from the helper, after SPAWNED: the child exec'd */
@@ -42,5 +49,6 @@ struct reply {
 };
 
 #define STEP_CHDIR 1u /* entering the cwd (as the run-as user: identity comes first) */
+#define STEP_TTY 2u   /* making the pty its controlling terminal (setsid, TIOCSCTTY) */
 
 #endif

@@ -6,7 +6,7 @@ import type { Grant } from '../spec/grant.js';
 import type { OutputSink, RunContext, RunHandle, RunSpec } from '../runner/index.js';
 import type { JobError, JobResult, JobState, TerminalState } from './job.js';
 import type { JobOutputReader } from './job-output.js';
-import type { LocalRun, LocalRuns } from './local-runs.js';
+import type { ControlMessage, LocalRun, LocalRuns } from './local-runs.js';
 import type { JobQueueEvents, ListRequest } from './types.js';
 
 /**
@@ -34,7 +34,7 @@ export interface JobBackend<C extends Claim = Claim> {
   /** A queued job ends canceled at once; a running one is told to stop (its worker ends it). */
   cancel(id: string): Promise<CancelOutcome>;
   /** Carry a signal or stdin write to the process of a running job, wherever it runs. */
-  control(id: string, msg: { op: 'signal'; signal: NodeJS.Signals } | { op: 'stdin'; data: Buffer | null }): Promise<ControlOutcome>;
+  control(id: string, msg: Exclude<ControlMessage, { op: 'cancel' }>): Promise<ControlOutcome>;
   /** Forget a terminal job and its output. */
   remove(id: string): Promise<RemoveOutcome>;
 

@@ -91,6 +91,12 @@ export class QueueFront implements JobQueue {
     return this.mustView(id);
   }
 
+  /** Set a running job's terminal size (its process gets SIGWINCH); false when it has no terminal or no live process. */
+  async resize(id: string, cols: number, rows: number): Promise<boolean> {
+    const outcome = await this.store.control(id, { op: 'resize', cols, rows });
+    return outcome.kind === 'delivered' && outcome.ok;
+  }
+
   async remove(id: string): Promise<void> {
     const outcome = await this.store.remove(id);
     if (outcome.kind === 'unknown') throw new JobNotFound(id);

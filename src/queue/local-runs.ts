@@ -4,8 +4,12 @@ import { writeStdinInTurn } from './stdin.js';
 
 export type StopReason = 'cancel' | 'shutdown';
 
-/** What reaches a job's process from outside: a cancel, a signal, a stdin write (null ends it). */
-export type ControlMessage = { op: 'cancel' } | { op: 'signal'; signal: NodeJS.Signals } | { op: 'stdin'; data: Buffer | null };
+/** What reaches a job's process from outside: a cancel, a signal, a stdin write (null ends it), a terminal's resize. */
+export type ControlMessage =
+  | { op: 'cancel' }
+  | { op: 'signal'; signal: NodeJS.Signals }
+  | { op: 'stdin'; data: Buffer | null }
+  | { op: 'resize'; cols: number; rows: number };
 
 /** A job this process runs, from the moment a worker takes it to its end. */
 export class LocalRun {
@@ -77,6 +81,7 @@ export class LocalRuns {
     const handle = await run.process();
     if (!handle) return false;
     if (msg.op === 'signal') return handle.signal(msg.signal);
+    if (msg.op === 'resize') return handle.resize({ cols: msg.cols, rows: msg.rows });
     return writeStdinInTurn(handle, msg.data); // a writer waits while the child does not read: the pipe's buffer stays bounded
   }
 }

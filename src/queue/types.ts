@@ -53,6 +53,8 @@ export interface JobQueue {
    * the pipe's high-water mark.
    */
   writeStdin(id: string, data: Buffer | null): Promise<boolean>;
+  /** Set a running job's terminal size (`tty`; the process gets SIGWINCH). False when it has no terminal or no live process. */
+  resize(id: string, cols: number, rows: number): Promise<boolean>;
   queues(): Promise<QueueInfo[]>;
   /**
    * First step of a graceful shutdown: refuse new jobs (SHUTTING_DOWN), cancel the queued ones

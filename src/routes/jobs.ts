@@ -21,7 +21,7 @@ import {
 } from '../schemas/jobs.js';
 import { canSee, hasScope, ownerFilter, type Principal } from '../security/auth.js';
 
-import { isSignalName } from '../runner/index.js';
+import { checkTtySupport, isSignalName } from '../runner/index.js';
 import { toJobRunSpec } from '../spec/run-spec.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { SubmitRequest } from '../queue/types.js';
@@ -106,6 +106,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       // The server's bounds and the command policy: a 400 or 403 now, not a failed job later. The grant goes with the job.
       const runSpec = toJobRunSpec(spec, config);
       const { grant } = await app.security.admit(request.principal!, runSpec, request.audit);
+      checkTtySupport(app.services.runContext.spawner, runSpec);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
       const submitted: SubmitRequest = { queue, spec, ownerId, grant };

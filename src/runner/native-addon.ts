@@ -30,17 +30,21 @@ export interface Addon {
   spawnHelper(path: string, replyFd: number): [number, number];
   kill(pid: number, signal: number): number;
   setDumpable(on: boolean): number;
+  /** TIOCSWINSZ on a pty master: 0 or the errno (absent in an addon built before terminals). */
+  resize?(fd: number, cols: number, rows: number): number;
 }
 
 const REQ_STDIN_PIPE = 1;
 const REQ_MERGE_STDERR = 2;
 const REQ_SET_UID = 4;
 const REQ_SET_GID = 8;
+const REQ_TTY = 16;
 export const REPLY_SPAWNED = 1;
 export const REPLY_FAILED = 2;
 export const REPLY_EXECED = 3;
 export const REPLY_EXEC_FAILED = 4;
 export const STEP_CHDIR = 1;
+export const STEP_TTY = 2;
 /**
  * A child killed before its exec by someone else (a `pkill execd-spawn-hel` finds children not exec'd yet): it never
  * ran, so it is retried.
@@ -58,6 +62,8 @@ export interface HelperRequest {
   mergeStderr: boolean;
   uid?: number | undefined;
   gid?: number | undefined;
+  /** A pseudo-terminal of this size (REQ_TTY): the child's 0-2 are its slave; the reply's fds are the master's. */
+  tty?: { cols: number; rows: number } | undefined;
 }
 
 export interface HelperExit {
@@ -129,7 +135,8 @@ export function encodeRequest(id: number, r: HelperRequest): Buffer {
   for (const [k, v] of Object.entries(r.env)) strings.push(`${k}=${v}`);
   // Strings travel NUL-terminated (prepare.ts refuses NULs first; this guards other callers).
   if (strings.some((s) => s.includes('\0'))) throw new HelperSpawnError('EINVAL', osConstants.errno.EINVAL);
-  let size = 4 + 6 * 4;
+  const header = r.tty ? 8 : 6;
+  let size = 4 + header * 4;
   for (const s of strings) size += Buffer.byteLength(s) + 1;
   const buf = Buffer.allocUnsafe(size);
   let flags = 0;
@@ -137,6 +144,7 @@ export function encodeRequest(id: number, r: HelperRequest): Buffer {
   if (r.mergeStderr) flags |= REQ_MERGE_STDERR;
   if (r.uid !== undefined) flags |= REQ_SET_UID;
   if (r.gid !== undefined) flags |= REQ_SET_GID;
+  if (r.tty) flags |= REQ_TTY;
   buf.writeUInt32LE(size - 4, 0);
   buf.writeUInt32LE(id, 4);
   buf.writeUInt32LE(flags, 8);
@@ -144,7 +152,11 @@ export function encodeRequest(id: number, r: HelperRequest): Buffer {
   buf.writeUInt32LE(r.gid ?? 0, 16);
   buf.writeUInt32LE(r.argv.length, 20);
   buf.writeUInt32LE(strings.length - 2 - r.argv.length, 24);
-  let off = 28;
+  if (r.tty) {
+    buf.writeUInt32LE(r.tty.cols, 28);
+    buf.writeUInt32LE(r.tty.rows, 32);
+  }
+  let off = 4 + header * 4;
   for (const s of strings) {
     off += buf.write(s, off, 'utf8');
     buf[off++] = 0;
@@ -197,6 +209,12 @@ export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): ob
  */
 export function killNoThrow(pid: number, signal: number): number | null {
   return loadAddon()?.kill(pid, signal) ?? null;
+}
+
+/** TIOCSWINSZ on a pty master fd: 0 or the errno (ENOSYS without the addon, or one built before terminals). */
+export function resizePty(fd: number, cols: number, rows: number): number {
+  const a = loadAddon();
+  return a?.resize ? a.resize(fd, cols, rows) : osConstants.errno.ENOSYS;
 }
 
 /** Stop a readPipe now and close its fd, without onData(null). Idempotent. */

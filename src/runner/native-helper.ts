@@ -14,6 +14,7 @@ import {
   REPLY_FAILED,
   REPLY_SPAWNED,
   STEP_CHDIR,
+  STEP_TTY,
   watchExit,
   type Addon,
   type HelperChild,
@@ -29,6 +30,7 @@ export {
   killNoThrow,
   nativeUnavailableReason,
   readPipe,
+  resizePty,
   setDumpable,
   watchedChildren,
   type HelperChild,
@@ -53,6 +55,9 @@ interface Pending {
   /** Set at SPAWNED: the child exists, is watched and was told to go; handed over at EXECED. */
   child?: HelperChild;
 }
+
+/** The step a child reports as failed (FAILED's step), as the syscall of its error. */
+const STEP_NAMES: Record<number, string> = { [STEP_CHDIR]: 'chdir', [STEP_TTY]: 'tty' };
 
 /** A spawn its helper never started (the helper died first): safe to send to another helper. */
 class HelperGone extends HelperSpawnError {
@@ -134,7 +139,9 @@ class HelperProcess {
     this.nextId = this.nextId >= 0x7ffffff0 ? 1 : this.nextId + 1;
     const frame = encodeRequest(id, request);
     return new Promise<HelperChild>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, stdinPipe: request.stdinPipe, mergeStderr: request.mergeStderr });
+      // A terminal's reply carries the master twice, in the places of a stdin writer and a merged output reader.
+      const tty = request.tty !== undefined;
+      this.pending.set(id, { resolve, reject, stdinPipe: request.stdinPipe || tty, mergeStderr: request.mergeStderr || tty });
       this.updateRef();
       this.send(frame);
     });
@@ -184,7 +191,7 @@ class HelperProcess {
         if (pid > 0) this.reap(pid);
         if (p && !p.child) {
           this.pending.delete(id);
-          p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err, step === STEP_CHDIR ? 'chdir' : 'spawn'));
+          p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err, STEP_NAMES[step] ?? 'spawn'));
         }
         break;
       case REPLY_EXECED:

@@ -4,6 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { closePipe, nativeUnavailableReason, readPipe, spawnOnHelper, startHelpers, type HelperChild } from './native-helper.js';
 import type { StreamName } from './output.js';
 import { resolveExecutable } from './prepare.js';
+import { PtyInput } from './pty.js';
 import { childProcessSpawner, type ChildHandle, type ChildOutput, type Spawner, type SpawnOptions } from './spawn.js';
 import { killProcessGroup } from './terminate.js';
 
@@ -55,32 +56,49 @@ function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) 
   };
 }
 
-function toHandle(child: HelperChild): ChildHandle {
+function toHandle(child: HelperChild, tty: boolean): ChildHandle {
   const output = child.stderrFd >= 0 ? [child.stdoutFd, child.stderrFd] : [child.stdoutFd];
-  let stdin: Socket | null = null;
+  let stdin: Socket | PtyInput | null = null;
   try {
-    if (child.stdinFd >= 0) stdin = writeEnd(child.stdinFd);
+    // A terminal: stdinFd is the master's writer, stdoutFd its reader (read until EIO: the slave's last holder is gone).
+    if (tty) stdin = new PtyInput(child.stdinFd);
+    else if (child.stdinFd >= 0) stdin = writeEnd(child.stdinFd);
   } catch (err) {
     // Never seen: the fds are pipes we just received. Do not leave the child running unsupervised.
     for (const fd of [child.stdinFd, ...output]) if (fd >= 0) closeSync(fd);
     killProcessGroup(child.pid, 'SIGKILL'); // false when it is gone already
     throw err;
   }
-  let reading = false;
-  return {
+  let reading: ChildOutput | null = null;
+  let hungUp = false;
+  const handle: ChildHandle = {
     pid: child.pid,
     stdin,
     readOutput(onChunk) {
       if (reading) throw new Error('readOutput may be called once');
-      reading = true;
-      return readOutput(output, onChunk);
+      reading = readOutput(hungUp ? [] : output, onChunk);
+      return reading;
     },
     exited: child.exited,
   };
+  if (stdin instanceof PtyInput) {
+    const master = stdin;
+    handle.resize = (size) => master.resize(size);
+    // Both of the master's fds closed: the kernel hangs the terminal up.
+    handle.hangup = () => {
+      if (hungUp) return;
+      hungUp = true;
+      master.destroy();
+      if (reading) reading.destroy();
+      else for (const fd of output) closeSync(fd);
+    };
+  }
+  return handle;
 }
 
 export const nativeSpawner: Spawner = {
   name: 'native',
+  tty: true,
   async spawn(options: SpawnOptions): Promise<ChildHandle> {
     // execve does not search PATH; prepare.ts resolves argv[0] already, this covers other callers.
     const file = options.file.includes('/') ? options.file : await resolveExecutable(options.file, options.env.PATH ?? '/bin:/usr/bin', options.cwd);
@@ -93,8 +111,9 @@ export const nativeSpawner: Spawner = {
       mergeStderr: options.mergeStderr === true,
       uid: options.uid,
       gid: options.gid,
+      tty: options.tty,
     });
-    return toHandle(child);
+    return toHandle(child, options.tty !== undefined);
   },
 };
 

@@ -27,8 +27,13 @@ export function buildEnv(spec: RunSpec, ctx: PrepareContext): Record<string, str
     spec.envMode === 'replace'
       ? {}
       : { PATH: ctx.childPath, HOME: spec.home ?? homedir(), LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', SHELL, TERM: 'dumb' };
+  // On a terminal, what most terminal emulators (xterm.js among them) are; the request's TERM wins.
+  if (spec.tty) base.TERM = TTY_TERM;
   return { ...base, ...spec.env, ...ctx.marker };
 }
+
+/** TERM on a pseudo-terminal unless the request sets it. */
+export const TTY_TERM = 'xterm-256color';
 
 const hasNul = (s: string) => s.includes('\0');
 
@@ -242,7 +247,7 @@ async function prepareProgram(spec: RunSpec, ctx: PrepareContext): Promise<Spawn
   if (spec.command !== undefined) {
     if (hasNul(spec.command)) throw new SpawnError('EINVAL', 'command contains a NUL byte');
     // stderr merge: the spawner dup2s one pipe onto fds 1 and 2 (child_process through a fixed shell script).
-    return { file: SHELL, argv: [SHELL, '-c', spec.command], cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
+    return { file: SHELL, argv: [SHELL, '-c', spec.command], cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid, tty: spec.tty };
   }
 
   const argv = spec.argv!;
@@ -252,5 +257,5 @@ async function prepareProgram(spec: RunSpec, ctx: PrepareContext): Promise<Spawn
   const file = spec.program
     ? verifyProgram(spec.program, argv[0]!)
     : await resolveExecutable(argv[0]!, env.PATH ?? DEFAULT_SEARCH_PATH, cwd);
-  return { file, argv, cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid };
+  return { file, argv, cwd, env, stdin, mergeStderr: spec.mergeStderr, uid: spec.uid, gid: spec.gid, tty: spec.tty };
 }

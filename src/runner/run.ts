@@ -4,7 +4,7 @@ import type { OutputSink } from './output.js';
 import { prepareSpawn, type PrepareContext } from './prepare.js';
 import type { ChildHandle, Spawner } from './spawn.js';
 import { killProcessGroup, terminateProcessGroup } from './terminate.js';
-import type { RunOutcome, RunSpec, TerminationReason } from './types.js';
+import type { RunOutcome, RunSpec, TerminationReason, TtySize } from './types.js';
 
 export interface RunContext extends PrepareContext {
   spawner: Spawner;
@@ -21,6 +21,8 @@ export interface RunHandle {
   signal(signal: NodeJS.Signals): boolean;
   /** SIGTERM to the group, SIGKILL after the grace; the first reason given wins. */
   terminate(reason: TerminationReason): void;
+  /** On a terminal: set its window size (SIGWINCH); false when the run has none, or it is closed. */
+  resize(size: TtySize): boolean;
   /** Write to a streaming stdin; false when stdin is closed or was not requested as a stream. */
   writeStdin(data: Buffer): boolean;
   /** Resolves once the last write is in the child's pipe (or stdin is gone): back-pressure for writers. */
@@ -109,6 +111,7 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     done,
     signal: (sig) => !exited && killProcessGroup(pid, sig),
     terminate,
+    resize: (size) => !exited && child.resize !== undefined && child.resize(size),
     writeStdin: (data) => {
       if (!stdin || spec.stdin !== 'stream' || stdin.writableEnded || stdin.destroyed) return false;
       const s = stdin;
@@ -122,8 +125,10 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     // ('drain'): that mark is Node's (16 KiB on Node 20, 64 KiB from 22), and what a child leaves unread
     // must wait in its pipe, not in the server.
     stdinFlushed: () => stdinFlushed,
+    // A terminal's stdin ends as a terminal window closes: a hangup (docs/tty.md).
     endStdin: () => {
-      if (stdin && spec.stdin === 'stream' && !stdin.writableEnded) stdin.end();
+      if (child.hangup && spec.stdin === 'stream') child.hangup();
+      else if (stdin && spec.stdin === 'stream' && !stdin.writableEnded) stdin.end();
     },
   };
 }

@@ -6,6 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import { describeErrno, SpawnError } from './errors.js';
 import { descriptorsFree } from './fd-reserve.js';
 import type { StreamName } from './output.js';
+import type { TtySize } from './types.js';
 
 /**
  * The spawn step, behind a small interface so a faster spawner (posix_spawn
@@ -27,6 +28,8 @@ export interface SpawnOptions {
   mergeStderr?: boolean | undefined;
   uid?: number | undefined;
   gid?: number | undefined;
+  /** A pseudo-terminal of this size on fds 0-2 (stdin and mergeStderr are then moot): native spawner only. */
+  tty?: TtySize | undefined;
 }
 
 /** What the kernel counted for a process and the children it waited for (wait4's rusage). */
@@ -64,6 +67,13 @@ export interface ChildHandle {
   readOutput(onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput;
   /** Resolves once the process has exited and been reaped. */
   exited: Promise<ExitStatus>;
+  /** On a pseudo-terminal: set its window size (the kernel sends SIGWINCH); false once the terminal is closed. */
+  resize?(size: TtySize): boolean;
+  /**
+   * On a pseudo-terminal: close it, as a terminal window closes: the kernel hangs it up (SIGHUP to the
+   * session's foreground group and leader); output written after that is lost.
+   */
+  hangup?(): void;
 }
 
 /** readOutput over two Node streams (child_process). */
@@ -87,6 +97,8 @@ export function streamOutput(stdout: Readable, stderr: Readable, onChunk: (strea
 
 export interface Spawner {
   readonly name: string;
+  /** It can start a child on a pseudo-terminal (SpawnOptions.tty). */
+  readonly tty?: boolean;
   /** Rejects with the spawn error (err.code = errno name) when the process cannot start. */
   spawn(options: SpawnOptions): Promise<ChildHandle>;
 }
@@ -145,10 +157,23 @@ function cwdRefused(cwd: string): SpawnError {
   return new SpawnError(errno, `cwd ${JSON.stringify(cwd)}: the run-as user cannot enter it: ${errno === 'EACCES' ? 'permission denied' : describeErrno(errno)}`);
 }
 
+/**
+ * child_process cannot give a child a controlling terminal (setsid + TIOCSCTTY between fork and exec):
+ * a terminal needs the native spawner. 422 SPAWN_FAILED, errno ENOTSUP, before anything ran.
+ */
+export const ttyUnsupported = () =>
+  new SpawnError('ENOTSUP', 'a terminal ("tty") needs the native spawner (EXECD_SPAWNER=native or auto with the native spawner built); this server spawns with child_process');
+
+/** Refuse a terminal the spawner cannot give (422 SPAWN_FAILED ENOTSUP): a job is refused at its submission, not at its start. */
+export function checkTtySupport(spawner: Pick<Spawner, 'tty'>, spec: { tty?: unknown }): void {
+  if (spec.tty && !spawner.tty) throw ttyUnsupported();
+}
+
 /** Spawner over Node's child_process (libuv fork + exec). Every child leads its own process group. */
 export const childProcessSpawner: Spawner = {
   name: 'child_process',
   spawn(options) {
+    if (options.tty) return Promise.reject(ttyUnsupported());
     const runAs = options.uid !== undefined || options.gid !== undefined;
     const { file, argv, cwd } = runAs
       ? identityFirstTrampoline(options)

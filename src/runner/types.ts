@@ -13,6 +13,11 @@ export interface RunSpec {
   stdin?: Buffer | 'stream';
   /** Interleave stderr into stdout, as 2>&1. */
   mergeStderr: boolean;
+  /**
+   * Run on a new pseudo-terminal of this window size (docs/tty.md): its own session with the terminal as its
+   * controlling terminal on fds 0-2, output one stream (stdout), stdin bytes typed at the terminal.
+   */
+  tty?: TtySize;
   timeoutMs?: number;
   killGraceMs: number;
   maxOutputBytes: number;
@@ -39,6 +44,12 @@ export interface CheckedProgram {
   ino: string;
   /** Where dev and ino mean something: the kernel boot and mount namespace that checked it (another host's differ). */
   view: string;
+}
+
+/** A terminal's window size, in character cells. */
+export interface TtySize {
+  cols: number;
+  rows: number;
 }
 
 /** RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC of a run. */

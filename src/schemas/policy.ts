@@ -27,6 +27,7 @@ export const PolicyRule = z.strictObject({
   executables: z.array(z.string().min(1).max(4096)).optional(),
   args: z.array(z.array(Pattern)).optional(),
   shell: z.boolean().optional(),
+  tty: z.boolean().optional().meta({ description: 'Allows a command on a pseudo-terminal ("tty" in a CommandSpec); refused otherwise.' }),
   commands: z.array(Pattern).optional(),
   cwd: z.array(z.string().startsWith('/', 'cwd roots are absolute paths')).optional(),
   env: z.array(Pattern).optional(),

@@ -23,6 +23,23 @@ export const ResourceLimits = z
   .meta({ id: 'ResourceLimits' });
 export type ResourceLimits = z.infer<typeof ResourceLimits>;
 
+/** A terminal's window size in character cells (a resize frame's too). */
+export const TtySize = z
+  .strictObject({
+    cols: z.int().min(1).max(10_000).meta({ description: 'Columns.' }),
+    rows: z.int().min(1).max(10_000).meta({ description: 'Rows.' }),
+  })
+  .meta({ id: 'TtySize' });
+
+export const TtyRequest = z.union([z.boolean(), TtySize]).meta({
+  description:
+    'Run on a new pseudo-terminal (true: 80x24, or this size): the process leads its own session with the terminal as its ' +
+    'controlling terminal, TERM defaults to xterm-256color, output is one stream (stdout; stderr merged, as on a terminal), ' +
+    'and programs write line by line, with colors. stdin bytes are typed at the terminal (no end of input: send 0x04 for ' +
+    "Ctrl-D); a job's stdin is streamed (implied). Needs the native spawner (else 422 SPAWN_FAILED, errno ENOTSUP) and a " +
+    'policy rule with "tty": true. docs/tty.md.',
+});
+
 export const commandSpecShape = {
   argv: z.array(z.string()).min(1).max(65536).optional().meta({ description: 'Program and arguments, run without a shell.' }),
   command: z.string().min(1).optional().meta({ description: 'A shell command line, run with /bin/sh -c.' }),
@@ -39,6 +56,7 @@ export const commandSpecShape = {
   killGraceMs: z.int().min(0).max(600_000).optional(),
   maxOutputBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   limits: ResourceLimits.optional().meta({ description: 'Resource limits for the process, applied with prlimit (util-linux).' }),
+  tty: TtyRequest.optional(),
 };
 
 type SpecLike = { argv?: unknown; command?: unknown };

@@ -53,5 +53,6 @@ export function commandAudit(spec: RunSpec, decision: Decision, fallback: { uid:
   out.gid = g?.gid ?? fallback.gid;
   out.rule = decision.rule;
   out.allowed = decision.allowed;
+  if (spec.tty) out.tty = { cols: spec.tty.cols, rows: spec.tty.rows }; // the terminal's size; never what is typed
   return out;
 }

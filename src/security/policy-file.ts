@@ -21,6 +21,8 @@ export interface CompiledRule {
   executables: string[] | null;
   args: ArgsPattern[] | null;
   shell: boolean;
+  /** Allows a command on a pseudo-terminal. */
+  tty: boolean;
   commands: Glob[] | null;
   cwd: string[] | null;
   env: Glob[] | null;
@@ -57,6 +59,7 @@ function compileRule(rule: PolicyRule, path: string, index: number): CompiledRul
         return { globs: (rest ? p.slice(0, -1) : p).map((g, j) => compile(g, `${where} args.${i}.${j}`)), rest };
       }) ?? null,
     shell: rule.shell ?? false,
+    tty: rule.tty ?? false,
     commands: rule.commands?.map((g, i) => compile(g, `${where} commands.${i}`)) ?? null,
     cwd: rule.cwd?.map((c) => normalize(c)) ?? null,
     env: rule.env?.map((g, i) => compile(g, `${where} env.${i}`)) ?? null,

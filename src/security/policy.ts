@@ -275,6 +275,8 @@ export class CommandPolicy {
       }
     }
 
+    if (spec.tty && !rule.tty) reasons.push('a terminal ("tty") is not allowed (the rule has no "tty: true")');
+
     if (rule.cwd) {
       if (realCwd === null) {
         reasons.push(`cwd ${q(cwd)} does not exist, so it cannot be shown to be inside the rule's directories`);

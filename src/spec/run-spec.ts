@@ -4,6 +4,9 @@ import type { CommandSpec } from '../schemas/run.js';
 import { decodeBytes } from './encoding.js';
 import type { RunSpec } from '../runner/index.js';
 
+/** A terminal's size when a request says only `"tty": true`. */
+export const DEFAULT_TTY_SIZE = { cols: 80, rows: 24 } as const;
+
 export interface SpecDefaults {
   timeoutMs: number | undefined;
   allowStreamStdin: boolean;
@@ -38,6 +41,12 @@ export function toRunSpec(body: CommandSpec, config: Pick<Config, 'maxOutputByte
   if (body.cwd !== undefined) spec.cwd = body.cwd;
   if (body.env) spec.env = body.env;
   if (body.limits && Object.keys(body.limits).length > 0) spec.limits = body.limits;
+  if (body.tty) {
+    spec.tty = body.tty === true ? { ...DEFAULT_TTY_SIZE } : { cols: body.tty.cols, rows: body.tty.rows };
+    spec.mergeStderr = true; // one stream, as on a terminal
+    // A job's terminal is typed at over its WebSocket: stdin streaming is implied.
+    if (stdin === undefined && defaults.allowStreamStdin) stdin = 'stream';
+  }
   if (stdin !== undefined) spec.stdin = stdin;
   // A job's timeoutMs 0 asks for none (a policy rule's maxTimeoutMs still caps it).
   const timeoutMs = body.timeoutMs ?? defaults.timeoutMs;

@@ -11,7 +11,7 @@ import type {
 import { Fifo } from '../fifo.js';
 import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from '../job.js';
 import { JobOutput } from '../job-output.js';
-import type { LocalRun } from '../local-runs.js';
+import type { ControlMessage, LocalRun } from '../local-runs.js';
 import { SHUTDOWN_ERROR } from '../outcome.js';
 import { writeFailureReason } from '../output-log.js';
 import { WorkerPool } from '../pool.js';
@@ -131,7 +131,7 @@ export class MemoryBackend implements JobBackend {
     return { kind: 'settled' };
   }
 
-  async control(id: string, msg: { op: 'signal'; signal: NodeJS.Signals } | { op: 'stdin'; data: Buffer | null }): Promise<ControlOutcome> {
+  async control(id: string, msg: Exclude<ControlMessage, { op: 'cancel' }>): Promise<ControlOutcome> {
     const job = this.store.get(id);
     if (!job) return { kind: 'unknown' };
     if (job.state !== 'running') return { kind: 'not-running', state: job.state };

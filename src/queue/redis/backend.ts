@@ -11,7 +11,7 @@ import { QueueFull } from '../errors.js';
 import { newJobId } from '../id.js';
 import { newJobRecord, type JobError, type JobResult, type JobState, type TerminalState } from '../job.js';
 import type { JobOutputReader } from '../job-output.js';
-import type { LocalRun } from '../local-runs.js';
+import type { ControlMessage, LocalRun } from '../local-runs.js';
 import type { JobQueueEvents, ListRequest } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { Scripts } from './commands.js';
@@ -158,7 +158,7 @@ export class RedisBackend implements JobBackend<RedisClaim> {
     return { kind: 'settled' };
   }
 
-  async control(id: string, msg: { op: 'signal'; signal: NodeJS.Signals } | { op: 'stdin'; data: Buffer | null }): Promise<ControlOutcome> {
+  async control(id: string, msg: Exclude<ControlMessage, { op: 'cancel' }>): Promise<ControlOutcome> {
     const { state, node, attempt } = await this.reads.placement(id);
     if (state === null) return { kind: 'unknown' };
     if (state !== 'running') return { kind: 'not-running', state: state as JobState };

@@ -23,7 +23,8 @@ const STDIN_REMEMBER_MS = 10_000;
 type Wire =
   | { op: 'cancel'; id: string; attempt: string }
   | { op: 'signal'; id: string; attempt: string; signal: NodeJS.Signals; rid: string; from: string }
-  | { op: 'stdin'; id: string; attempt: string; data: string | null; rid: string; from: string };
+  | { op: 'stdin'; id: string; attempt: string; data: string | null; rid: string; from: string }
+  | { op: 'resize'; id: string; attempt: string; cols: number; rows: number; rid: string; from: string };
 
 interface Message {
   t?: string;
@@ -72,6 +73,7 @@ export class ControlChannel {
   request(node: string, id: string, attempt: string, msg: Exclude<ControlMessage, { op: 'cancel' }>): Promise<boolean> {
     const rid = `${this.nodeId}:${++this.rpcSeq}`;
     if (msg.op === 'signal') return this.rpc(node, { op: 'signal', id, attempt, signal: msg.signal, rid, from: this.nodeId }, SIGNAL_REPLY_MS);
+    if (msg.op === 'resize') return this.rpc(node, { op: 'resize', id, attempt, cols: msg.cols, rows: msg.rows, rid, from: this.nodeId }, SIGNAL_REPLY_MS);
     const data = msg.data === null ? null : msg.data.toString('base64');
     // The worker answers once the pipe has room again: a writer that awaits each call stays bounded across nodes.
     return this.rpc(node, { op: 'stdin', id, attempt, data, rid, from: this.nodeId }, 'until-answered');
@@ -90,6 +92,7 @@ export class ControlChannel {
   private async apply(msg: Wire): Promise<boolean> {
     if (msg.op === 'cancel') return this.runs.apply(msg.id, { op: 'cancel' }, msg.attempt);
     if (msg.op === 'signal') return this.runs.apply(msg.id, { op: 'signal', signal: msg.signal }, msg.attempt);
+    if (msg.op === 'resize') return this.runs.apply(msg.id, { op: 'resize', cols: msg.cols, rows: msg.rows }, msg.attempt);
     const known = this.stdinWrites.get(msg.rid);
     if (known) return known; // a copy sent again (its answer was lost, or is still to come): the same outcome
     const data = msg.data === null ? null : Buffer.from(msg.data, 'base64');
