@@ -4,6 +4,8 @@ import type { Config } from './config.js';
 import { problem } from './errors.js';
 import { registerErrorHandling, sendProblem } from './plugins/errors.js';
 import { registerDocs } from './plugins/docs.js';
+import { Notifier } from './notify/index.js';
+import notifyRoutes from './routes/notify.js';
 import { registerUi } from './plugins/ui.js';
 import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
@@ -151,6 +153,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     draining: () => app.shutdown.draining,
   });
   app.decorate('metrics', metrics);
+  // Completion callbacks (docs/notify.md): the node that hears a job end first delivers them. Closed before the
+  // queue (routes/jobs.ts' preClose), so the last outcomes are still written to the jobs.
+  const notifier = new Notifier(config, { jobs: services.jobs, log: app.log.child({ component: 'notify' }), onOutcome: (o) => metrics.notifyDelivery(o) });
+  app.addHook('preClose', () => notifier.close());
   /*
    * The close order, in one place. ops/shutdown.ts drains first (no new work, queued jobs canceled, what
    * runs past the grace terminated), then calls app.close(), which runs
@@ -185,6 +191,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(subprocessRoutes);
       await v1.register(jobRoutes);
       await v1.register(policyRoutes);
+      await v1.register(notifyRoutes);
       await v1.register(streamRoutes);
       await v1.register(eventRoutes);
     },

@@ -66,6 +66,38 @@ function parseOrigins(value: string, ctx: z.RefinementCtx): string[] {
   return out;
 }
 
+/** One entry of EXECD_NOTIFY_ALLOW (docs/notify.md): a host (or `*.suffix`), maybe a port, and whether http:// may be used. */
+export interface NotifyAllowEntry {
+  /** Lower case, as URL.hostname gives it (an IPv6 literal in brackets); for a wildcard, the suffix with its leading dot. */
+  host: string;
+  wildcard: boolean;
+  /** null: any port. */
+  port: number | null;
+  /** Written with http://: plain http is allowed to this host (https always is). */
+  http: boolean;
+}
+
+/** EXECD_NOTIFY_ALLOW: comma-separated `[http://]host[:port]` or `[http://]*.suffix[:port]`. */
+function parseNotifyAllow(value: string, ctx: z.RefinementCtx): NotifyAllowEntry[] {
+  const out: NotifyAllowEntry[] = [];
+  for (const part of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(?:(https?):\/\/)?(\*\.)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$/.exec(part);
+    let host: string | null = null;
+    try {
+      if (m) host = new URL(`https://${m[3]}`).hostname;
+    } catch {
+      host = null;
+    }
+    const port = m?.[4] === undefined ? null : Number(m[4]);
+    if (!m || host === null || (port !== null && (port < 1 || port > 65535)) || (m[2] && (host.startsWith('[') || isIP(host) !== 0))) {
+      ctx.addIssue({ code: 'custom', message: `EXECD_NOTIFY_ALLOW entry "${part}" must be [http://]host[:port] or [http://]*.domain[:port]` });
+      return z.NEVER;
+    }
+    out.push({ host: m[2] ? `.${host}` : host, wildcard: Boolean(m[2]), port, http: m[1] === 'http' });
+  }
+  return out;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const envSchema = z.object({
@@ -123,6 +155,14 @@ export const envSchema = z.object({
   EXECD_MAX_EVENT_LOOP_DELAY_MS: intString('EXECD_MAX_EVENT_LOOP_DELAY_MS', 0, 60_000).default(1000),
   // the dashboard (docs/ui.md)
   EXECD_UI: z.enum(['true', 'false'], { error: 'EXECD_UI must be true or false' }).default('true'),
+  // completion callbacks (docs/notify.md)
+  EXECD_NOTIFY_ALLOW: z.string().transform(parseNotifyAllow).optional(),
+  EXECD_NOTIFY_SECRET: z.string().min(32, 'EXECD_NOTIFY_SECRET must be at least 32 characters').max(4096).optional(),
+  EXECD_NOTIFY_TIMEOUT_MS: intString('EXECD_NOTIFY_TIMEOUT_MS', 100, 120_000).default(10000),
+  EXECD_NOTIFY_ATTEMPTS: intString('EXECD_NOTIFY_ATTEMPTS', 1, 50).default(8),
+  EXECD_NOTIFY_BACKOFF_MS: intString('EXECD_NOTIFY_BACKOFF_MS', 1, 3_600_000).default(1000),
+  EXECD_NOTIFY_MAX_BODY_BYTES: intString('EXECD_NOTIFY_MAX_BODY_BYTES', 1024, 16_777_216).default(65536),
+  EXECD_NOTIFY_MAX_PENDING: intString('EXECD_NOTIFY_MAX_PENDING', 1, 1_000_000).default(1000),
 });
 
 export interface Config {
@@ -211,6 +251,19 @@ export interface Config {
   maxEventLoopDelayMs: number;
   /** The web dashboard at /ui/ (EXECD_UI; docs/ui.md). */
   ui: boolean;
+  /** Completion callbacks (docs/notify.md): the hosts a job's `notify.url` may name; empty: callbacks are refused (403). */
+  notifyAllow: NotifyAllowEntry[];
+  /** The server key each token's signing secret is derived from (HMAC-SHA256 of the token id); required with notifyAllow. */
+  notifySecret: string | undefined;
+  /** One callback POST: connect, send, and the answer's status line, at most this long. */
+  notifyTimeoutMs: number;
+  /** Most POSTs of one callback; retries wait notifyBackoffMs, doubling each time (at most 5 minutes). */
+  notifyAttempts: number;
+  notifyBackoffMs: number;
+  /** Largest callback body: a Job above it is sent without its spec (`specOmitted: true`). */
+  notifyMaxBodyBytes: number;
+  /** Most callbacks waiting or in flight in this process; beyond it a new one fails at once (bounded memory). */
+  notifyMaxPending: number;
 }
 
 export class ConfigError extends Error {
@@ -224,7 +277,7 @@ export function isLoopback(host: string): boolean {
 }
 
 /** Settings whose values are secrets: an error names them but never shows the value. */
-const SECRET_SETTINGS = new Set(['EXECD_TOKEN']);
+const SECRET_SETTINGS = new Set(['EXECD_TOKEN', 'EXECD_NOTIFY_SECRET']);
 
 /** ` (got "…")` for an error line: the value as given, shortened, a URL's password masked, a secret never. */
 function shownValue(key: string, value: string | undefined, message: string): string {
@@ -271,6 +324,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   checkShutdownOrder(e.EXECD_KILL_GRACE_MS, e.EXECD_SHUTDOWN_GRACE_MS, e.EXECD_SHUTDOWN_TIMEOUT_MS);
   if (e.EXECD_QUEUE_BACKEND === 'redis' && !e.EXECD_REDIS_URL) {
     throw new ConfigError('invalid setting EXECD_REDIS_URL: required when EXECD_QUEUE_BACKEND=redis');
+  }
+  if ((e.EXECD_NOTIFY_ALLOW ?? []).length > 0 && e.EXECD_NOTIFY_SECRET === undefined) {
+    throw new ConfigError('invalid setting EXECD_NOTIFY_SECRET: required when EXECD_NOTIFY_ALLOW is set (the key callbacks are signed with; docs/notify.md)');
   }
   if (e.EXECD_ROLE !== 'all' && e.EXECD_QUEUE_BACKEND !== 'redis') {
     throw new ConfigError(`invalid setting EXECD_ROLE: ${e.EXECD_ROLE} needs EXECD_QUEUE_BACKEND=redis (with the memory backend one process does both)`);
@@ -321,6 +377,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     instanceDir: e.EXECD_INSTANCE_DIR ?? (e.EXECD_DATA_DIR !== undefined ? join(e.EXECD_DATA_DIR, 'instances') : join(tmpdir(), `execd-instances-${process.getuid?.() ?? 'user'}`)),
     maxEventLoopDelayMs: e.EXECD_MAX_EVENT_LOOP_DELAY_MS,
     ui: e.EXECD_UI === 'true',
+    notifyAllow: e.EXECD_NOTIFY_ALLOW ?? [],
+    notifySecret: e.EXECD_NOTIFY_SECRET,
+    notifyTimeoutMs: e.EXECD_NOTIFY_TIMEOUT_MS,
+    notifyAttempts: e.EXECD_NOTIFY_ATTEMPTS,
+    notifyBackoffMs: e.EXECD_NOTIFY_BACKOFF_MS,
+    notifyMaxBodyBytes: e.EXECD_NOTIFY_MAX_BODY_BYTES,
+    notifyMaxPending: e.EXECD_NOTIFY_MAX_PENDING,
   };
 }
 

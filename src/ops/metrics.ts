@@ -70,6 +70,7 @@ export class Metrics {
   private readonly outputTruncated: Counter<'queue' | 'stream' | 'reason'>;
   private readonly shedCount: Counter;
   private readonly recoveredCount: Counter;
+  private readonly notifyDeliveries: Counter<'outcome'>;
   private readonly onFinished = (job: Job) => this.jobFinished(job);
 
   constructor(private readonly sources: MetricsSources) {
@@ -175,6 +176,12 @@ export class Metrics {
       help: 'Processes a crashed earlier instance left running, killed at start',
       registers,
     });
+    this.notifyDeliveries = new Counter({
+      name: 'execd_notify_deliveries_total',
+      help: 'Completion callbacks (docs/notify.md) by outcome: delivered, failed (given up), dropped (too many pending); retried counts tries to be repeated',
+      labelNames: ['outcome'],
+      registers,
+    });
     new Gauge({
       name: 'execd_draining',
       help: '1 while the server shuts down (draining), else 0',
@@ -208,6 +215,11 @@ export class Metrics {
 
   recovered(processes: number): void {
     this.recoveredCount.inc(processes);
+  }
+
+  /** A completion callback was delivered, failed, dropped, or a try of it will be repeated (src/notify). */
+  notifyDelivery(outcome: 'delivered' | 'retried' | 'failed' | 'dropped'): void {
+    this.notifyDeliveries.inc({ outcome });
   }
 
   close(): void {

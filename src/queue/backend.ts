@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
+import type { NotifyStatus } from '../schemas/notify.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../spec/grant.js';
 import type { OutputSink, RunContext, RunHandle, RunSpec } from '../runner/index.js';
@@ -37,6 +38,11 @@ export interface JobBackend<C extends Claim = Claim> {
   control(id: string, msg: Exclude<ControlMessage, { op: 'cancel' }>): Promise<ControlOutcome>;
   /** Forget a terminal job and its output. */
   remove(id: string): Promise<RemoveOutcome>;
+  /**
+   * Record how a job's completion callback goes (src/notify) on its record, for the Job's `notify`. With `first`, only
+   * when none is recorded yet: the one node whose call succeeds delivers it. False when the job is gone (or taken).
+   */
+  recordNotify(id: string, status: NotifyStatus, first: boolean): Promise<boolean>;
 
   /** The worker side: take a delivered job (null: it is not to run), its process exists, it ended. */
   claim(id: string, run: LocalRun): Promise<C | null>;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config.js';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
+import type { NotifyStatus } from '../schemas/notify.js';
 import type { BackendHooks, JobBackend, QueueDeps } from './backend.js';
 import { Conflict, JobNotFound, QueueFull, ShuttingDown, UnknownQueue } from './errors.js';
 import { requestDigest } from './idempotency.js';
@@ -104,6 +105,10 @@ export class QueueFront implements JobQueue {
       const { state } = outcome;
       throw new Conflict(`job ${id} is ${state}; cancel it first, only a finished job can be deleted`, { state });
     }
+  }
+
+  recordNotify(id: string, status: NotifyStatus, first: boolean): Promise<boolean> {
+    return this.store.recordNotify(id, status, first);
   }
 
   async waitForTerminal(id: string, timeoutMs: number, abort?: AbortSignal): Promise<Job | undefined> {

@@ -2,6 +2,7 @@ import type { CommandSpec } from '../schemas/run.js';
 import type { JobState } from '../schemas/constants.js';
 import type { Grant } from '../spec/grant.js';
 import type { RunStatus } from '../runner/status.js';
+import type { NotifyStatus } from '../schemas/notify.js';
 
 /**
  * A job's life: one closed union of states and ONE function, `transition`,
@@ -61,6 +62,8 @@ export interface JobRecord {
   pid: number | null;
   result: JobResult | null;
   error: JobError | null;
+  /** How its completion callback went, once a node took it on (src/notify); absent before, or without `notify`. */
+  notify?: NotifyStatus | null;
 }
 
 export class IllegalTransition extends Error {

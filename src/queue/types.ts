@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import type { Job, JobList, QueueInfo } from '../schemas/jobs.js';
+import type { NotifyStatus } from '../schemas/notify.js';
 import type { CommandSpec } from '../schemas/run.js';
 import type { Grant } from '../spec/grant.js';
 import type { JobState } from './job.js';
@@ -43,6 +44,11 @@ export interface JobQueue {
   signal(id: string, signal: NodeJS.Signals): Promise<Job>;
   /** Forget a terminal job and its output; CONFLICT when it is not terminal. */
   remove(id: string): Promise<void>;
+  /**
+   * Record how a job's completion callback goes (src/notify) on its record, for the Job's `notify`. With `first`, only
+   * when none is recorded yet: the one node whose call succeeds delivers it. False when the job is gone (or taken).
+   */
+  recordNotify(id: string, status: NotifyStatus, first: boolean): Promise<boolean>;
   /** The job once terminal, or as it is after `timeoutMs` (or when `abort` fires); undefined for an unknown id. */
   waitForTerminal(id: string, timeoutMs: number, abort?: AbortSignal): Promise<Job | undefined>;
   /** The job's output (empty while queued); undefined for an unknown id. */

@@ -1,5 +1,6 @@
 import { REDACTED, type Job, type JobSpecView } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
+import { initialNotify } from '../schemas/notify.js';
 import type { JobRecord } from './job.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -28,5 +29,6 @@ export function toJobView(job: JobRecord, position: number | null, outputBytes: 
     result: job.result,
     outputBytes,
     error: job.error,
+    notify: job.notify ?? initialNotify(job.spec),
   };
 }

@@ -5,6 +5,7 @@ import { ApiError, InvalidInput } from '../errors.js';
 import { UnknownQueue } from '../queue/index.js';
 import { mustSee, notFound, OUTPUT_DESCRIPTION, sendJobOutput } from './job-output.js';
 import { clientGone } from './sync-run.js';
+import { admitNotify } from './notify.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import {
   DEFAULT_LIST_LIMIT,
@@ -103,6 +104,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { queue = defaultQueue } = request.body;
       const spec = withoutQueue(request.body);
+      admitNotify(request.body.notify, config); // EXECD_NOTIFY_ALLOW: a 403 naming the setting, before anything is queued
       // The server's bounds and the command policy: a 400 or 403 now, not a failed job later. The grant goes with the job.
       const runSpec = toJobRunSpec(spec, config);
       const { grant } = await app.security.admit(request.principal!, runSpec, request.audit);

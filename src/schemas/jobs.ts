@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { JOB_STATES } from './constants.js';
 import { IsoTime } from './common.js';
 import { commandSpecShape, exactlyOneProgram, MAX_TIMEOUT_MS, RunStatus } from './run.js';
+import { NotifyRequest, NotifyStatus } from './notify.js';
 
 /** Longest long-poll of GET /v1/jobs/{id}?waitMs=. */
 export const MAX_WAIT_MS = 60_000;
@@ -41,6 +42,7 @@ export const JobRequest = z
     ...commandSpecShape,
     timeoutMs: JobTimeoutMs.optional(),
     queue: QueueName.optional().meta({ description: 'One of the queues of EXECD_QUEUES (default "default"); another name is a 400.' }),
+    notify: NotifyRequest.optional(),
   })
   .superRefine(exactlyOneProgram)
   .meta({
@@ -59,6 +61,7 @@ export const JobSpec = z
       .union([z.literal(REDACTED), z.object({ stream: z.literal(true) })])
       .optional()
       .meta({ description: `"${REDACTED}" when stdin bytes were given (never echoed); {"stream":true} for a streamed stdin.` }),
+    notify: NotifyRequest.optional(),
   })
   .meta({ id: 'JobSpec', description: 'The CommandSpec as submitted, without env values or stdin.' });
 
@@ -90,6 +93,7 @@ export const Job = z
       .object({ stdout: z.int(), stderr: z.int() })
       .meta({ description: 'Bytes kept of each stream so far: the end offset for /output. result.truncated says whether more was dropped.' }),
     error: JobError.nullable(),
+    notify: NotifyStatus.nullable().meta({ description: 'The completion callback and how its delivery went; null when the job asked for none.' }),
   })
   .meta({ id: 'Job' });
 export type Job = z.infer<typeof Job>;

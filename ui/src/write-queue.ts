@@ -63,7 +63,7 @@ export class WriteQueue {
     }
     while (this.head < this.chunks.length && size < this.batchBytes) {
       let chunk = this.chunks[this.head]!;
-      if (size + chunk.length > this.batchBytes && size > 0) {
+      if (size + chunk.length > this.batchBytes) {
         const room = this.batchBytes - size;
         this.chunks[this.head] = chunk.subarray(room);
         chunk = chunk.subarray(0, room);

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../config.js';
 import { flatLogger } from '../../log.js';
 import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
+import type { NotifyStatus } from '../../schemas/notify.js';
 import type {
   Acceptance, Accepted, BackendHooks, CancelOutcome, Claim, ControlOutcome, JobBackend, QueueDeps, RemoveOutcome,
 } from '../backend.js';
@@ -144,6 +145,13 @@ export class MemoryBackend implements JobBackend {
     if (!isTerminal(job.state)) return { kind: 'not-terminal', state: job.state };
     this.store.remove(job);
     return { kind: 'removed' };
+  }
+
+  async recordNotify(id: string, status: NotifyStatus, first: boolean): Promise<boolean> {
+    const job = this.store.get(id);
+    if (!job || (first && job.notify)) return false;
+    job.notify = status;
+    return true;
   }
 
   async claim(id: string, _run: LocalRun): Promise<Claim | null> {

@@ -4,6 +4,7 @@ import { Queue } from 'bullmq';
 import type { Config } from '../../config.js';
 import { killTagged } from '../../runner/tagged.js';
 import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
+import type { NotifyStatus } from '../../schemas/notify.js';
 import type {
   Acceptance, Accepted, BackendHooks, CancelOutcome, ControlOutcome, JobBackend, QueueDeps, RemoveOutcome,
 } from '../backend.js';
@@ -20,6 +21,13 @@ import { ControlChannel } from './control.js';
 import { Mirrors } from './mirrors.js';
 import { Reads } from './reads.js';
 import { WorkerNode, type RedisClaim } from './worker-node.js';
+
+/** The Job's `notify` (src/notify): set on a record that still exists; with ARGV[2] '1' only when none is set yet (one node delivers). */
+const RECORD_NOTIFY = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], 'notify') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'notify', ARGV[1])
+return 1`;
 
 /** A submit not confirmed (BullMQ's add done) within this long, by Redis's clock, was never accepted: it never runs. */
 const CONFIRM_MS = 5_000;
@@ -169,6 +177,11 @@ export class RedisBackend implements JobBackend<RedisClaim> {
     const r = await this.conns.call(() => this.scripts.remove(id));
     if (r.kind === 'removed') this.mirrors?.drop(id);
     return r;
+  }
+
+  async recordNotify(id: string, status: NotifyStatus, first: boolean): Promise<boolean> {
+    const key = `${this.prefix}:job:${id}`;
+    return (await this.conns.call(() => this.conns.cmd.eval(RECORD_NOTIFY, 1, key, JSON.stringify(status), first ? '1' : '0'))) === 1;
   }
 
   claim(id: string, run: LocalRun): Promise<RedisClaim | null> {

@@ -1,4 +1,5 @@
 import type { Job } from '../../schemas/jobs.js';
+import type { NotifyStatus } from '../../schemas/notify.js';
 import type { CommandSpec } from '../../schemas/run.js';
 import { newJobRecord, type JobError, type JobRecord, type JobResult, type JobState } from '../job.js';
 import { withTruncatedReason } from '../outcome.js';
@@ -7,7 +8,7 @@ import { toJobView } from '../view.js';
 /** The record fields a view or an event carries, in this order (HMGET, the scripts' `fields`). */
 export const FIELDS = [
   'id', 'seq', 'queue', 'state', 'createdAt', 'startedAt', 'finishedAt', 'owner', 'spec', 'pid', 'result', 'error',
-  'obo', 'obe', 'confirmBy',
+  'obo', 'obe', 'confirmBy', 'notify',
 ] as const;
 
 /** A record's fields as Redis gives them (FIELDS order): strings; false or null when absent. */
@@ -45,6 +46,7 @@ export function decodeRecord(flat: Flat): StoredRecord | null {
     error: json<JobError | null>(get('error'), null),
     outputBytes: { stdout: Number(get('obo')) || 0, stderr: Number(get('obe')) || 0 },
     unconfirmed: str(get('confirmBy')) !== null,
+    notify: json<NotifyStatus | null>(get('notify'), null),
   };
 }
 

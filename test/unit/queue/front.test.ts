@@ -28,6 +28,7 @@ function fakeBackend(answers: Partial<JobBackend>): JobBackend {
     cancel: async () => ({ kind: 'unknown' }),
     control: async () => ({ kind: 'unknown' }),
     remove: async () => ({ kind: 'unknown' }),
+    recordNotify: async () => false,
     claim: async () => null,
     markStarted: async () => {},
     finish: async () => {},

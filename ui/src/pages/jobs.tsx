@@ -6,17 +6,45 @@ import { ErrorLine, StateBadge } from './common';
 
 const STATES = ['', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
 const PAGE = 50;
+/** The newest this many matching jobs are kept for the list (GET /v1/jobs answers oldest first: the list walks it to the end). */
+const KEPT = 1000;
+const MAX_PAGES = 20;
 
 interface JobList {
   items: Job[];
   nextCursor: string | null;
 }
 
+/**
+ * The newest matching jobs, newest first. The API lists in the order jobs were accepted, a cursor page at a
+ * time; the walk follows its cursors to the end and keeps the last KEPT (bounded memory), and `more` says
+ * whether older ones were left out.
+ */
+async function newestJobs(state: string, queue: string): Promise<{ items: Job[]; more: boolean }> {
+  let kept: Job[] = [];
+  let more = false;
+  let cursor: string | null = null;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const params = new URLSearchParams({ limit: String(KEPT) });
+    if (state) params.set('state', state);
+    if (queue) params.set('queue', queue);
+    if (cursor) params.set('cursor', cursor);
+    const l: JobList = await api<JobList>(`/v1/jobs?${params}`);
+    kept = kept.concat(l.items);
+    if (kept.length > KEPT) {
+      more = true;
+      kept = kept.slice(kept.length - KEPT);
+    }
+    cursor = l.nextCursor;
+    if (!cursor || l.items.length === 0) break;
+  }
+  return { items: kept.reverse(), more };
+}
+
 /** Jobs, newest first, filtered by state and queue, a page at a time (the API's cursor); rows change live from /v1/events. */
 export function Jobs({ state, queue }: { who: Whoami; state: string; queue: string }) {
-  const [list, setList] = useState<JobList | null>(null);
-  const [cursors, setCursors] = useState<string[]>([]); // the cursors of the pages before this one
-  const [cursor, setCursor] = useState<string | null>(null);
+  const [list, setList] = useState<{ items: Job[]; more: boolean } | null>(null);
+  const [page, setPage] = useState(0);
   const [queues, setQueues] = useState<string[]>([]);
   const [error, setError] = useState('');
 
@@ -25,13 +53,9 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
   }, []);
 
   useEffect(() => {
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    if (state) params.set('state', state);
-    if (queue) params.set('queue', queue);
-    if (cursor) params.set('cursor', cursor);
     let stopped = false;
     const load = () =>
-      api<JobList>(`/v1/jobs?${params}`).then(
+      newestJobs(state, queue).then(
         (l) => !stopped && (setList(l), setError('')),
         (e: Error) => setError(e.message),
       );
@@ -49,9 +73,9 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
           items[at] = job;
           return { ...l, items };
         }
-        // A new job belongs at the top of the first page when it matches the filters.
+        // A new job belongs at the top when it matches the filters.
         const matches = (!state || job.state === state) && (!queue || job.queue === queue);
-        if (cursor === null && matches && (ev.type === 'queued' || state)) return { ...l, items: [job, ...l.items].slice(0, PAGE) };
+        if (matches && (ev.type === 'queued' || state)) return { ...l, items: [job, ...l.items].slice(0, KEPT) };
         return l;
       });
     });
@@ -59,7 +83,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
       stopped = true;
       off();
     };
-  }, [state, queue, cursor]);
+  }, [state, queue]);
 
   const setFilter = (key: 'state' | 'queue', value: string) => {
     const q = new URLSearchParams({ state, queue, [key]: value });
@@ -85,15 +109,14 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
           </select>
         </label>
         <span class="spacer" />
-        <button
-          disabled={cursors.length === 0}
-          onClick={() => (setCursor(cursors[cursors.length - 1] || null), setCursors(cursors.slice(0, -1)))}
-        >
-          ‹ Newer
-        </button>
-        <button id="older" disabled={!list?.nextCursor} onClick={() => (setCursors([...cursors, cursor ?? '']), setCursor(list!.nextCursor))}>
-          Older ›
-        </button>
+        {list && (
+          <span class="muted">
+            {list.items.length ? `${page * PAGE + 1}-${Math.min(list.items.length, (page + 1) * PAGE)} of ${list.items.length}` : ''}
+            {list.more ? ` (the newest ${KEPT})` : ''}
+          </span>
+        )}
+        <button id="newer" disabled={page === 0} onClick={() => setPage(page - 1)}>‹ Newer</button>
+        <button id="older" disabled={!list || (page + 1) * PAGE >= list.items.length} onClick={() => setPage(page + 1)}>Older ›</button>
       </div>
       <ErrorLine text={error} />
       <table class="grid" id="jobs">
@@ -101,7 +124,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
           <tr><th>job</th><th>state</th><th>queue</th><th>command</th><th>created</th><th>took</th><th>exit</th></tr>
         </thead>
         <tbody>
-          {list?.items.map((j) => (
+          {list?.items.slice(page * PAGE, (page + 1) * PAGE).map((j) => (
             <tr key={j.id} data-job={j.id}>
               <td><a href={`#/jobs/${encodeURIComponent(j.id)}`} class="mono">{j.id.slice(0, 8)}</a></td>
               <td><StateBadge state={j.state} /></td>
