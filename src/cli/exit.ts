@@ -69,5 +69,5 @@ export function report(err: unknown): number {
 function explainRefusal(err: ExecdError): string {
   if (err.status === 401) return ' (EXECD_TOKEN or --token-file)';
   const rule = err.problem.rule;
-  return typeof rule === 'string' ? ` (rule ${rule})` : '';
+  return typeof rule === 'string' && !err.detail.includes(rule) ? ` (rule ${rule})` : '';
 }

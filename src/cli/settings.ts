@@ -23,7 +23,7 @@ export function clientFrom(opts: CommonOptions, env: NodeJS.ProcessEnv = process
   return new ExecdClient({ url, token: tokenFrom(opts, env) });
 }
 
-function tokenFrom(opts: CommonOptions, env: NodeJS.ProcessEnv): string | undefined {
+export function tokenFrom(opts: CommonOptions, env: NodeJS.ProcessEnv): string | undefined {
   const file = opts.tokenFile ?? env.EXECD_TOKEN_FILE;
   if (file !== undefined && file !== '') {
     let text: string;

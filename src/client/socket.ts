@@ -21,17 +21,24 @@ export class SocketReader {
     this.open = new Promise((resolve) => {
       this.ws.addEventListener('open', () => ((this.opened = true), resolve(true)));
       this.ws.addEventListener('close', () => resolve(false));
+      this.ws.addEventListener('error', () => resolve(this.opened));
     });
     this.ws.addEventListener('message', (e: MessageEvent) => {
       const data: unknown = e.data;
       this.push(typeof data === 'string' ? { kind: 'text', text: data } : { kind: 'binary', bytes: new Uint8Array(data as ArrayBuffer) });
     });
-    this.ws.addEventListener('close', (e: CloseEvent) => {
-      this.closed = true;
-      this.push({ kind: 'close', code: e.code, reason: e.reason, opened: this.opened });
+    this.ws.addEventListener('close', (e: CloseEvent) => this.ended(e.code, e.reason));
+    // A refused handshake: browsers follow 'error' with 'close' (1006); Node 22's WebSocket (undici) fires
+    // only 'error'. Either way the connection ends there, once.
+    this.ws.addEventListener('error', () => {
+      if (!this.opened) this.ended(1006, 'the WebSocket handshake failed');
     });
-    // 'error' is always followed by 'close', which says what there is to say.
-    this.ws.addEventListener('error', () => {});
+  }
+
+  private ended(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.push({ kind: 'close', code, reason, opened: this.opened });
   }
 
   private push(item: SocketItem): void {
@@ -50,7 +57,8 @@ export class SocketReader {
   }
 
   close(): void {
-    if (!this.closed && this.ws.readyState !== WebSocket.CLOSED) this.ws.close(1000);
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(1000);
+    this.ended(1000, 'closed by the client');
   }
 }
 

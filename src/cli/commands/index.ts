@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerCompletion } from './completion.js';
+import { registerExec } from './exec.js';
 import { registerExplain, registerInfo, registerPs } from './host.js';
 import { registerCancel, registerJobs, registerQueues, registerRm, registerShow, registerSignal } from './jobs.js';
 import { registerRun } from './run.js';
@@ -15,6 +16,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerServe,
   registerRun,
   registerSubmit,
+  registerExec,
   registerTail,
   registerJobs,
   registerShow,

@@ -1,0 +1,219 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { SERVER_TOKEN, startServer, stopServer, type ServerProcess } from '../helpers/server.js';
+import { dropProxy, runCli, startCli } from './cli-helpers.js';
+
+// The `execd` command as a user runs it: a child process of bin/execd.js against a real server.
+
+let server: ServerProcess;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  server = await startServer({ EXECD_KILL_GRACE_MS: '300' });
+  env = { EXECD_URL: server.url, EXECD_TOKEN: SERVER_TOKEN };
+});
+afterAll(() => stopServer(server));
+
+const text = (b: Buffer) => b.toString('utf8');
+
+describe('execd run', () => {
+  test("the command's stdout on stdout and stderr on stderr, exact bytes (binary too), and its exit code", async () => {
+    const r = await runCli(['run', '--', 'sh', '-c', "printf 'a\\000\\377\\376b\\n'; printf 'e\\000rr' >&2; exit 3"], env);
+    expect(r.stdout).toEqual(Buffer.from([0x61, 0, 0xff, 0xfe, 0x62, 0x0a]));
+    expect(r.stderr).toEqual(Buffer.from('e\0rr'));
+    expect(r.code).toBe(3);
+  });
+
+  test('exit codes: 0, 128+9 for SIGKILL, 124 on timeout', async () => {
+    const [ok, killed, timedOut] = await Promise.all([
+      runCli(['run', 'true'], env),
+      runCli(['run', '--', 'sh', '-c', 'kill -9 $$'], env),
+      runCli(['run', '--timeout', '300ms', '--', 'sleep', '10'], env),
+    ]);
+    expect([ok.code, killed.code, timedOut.code]).toEqual([0, 137, 124]);
+    expect(text(timedOut.stderr)).toBe('');
+  });
+
+  test('-i sends local stdin, byte for byte; options after the program go to the program', async () => {
+    const input = Buffer.from([...Array(256).keys()]);
+    const r = await runCli(['run', '-i', '--', 'cat'], env, input);
+    expect(r.stdout).toEqual(input);
+    expect(r.code).toBe(0);
+    const ls = await runCli(['run', 'sh', '-c', 'echo "$1" "$2"', 'x', '-l', '--json'], env);
+    expect(text(ls.stdout)).toBe('-l --json\n');
+  });
+
+  test('--cwd, -e K=V, -e K from the local environment, --shell', async () => {
+    const r = await runCli(['run', '--cwd', '/tmp', '-e', 'A=1', '-e', 'B', '--shell', '--', 'echo $A $B $(pwd)'], { ...env, B: 'two' });
+    expect(text(r.stdout)).toBe('1 two /tmp\n');
+  });
+
+  test('--json prints the RunResult, parseable', async () => {
+    const r = await runCli(['run', '--json', '--', 'sh', '-c', 'echo hi; exit 2'], env);
+    const result = JSON.parse(text(r.stdout));
+    expect(result).toMatchObject({ exitCode: 2, returncode: 2, stdout: 'hi\n', encoding: 'utf8', timedOut: false });
+    expect(r.code).toBe(2);
+  });
+
+  test('a program that cannot start: 127 and one line naming SPAWN_FAILED', async () => {
+    const r = await runCli(['run', '--', 'no-such-program-here'], env);
+    expect(r.code).toBe(127);
+    expect(text(r.stderr)).toMatch(/^execd: SPAWN_FAILED: .+\n$/);
+  });
+});
+
+describe('errors', () => {
+  test('an unreachable server: 69 and one clear line', async () => {
+    const proxy = await dropProxy(server.url);
+    const url = proxy.url;
+    await proxy.close(); // a port nobody listens on any more
+    const r = await runCli(['run', '--url', url, '--', 'true'], env);
+    expect(r.code).toBe(69);
+    expect(text(r.stderr)).toMatch(new RegExp(`^execd: cannot reach execd at ${url} \\(ECONNREFUSED\\): is the server running\\? .*\\n$`));
+  });
+
+  test('a bad token: 65 (refused), code and detail on one line', async () => {
+    const r = await runCli(['info'], { ...env, EXECD_TOKEN: 'not-the-token-0123456789' });
+    expect(r.code).toBe(65);
+    expect(text(r.stderr)).toMatch(/^execd: UNAUTHORIZED: .+\n$/);
+  });
+
+  test('a usage error: 64, and --token-file that cannot be read says so', async () => {
+    const [bad, missing, noFile] = await Promise.all([
+      runCli(['run', '--timeout', 'soon', '--', 'true'], env),
+      runCli(['tail'], env),
+      runCli(['info', '--token-file', '/nonexistent/token'], env),
+    ]);
+    expect([bad.code, missing.code, noFile.code]).toEqual([64, 64, 64]);
+    expect(text(bad.stderr)).toContain('--timeout must be a duration');
+    expect(text(missing.stderr)).toContain("missing required argument 'id'");
+    expect(text(noFile.stderr)).toContain('cannot read the token file /nonexistent/token: ENOENT');
+  });
+
+  test('a command the policy refuses (403): 65 and one line with the code and the rule; the token from --token-file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'execd-cli-'));
+    writeFileSync(join(dir, 'policy.json'), JSON.stringify({ rules: [{ name: 'only-true', executables: ['true'] }] }));
+    writeFileSync(join(dir, 'token'), `${SERVER_TOKEN}\n`, { mode: 0o600 });
+    const strict = await startServer({ EXECD_POLICY_FILE: join(dir, 'policy.json') });
+    try {
+      const args = ['--url', strict.url, '--token-file', join(dir, 'token')];
+      const [refused, allowed, explained] = await Promise.all([
+        runCli(['run', ...args, '--', 'ls', '/'], {}),
+        runCli(['run', ...args, '--', 'true'], {}),
+        runCli(['explain', ...args, '--json', '--', 'ls'], {}),
+      ]);
+      expect(refused.code).toBe(65);
+      expect(text(refused.stderr)).toMatch(/^execd: COMMAND_NOT_ALLOWED: .*"only-true".*\n$/);
+      expect(refused.stdout.length).toBe(0);
+      expect(allowed.code).toBe(0);
+      expect(explained.code).toBe(65);
+      expect(JSON.parse(text(explained.stdout))).toMatchObject({ allowed: false, rule: 'only-true' });
+    } finally {
+      stopServer(strict);
+    }
+  });
+});
+
+describe('execd submit and tail', () => {
+  test('submit prints the id; tail replays both streams apart and exits with the job\'s code; --stdout-offset resumes', async () => {
+    const submitted = await runCli(['submit', '--', 'sh', '-c', 'echo one; echo two >&2; echo three; exit 4'], env);
+    expect(submitted.code).toBe(0);
+    const id = text(submitted.stdout).trim();
+    expect(id).toMatch(/^[\w-]+$/);
+    const [all, rest, errOnly] = await Promise.all([
+      runCli(['tail', id], env),
+      runCli(['tail', id, '--stdout-offset', '4', '--stderr-offset', '4'], env),
+      runCli(['tail', id, '--stderr'], env),
+    ]);
+    expect([text(all.stdout), text(all.stderr), all.code]).toEqual(['one\nthree\n', 'two\n', 4]);
+    expect([text(rest.stdout), text(rest.stderr), rest.code]).toEqual(['three\n', '', 4]);
+    expect([text(errOnly.stdout), text(errOnly.stderr)]).toEqual(['', 'two\n']);
+  });
+
+  test('submit --follow through server-side connection drops: every line once, then the job\'s code', async () => {
+    const proxy = await dropProxy(server.url);
+    try {
+      const script = 'for i in $(seq 1 30); do echo line $i; echo err $i >&2; sleep 0.04; done; exit 5';
+      const cli = startCli(['submit', '--follow', '--', 'sh', '-c', script], { ...env, EXECD_URL: proxy.url });
+      await cli.waitForStdout((s) => s.includes('line 5\n'));
+      proxy.drop();
+      await cli.waitForStdout((s) => s.includes('line 15\n'));
+      proxy.drop();
+      const r = await cli.done;
+      const expected = (prefix: string) => Array.from({ length: 30 }, (_, i) => `${prefix} ${i + 1}\n`).join('');
+      expect(text(r.stdout)).toBe(expected('line'));
+      expect(text(r.stderr)).toBe(expected('err'));
+      expect(r.code).toBe(5);
+      expect(proxy.accepted()).toBeGreaterThanOrEqual(3); // submit, then a stream and at least one stream after each drop
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('Ctrl-C while following detaches: the job keeps running, and stderr says how to re-attach', async () => {
+    const cli = startCli(['submit', '--follow', '--', 'sh', '-c', 'echo started; sleep 30'], env);
+    await cli.waitForStdout((s) => s === 'started\n');
+    cli.child.kill('SIGINT');
+    const r = await cli.done;
+    expect(r.code).toBe(130);
+    const m = /execd tail (\S+) --stdout-offset 8 --stderr-offset 0\n$/.exec(text(r.stderr));
+    expect(m, text(r.stderr)).not.toBeNull();
+    const id = m![1]!;
+    const job = await (await server.api(`/v1/jobs/${id}`)).json();
+    expect(job.state).toBe('running');
+    const canceled = await runCli(['cancel', id], env);
+    expect([text(canceled.stdout), canceled.code]).toEqual([`${id} canceled\n`, 0]);
+  });
+
+  test('--sig-proxy forwards Ctrl-C to the job, and execd exits with what the job made of it', async () => {
+    const script = 'trap "echo got INT; exit 7" INT; echo ready; sleep 30 & wait';
+    const cli = startCli(['submit', '--follow', '--sig-proxy', '--', 'sh', '-c', script], env);
+    await cli.waitForStdout((s) => s === 'ready\n');
+    cli.child.kill('SIGINT');
+    const r = await cli.done;
+    expect([text(r.stdout), r.code]).toEqual(['ready\ngot INT\n', 7]);
+  });
+
+  test('submit -i sends local stdin to the job; --json everywhere is parseable', async () => {
+    const input = Buffer.from([0, 1, 2, 0xff, 0x0a]);
+    const r = await runCli(['submit', '-i', '--follow', '--', 'cat'], env, input);
+    expect(r.stdout).toEqual(input);
+    const submitted = JSON.parse(text((await runCli(['submit', '--json', '--queue', 'default', '--', 'true'], env)).stdout));
+    expect(submitted).toMatchObject({ queue: 'default', spec: { argv: ['true'] } });
+    await server.api(`/v1/jobs/${submitted.id}?waitMs=10000`);
+    const outputs = await Promise.all([['jobs'], ['show', submitted.id], ['queues'], ['info'], ['ps', '--execd']].map((a) => runCli([...a, '--json'], env)));
+    for (const o of outputs) expect(o.code, text(o.stderr)).toBe(0);
+    const [jobs, show, queues, info, ps] = outputs.map((o) => JSON.parse(text(o.stdout)));
+    expect(jobs.items.some((j: { id: string }) => j.id === submitted.id)).toBe(true);
+    expect(show).toMatchObject({ id: submitted.id, state: 'succeeded', result: { exitCode: 0 } });
+    expect(queues[0]).toMatchObject({ name: 'default' });
+    expect(info.pid).toBe(server.child.pid);
+    expect(Array.isArray(ps.items)).toBe(true);
+  });
+
+  test('rm forgets a finished job; then show is a 404: 65 with NOT_FOUND', async () => {
+    const id = text((await runCli(['submit', '--', 'true'], env)).stdout).trim();
+    await server.api(`/v1/jobs/${id}?waitMs=10000`);
+    expect((await runCli(['rm', id], env)).code).toBe(0);
+    const gone = await runCli(['show', id], env);
+    expect(gone.code).toBe(65);
+    expect(text(gone.stderr)).toMatch(/^execd: NOT_FOUND: .+\n$/);
+  });
+});
+
+describe('help and completion', () => {
+  test('execd help run documents the options; completion scripts are valid shell', async () => {
+    const [help, bash, zsh] = await Promise.all([runCli(['help', 'run'], env), runCli(['completion', 'bash'], env), runCli(['completion', 'zsh'], env)]);
+    expect(help.code).toBe(0);
+    expect(text(help.stdout)).toContain('Usage: execd run [options] <argv...>');
+    expect(text(help.stdout)).toContain('--timeout <duration>');
+    expect(text(bash.stdout)).toContain('complete -F _execd execd');
+    expect(text(zsh.stdout)).toContain('compdef _execd execd');
+    execFileSync('bash', ['-n'], { input: bash.stdout }); // throws on a syntax error
+    const words = execFileSync('bash', ['-c', `${text(bash.stdout)}\nCOMP_WORDS=(execd su); COMP_CWORD=1; _execd; echo "\${COMPREPLY[@]}"`]);
+    expect(String(words).trim()).toBe('submit');
+  });
+});

@@ -1,0 +1,192 @@
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ExecdClient, ExecdError, parseBinaryFrame, type JobStreamEvent, type OutputEvent } from '../../src/client/index.js';
+import { ROOT } from '../helpers/server.js';
+import { startApp, TOKEN, type TestApp } from '../helpers/app.js';
+import { dropProxy } from './cli-helpers.js';
+
+// The typed client (src/client) against a real app, on the suite's backend (EXECD_TEST_QUEUE_BACKEND=redis too).
+
+let t: TestApp;
+let client: ExecdClient;
+
+beforeAll(async () => {
+  t = await startApp({ EXECD_KILL_GRACE_MS: '300' });
+  client = new ExecdClient({ url: `${t.url}/`, token: TOKEN });
+});
+afterAll(() => t.close());
+
+const SCRIPT = 'for i in $(seq 1 25); do echo out $i; echo err $i >&2; sleep 0.02; done; exit 6';
+const lines = (prefix: string) => Array.from({ length: 25 }, (_, i) => `${prefix} ${i + 1}\n`).join('');
+
+/** The bytes of each stream from a sequence of events, checking that each output starts where the last one ended. */
+function collect(events: JobStreamEvent[], from = { stdout: 0, stderr: 0 }) {
+  const at = { ...from };
+  const parts = { stdout: [] as Uint8Array[], stderr: [] as Uint8Array[] };
+  for (const ev of events.filter((e): e is OutputEvent => e.type === 'output')) {
+    expect(ev.offset).toBe(at[ev.stream]);
+    at[ev.stream] += ev.data.length;
+    parts[ev.stream].push(ev.data);
+  }
+  return { stdout: Buffer.concat(parts.stdout).toString(), stderr: Buffer.concat(parts.stderr).toString() };
+}
+
+describe('jobs.stream (WebSocket)', () => {
+  test('resumes by offset after dropped connections: every byte of both streams once, in order, then exit', async () => {
+    const proxy = await dropProxy(t.url);
+    try {
+      const viaProxy = new ExecdClient({ url: proxy.url, token: TOKEN });
+      const job = await viaProxy.jobs.submit({ command: SCRIPT });
+      const events: JobStreamEvent[] = [];
+      let drops = 0;
+      for await (const ev of viaProxy.jobs.stream(job.id)) {
+        events.push(ev);
+        // Cut the connection twice while output is flowing.
+        if (ev.type === 'output' && drops < 2 && collect(events).stdout.split('\n').length > 5 * (drops + 1)) {
+          drops++;
+          proxy.drop();
+        }
+      }
+      expect(drops).toBe(2);
+      expect(collect(events)).toEqual({ stdout: lines('out'), stderr: lines('err') });
+      expect(events.at(-1)).toMatchObject({ type: 'exit', state: 'failed', exitCode: 6, returncode: 6 });
+      expect(proxy.accepted()).toBeGreaterThanOrEqual(4);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('starts at the given offsets; only the streams asked for; base64 frames give the same bytes', async () => {
+    const job = await client.jobs.submit({ command: "printf 'abc\\000\\377def'; printf 'XYZ' >&2" });
+    await client.jobs.wait(job.id, { timeoutMs: 10_000 });
+    const from = { stdout: 2, stderr: 1 };
+    for (const encoding of ['binary', 'base64'] as const) {
+      const events: JobStreamEvent[] = [];
+      for await (const ev of client.jobs.stream(job.id, { offsets: from, encoding })) events.push(ev);
+      expect(collect(events, from)).toEqual({ stdout: 'c\0\ufffddef', stderr: 'YZ' });
+      const bytes = Buffer.concat(events.flatMap((e) => (e.type === 'output' && e.stream === 'stdout' ? [e.data] : [])));
+      expect(bytes).toEqual(Buffer.from([0x63, 0, 0xff, 0x64, 0x65, 0x66]));
+      expect(events.at(-1)).toMatchObject({ type: 'exit', exitCode: 0 });
+    }
+    const onlyErr: JobStreamEvent[] = [];
+    for await (const ev of client.jobs.stream(job.id, { streams: ['stderr'] })) onlyErr.push(ev);
+    expect(onlyErr.filter((e) => e.type === 'output').map((e) => (e as OutputEvent).stream)).toEqual(['stderr']);
+  });
+
+  test('an unknown job is an ExecdError 404 (the refused handshake asked again over HTTP); aborting ends the iterator', async () => {
+    const err = await (async () => {
+      for await (const _ of client.jobs.stream('no-such-job')) return null;
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ExecdError);
+    expect(err).toMatchObject({ status: 404, code: 'NOT_FOUND' });
+
+    const job = await client.jobs.submit({ argv: ['sh', '-c', 'echo up; sleep 30'] });
+    const abort = new AbortController();
+    const seen: JobStreamEvent[] = [];
+    for await (const ev of client.jobs.stream(job.id, { signal: abort.signal })) {
+      seen.push(ev);
+      if (ev.type === 'output') abort.abort();
+    }
+    expect(collect(seen).stdout).toBe('up\n');
+    expect(seen.some((e) => e.type === 'exit')).toBe(false);
+    expect((await client.jobs.cancel(job.id)).state).toBe('canceled');
+  });
+});
+
+describe('jobs.follow (HTTP)', () => {
+  test('one stream over HTTP follow, resumed after a dropped connection, then exit from the job', async () => {
+    const proxy = await dropProxy(t.url);
+    try {
+      const viaProxy = new ExecdClient({ url: proxy.url, token: TOKEN });
+      const job = await viaProxy.jobs.submit({ command: SCRIPT });
+      const events: JobStreamEvent[] = [];
+      let dropped = false;
+      for await (const ev of viaProxy.jobs.follow(job.id, { stream: 'stderr' })) {
+        events.push(ev);
+        if (!dropped && collect(events).stderr.includes('err 8\n')) {
+          dropped = true;
+          proxy.drop();
+        }
+      }
+      expect(dropped).toBe(true);
+      expect(collect(events).stderr).toBe(lines('err'));
+      expect(events.at(-1)).toMatchObject({ type: 'exit', state: 'failed', exitCode: 6 });
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('the rest of the API', () => {
+  test('events() yields a job\'s lifecycle', async () => {
+    const abort = new AbortController();
+    const events = client.events({ signal: abort.signal });
+    const first = events.next(); // connects
+    await new Promise((r) => setTimeout(r, 200));
+    const job = await client.jobs.submit({ argv: ['true'] });
+    const types: string[] = [];
+    for (let ev = await first; !ev.done; ev = await events.next()) {
+      if ('job' in ev.value && ev.value.job.id === job.id) types.push(ev.value.type);
+      if (types.includes('finished')) break;
+    }
+    abort.abort();
+    expect(types).toEqual(['queued', 'started', 'finished']);
+  });
+
+  test('run, subprocess, jobs.wait/output/signal/remove, info, queues, policy, processes', async () => {
+    const run = await client.run({ argv: ['sh', '-c', 'echo hi; exit 3'] });
+    expect(run).toMatchObject({ exitCode: 3, stdout: 'hi\n' });
+    expect(await client.subprocess.getstatusoutput('echo x; exit 3')).toEqual([3, 'x']);
+    expect(await client.subprocess.getoutput('echo y')).toBe('y');
+    expect(await client.subprocess.call({ args: ['false'] })).toBe(1);
+    expect(await client.subprocess.check_output({ args: ['echo', 'z'], text: true })).toBe('z\n');
+    expect((await client.subprocess.run({ args: 'exit 2', shell: true })).returncode).toBe(2);
+
+    const job = await client.jobs.submit({ command: 'trap "echo term; exit 9" USR1; echo go; sleep 20 & wait' }, { idempotencyKey: 'cli-test-1' });
+    expect((await client.jobs.submit({ command: 'trap "echo term; exit 9" USR1; echo go; sleep 20 & wait' }, { idempotencyKey: 'cli-test-1' })).id).toBe(job.id);
+    for await (const ev of client.jobs.stream(job.id)) if (ev.type === 'output') break; // it runs, its trap is set
+    await client.jobs.signal(job.id, 'SIGUSR1');
+    const done = await client.jobs.wait(job.id, { timeoutMs: 10_000 });
+    expect(done.result).toMatchObject({ exitCode: 9 });
+    const out = await client.jobs.output(job.id, { offset: 1 });
+    expect({ data: Buffer.from(out.data).toString(), offset: out.offset, end: out.end }).toEqual({ data: 'o\nterm\n', offset: 1, end: 8 });
+    await client.jobs.remove(job.id);
+    await expect(client.jobs.get(job.id)).rejects.toMatchObject({ status: 404, code: 'NOT_FOUND' });
+
+    expect((await client.info()).pid).toBe(process.pid);
+    expect((await client.queues()).map((q) => q.name)).toContain('default');
+    expect(await client.policy.explain({ argv: ['ls'] })).toMatchObject({ allowed: true });
+    expect((await client.processes({ pgid: process.pid })).items.every((p) => p.pgid === process.pid)).toBe(true);
+    expect((await client.jobs.list({ limit: 1 })).items.length).toBeLessThanOrEqual(1);
+  });
+
+  test('errors: the problem as ExecdError (status, code, detail); no server at all is status 0 UNREACHABLE', async () => {
+    await expect(client.run({ argv: [] } as never)).rejects.toMatchObject({ name: 'ExecdError', status: 400, code: 'VALIDATION_FAILED' });
+    const wrongToken = new ExecdClient({ url: t.url, token: 'not-the-token-0123456789' });
+    await expect(wrongToken.info()).rejects.toMatchObject({ status: 401, code: 'UNAUTHORIZED', refused: true });
+    const proxy = await dropProxy(t.url);
+    await proxy.close();
+    const nobody = new ExecdClient({ url: proxy.url, token: TOKEN });
+    const err = await nobody.info().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ExecdError);
+    expect(err).toMatchObject({ status: 0, code: 'UNREACHABLE', unavailable: true });
+    expect((err as ExecdError).detail).toContain('ECONNREFUSED');
+  });
+});
+
+describe('the client alone', () => {
+  test('binary frames: stream byte, uint64 big-endian offset, then the bytes', () => {
+    const frame = new Uint8Array([2, 0, 0, 0, 1, 0, 0, 0, 5, 0x68, 0x69]);
+    const ev = parseBinaryFrame(frame);
+    expect({ ...ev, data: [...ev.data] }).toEqual({ type: 'output', stream: 'stderr', offset: 2 ** 32 + 5, data: [0x68, 0x69] });
+    expect(() => parseBinaryFrame(new Uint8Array([3, 0, 0, 0, 0, 0, 0, 0, 0]))).toThrow(ExecdError);
+  });
+
+  test('bundles for a browser: no zod, no node: modules', async () => {
+    const out = await build({ entryPoints: [`${ROOT}src/client/index.ts`], bundle: true, platform: 'browser', format: 'esm', write: false, logLevel: 'silent' });
+    const code = out.outputFiles[0]!.text;
+    expect(code).not.toMatch(/from ["'](zod|node:)/);
+    expect(code).not.toContain('ZodError');
+    expect(code).toMatch(/ExecdClient = class/);
+  });
+});
