@@ -28,6 +28,9 @@ COPY native ./native
 RUN EXECD_NATIVE_BUILD=required npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# the dashboard (docs/ui.md): npm run build bundles ui/ into dist/ui with esbuild
+COPY ui ./ui
+COPY scripts/build-ui.mjs ./scripts/
 RUN npm run build \
  && rm -rf native/build/Release/obj.target native/build/Release/.deps
 

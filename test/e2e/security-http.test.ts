@@ -30,6 +30,7 @@ const SAMPLE: Record<string, { body?: unknown; params?: Record<string, string> }
 /** The scopes each operation needs (any one of). A new /v1 operation must be added here: the matrix has no exception. */
 const NEEDS: Record<string, string[]> = {
   getInfo: ['info'],
+  whoami: ['info', 'processes', 'run', 'jobs:read', 'jobs:write', 'admin'],
   listProcesses: ['processes'],
   getProcess: ['processes'],
   run: ['run'],
