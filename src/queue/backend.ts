@@ -86,6 +86,8 @@ export interface Acceptance {
   grant: Grant;
   /** The Idempotency-Key and the digest of the body it came with (idempotency.ts). */
   idempotency: { key: string; digest: string } | null;
+  /** Delayed start: epoch ms before which the job is `scheduled` (null: queued now). */
+  runAt: number | null;
 }
 
 export type Accepted =

@@ -41,11 +41,12 @@ export class QueueFront implements JobQueue {
     this.events = this.store.events;
   }
 
-  async submit({ queue, spec, ownerId, grant, idempotencyKey }: SubmitRequest): Promise<Submitted> {
+  async submit({ queue, spec, ownerId, grant, idempotencyKey, runAt }: SubmitRequest): Promise<Submitted> {
     if (this.draining) throw new ShuttingDown('the server is shutting down and takes no new jobs');
     this.knownQueue(queue);
     const idempotency = idempotencyKey === undefined ? null : { key: idempotencyKey, digest: requestDigest(queue, spec) };
-    const accepted = await this.store.accept({ queue, spec, ownerId, grant, idempotency });
+    const later = runAt !== undefined && runAt > Date.now() ? runAt : null; // a past notBefore queues it now
+    const accepted = await this.store.accept({ queue, spec, ownerId, grant, idempotency, runAt: later });
     switch (accepted.kind) {
       case 'created':
         return { job: accepted.job, created: true };

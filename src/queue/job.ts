@@ -9,15 +9,18 @@ import type { NotifyStatus } from '../schemas/notify.js';
  * that moves between them. Nothing else writes `state` or the time stamps
  * (they are readonly everywhere but here).
  *
- *   queued ─► running ─► succeeded | failed | timed_out | canceled | lost
+ *   scheduled ─► queued ─► running ─► succeeded | failed | timed_out | canceled | lost
+ *      │  ▲          └────► canceled | lost     │
+ *      │  └──────────────────────────────────────┘ a retry waits its backoff (retry.ts)
  *      └────► canceled | lost
  */
 export { JOB_STATES, type JobState } from '../schemas/constants.js';
-export type TerminalState = Exclude<JobState, 'queued' | 'running'>;
+export type TerminalState = Exclude<JobState, 'scheduled' | 'queued' | 'running'>;
 
 const NEXT: Record<JobState, readonly JobState[]> = {
+  scheduled: ['queued', 'canceled', 'lost'],
   queued: ['running', 'canceled', 'lost'],
-  running: ['succeeded', 'failed', 'timed_out', 'canceled', 'lost'],
+  running: ['succeeded', 'failed', 'timed_out', 'canceled', 'lost', 'scheduled'],
   succeeded: [],
   failed: [],
   timed_out: [],
@@ -62,8 +65,32 @@ export interface JobRecord {
   pid: number | null;
   result: JobResult | null;
   error: JobError | null;
+  /** Attempts started so far (0 until a worker first takes it). */
+  attempt: number;
+  /** One entry per attempt started, oldest first: where and when it ran, how it ended, where its output begins. */
+  attempts: AttemptRecord[];
+  /** While scheduled: when it is queued (epoch ms); null otherwise. */
+  runAt: number | null;
+  /** The node that accepted the job (EXECD_NODE_ID). */
+  node: string | null;
   /** How its completion callback went, once a node took it on (src/notify); absent before, or without `notify`. */
   notify?: NotifyStatus | null;
+}
+
+/** One attempt of a job: a process started (or tried to) by one worker. */
+export interface AttemptRecord {
+  attempt: number;
+  /** The node (EXECD_NODE_ID) and host that ran it. */
+  node: string;
+  host: string;
+  startedAt: number;
+  finishedAt: number | null;
+  /** running while it runs; then the state it ended in (a retried attempt keeps its own: failed, timed_out, lost). */
+  state: JobState;
+  result: JobResult | null;
+  error: JobError | null;
+  /** Byte offsets in the job's output where this attempt's output begins (attempts append to the same log). */
+  output: { stdout: number; stderr: number };
 }
 
 export class IllegalTransition extends Error {
@@ -99,6 +126,10 @@ export function newJobRecord(
     pid: null,
     result: null,
     error: null,
+    attempt: 0,
+    attempts: [],
+    runAt: null,
+    node: null,
   };
 }
 

@@ -1,5 +1,6 @@
 import { Fifo } from './fifo.js';
 import { isTerminal, type JobRecord, type JobState } from './job.js';
+import { hasLabels } from './retry.js';
 
 /** What the store keeps beside a record. */
 export interface StoredJob extends JobRecord {
@@ -23,6 +24,7 @@ export interface ListFilter {
   queue?: string | undefined;
   /** Only the jobs of this token id (undefined: every job). */
   owner?: string | undefined;
+  labels?: readonly (readonly [string, string])[] | undefined;
 }
 
 /** Idempotency keys are per owner: one token can neither fetch nor block another's job by reusing its key. */
@@ -104,6 +106,7 @@ export class JobStore<J extends StoredJob> {
       const job = this.ordered[i]!;
       if (job.removed || (filter.state && job.state !== filter.state) || (filter.queue && job.queue !== filter.queue)) continue;
       if (filter.owner !== undefined && job.ownerId !== filter.owner) continue;
+      if (!hasLabels(job.spec, filter.labels)) continue;
       if (items.length === limit) return { items, more: true };
       items.push(job);
     }

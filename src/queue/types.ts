@@ -80,6 +80,8 @@ export interface SubmitRequest {
   /** What the policy gate granted (admitCommand); applied to the RunSpec when the job starts. */
   grant: Grant;
   idempotencyKey?: string;
+  /** Delayed start (notBefore / delayMs): epoch ms before which the job stays `scheduled`; absent or past: queued now. */
+  runAt?: number | undefined;
 }
 
 export interface Submitted {
@@ -95,6 +97,8 @@ export interface ListRequest {
   owner?: string | undefined;
   limit: number;
   cursor?: string;
+  /** Only jobs with every one of these labels (key, value). */
+  labels?: readonly (readonly [string, string])[] | undefined;
 }
 
 /**

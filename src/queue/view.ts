@@ -1,7 +1,8 @@
 import { REDACTED, type Job, type JobSpecView } from '../schemas/jobs.js';
 import type { CommandSpec } from '../schemas/run.js';
 import { initialNotify } from '../schemas/notify.js';
-import type { JobRecord } from './job.js';
+import type { AttemptRecord, JobRecord } from './job.js';
+import { labelsOf, maxAttempts } from './retry.js';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -29,6 +30,24 @@ export function toJobView(job: JobRecord, position: number | null, outputBytes: 
     result: job.result,
     outputBytes,
     error: job.error,
+    attempt: job.attempt,
+    attempts: job.attempts.map(attemptView),
+    maxAttempts: maxAttempts(job.spec),
+    runAt: job.state === 'scheduled' ? iso(job.runAt) : null,
+    labels: labelsOf(job.spec),
+    node: job.node,
     notify: job.notify ?? initialNotify(job.spec),
   };
 }
+
+const attemptView = (a: AttemptRecord): Job['attempts'][number] => ({
+  attempt: a.attempt,
+  node: a.node,
+  host: a.host,
+  startedAt: iso(a.startedAt)!,
+  finishedAt: iso(a.finishedAt),
+  state: a.state,
+  result: a.result,
+  error: a.error,
+  output: a.output,
+});

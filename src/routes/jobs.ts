@@ -14,9 +14,11 @@ import {
   JobIdParams,
   JobList,
   JobRequest,
+  labelFilters,
   ListJobsQuery,
   OutputQuery,
   QueueInfo,
+  type RetryRequest,
   SignalRequest,
   SubmitHeaders,
 } from '../schemas/jobs.js';
@@ -111,7 +113,8 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       checkTtySupport(app.services.runContext.spawner, runSpec);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
-      const submitted: SubmitRequest = { queue, spec, ownerId, grant };
+      capAttempts(spec, config.jobMaxAttempts);
+      const submitted: SubmitRequest = { queue, spec, ownerId, grant, runAt: runAtOf(request.body) };
       if (key !== undefined) submitted.idempotencyKey = key;
       const { job, created } = await jobs.submit(submitted).catch(queueIn('body'));
       request.audit.jobId = job.id;
@@ -139,9 +142,10 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      const { state, queue, limit, cursor } = request.query;
+      const { state, queue, limit, cursor, label } = request.query;
       const owner = ownerFilter(request.principal!);
-      return jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, cursor }).catch(queueIn('querystring'));
+      const labels = labelFilters(label);
+      return jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, cursor, labels }).catch(queueIn('querystring'));
     },
   );
 
@@ -289,6 +293,19 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
 };
 
 /** The CommandSpec part of a job request (a copy only when it names its queue: object rest is slow on a hot path). */
+/** A retry asking for more attempts than EXECD_JOB_MAX_ATTEMPTS gets that many (the Job's spec shows what holds). */
+function capAttempts(spec: CommandSpec, max: number): void {
+  const retry = (spec as { retry?: RetryRequest }).retry;
+  if (retry && retry.attempts > max) (spec as { retry?: RetryRequest }).retry = { ...retry, attempts: max };
+}
+
+/** When a delayed job is queued (epoch ms); undefined: now. The schema checked the bounds and that only one is given. */
+function runAtOf(body: JobRequest): number | undefined {
+  if (body.delayMs !== undefined) return body.delayMs > 0 ? Date.now() + body.delayMs : undefined;
+  if (body.notBefore !== undefined) return Date.parse(body.notBefore);
+  return undefined;
+}
+
 function withoutQueue(body: JobRequest): CommandSpec {
   if (body.queue === undefined) return body;
   const spec: Record<string, unknown> = {};

@@ -4,8 +4,8 @@
  * them from here, so the schemas depend on nothing of ours.
  */
 
-/** A job's states; queue/job.ts holds the transitions between them. */
-export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'] as const;
+/** A job's states; queue/job.ts holds the transitions between them (`scheduled`: waiting for its start time or a retry's backoff). */
+export const JOB_STATES = ['scheduled', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
 /** What a token may do (docs/security.md, "Scopes"). */

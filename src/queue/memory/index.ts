@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../config.js';
@@ -11,6 +12,7 @@ import type {
 } from '../backend.js';
 import { Fifo } from '../fifo.js';
 import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from '../job.js';
+import { maxAttempts, retryDelay } from '../retry.js';
 import { JobOutput } from '../job-output.js';
 import type { ControlMessage, LocalRun } from '../local-runs.js';
 import { SHUTDOWN_ERROR } from '../outcome.js';
@@ -21,18 +23,24 @@ import type { JobQueueEvents, ListRequest } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { newMemoryJob, type MemoryJob } from './job.js';
 
+const maxAttemptsOf = (job: MemoryJob): number => maxAttempts(job.fullSpec ?? job.spec);
+
 interface Lane {
   name: string;
   fifo: Fifo<MemoryJob>;
   pool: WorkerPool<MemoryJob>;
   processed: number;
   failed: number;
+  /** Jobs of this queue waiting for their start time or a retry's backoff: they count against its capacity. */
+  scheduled: number;
 }
 
 type MemoryConfig = Pick<
   Config,
-  'queues' | 'queueCapacity' | 'retainJobs' | 'retainMs' | 'outputMemoryBytes' | 'maxOutputBytes'
+  'queues' | 'queueCapacity' | 'retainJobs' | 'retainMs' | 'outputMemoryBytes' | 'maxOutputBytes' | 'nodeId'
 >;
+
+const HOST = hostname();
 
 /** The default backend: queues, workers, records and output in this process. */
 export class MemoryBackend implements JobBackend {
@@ -43,6 +51,8 @@ export class MemoryBackend implements JobBackend {
   private readonly store: JobStore<MemoryJob>;
   private readonly outputDir: string;
   private seq = 0;
+  /** Set by drain: an attempt that ends from now on is not retried (nothing would run it). */
+  private draining = false;
   /** `job finished`, one line per job with flat fields: the cheap logger (log.ts). */
   private readonly finishLog: FastifyBaseLogger;
 
@@ -63,26 +73,30 @@ export class MemoryBackend implements JobBackend {
       },
     });
     for (const q of config.queues) {
-      const fifo = new Fifo<MemoryJob>(config.queueCapacity, (job, t) => (job.ticket = t));
-      const lane: Lane = { name: q.name, fifo, pool: null!, processed: 0, failed: 0 };
+      // Capacity is checked on acceptance over queued + scheduled (accept): a job whose start time or backoff ends always finds room.
+      const fifo = new Fifo<MemoryJob>(Number.POSITIVE_INFINITY, (job, t) => (job.ticket = t));
+      const lane: Lane = { name: q.name, fifo, pool: null!, processed: 0, failed: 0, scheduled: 0 };
       lane.pool = new WorkerPool(q.concurrency, () => this.take(lane), (job) => hooks.work(job.id));
       this.lanes.set(q.name, lane);
     }
     this.queueNames = [...this.lanes.keys()];
   }
 
-  async accept({ queue, spec, ownerId, grant, idempotency }: Acceptance): Promise<Accepted> {
+  async accept({ queue, spec, ownerId, grant, idempotency, runAt }: Acceptance): Promise<Accepted> {
     const lane = this.lanes.get(queue)!;
     if (idempotency) {
       const prior = this.store.byIdempotencyKey(ownerId, idempotency.key);
       if (prior && prior.idempotency!.digest === idempotency.digest) return { kind: 'duplicate', job: this.toView(prior) };
       if (prior) return { kind: 'conflict', jobId: prior.id };
     }
-    if (lane.fifo.full) return { kind: 'full', capacity: lane.fifo.capacity };
-    const job = newMemoryJob(++this.seq, queue, spec, idempotency, ownerId, grant);
-    job.ticket = lane.fifo.push(job);
+    if (lane.fifo.size + lane.scheduled >= this.config.queueCapacity) return { kind: 'full', capacity: this.config.queueCapacity };
+    const job = newMemoryJob(++this.seq, queue, spec, idempotency, ownerId, grant, { node: this.config.nodeId, runAt });
     this.store.add(job);
-    lane.pool.kick();
+    if (job.state === 'scheduled') this.schedule(job);
+    else {
+      job.ticket = lane.fifo.push(job);
+      lane.pool.kick();
+    }
     this.emit('queued', job);
     return { kind: 'created', job: this.toView(job) };
   }
@@ -96,8 +110,8 @@ export class MemoryBackend implements JobBackend {
     return this.store.get(id)?.ownerId;
   }
 
-  async list({ state, queue, owner, limit, cursor }: ListRequest): Promise<JobList> {
-    const { items, more } = this.store.list({ state, queue, owner }, cursor === undefined ? 0 : Number(cursor), limit);
+  async list({ state, queue, owner, limit, cursor, labels }: ListRequest): Promise<JobList> {
+    const { items, more } = this.store.list({ state, queue, owner, labels }, cursor === undefined ? 0 : Number(cursor), limit);
     return { items: items.map((j) => this.toView(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
   }
 
@@ -112,7 +126,8 @@ export class MemoryBackend implements JobBackend {
       concurrency: l.pool.concurrency,
       running: l.pool.running,
       queued: l.fifo.size,
-      capacity: l.fifo.capacity,
+      scheduled: l.scheduled,
+      capacity: this.config.queueCapacity,
       processed: l.processed,
       failed: l.failed,
     }));
@@ -124,6 +139,9 @@ export class MemoryBackend implements JobBackend {
     if (job.state === 'queued') {
       this.lanes.get(job.queue)!.fifo.remove(job.ticket!);
       job.ticket = null;
+      this.end(job, 'canceled');
+    } else if (job.state === 'scheduled') {
+      this.unschedule(job);
       this.end(job, 'canceled');
     } else if (job.state === 'running') {
       await this.hooks.runs.apply(id, { op: 'cancel' });
@@ -157,10 +175,20 @@ export class MemoryBackend implements JobBackend {
   async claim(id: string, _run: LocalRun): Promise<Claim | null> {
     const job = this.store.get(id);
     if (!job || job.state !== 'queued') return null;
-    transition(job, 'running');
-    const spec = job.spec;
+    const now = Date.now();
+    transition(job, 'running', {}, now);
+    // The first start redacts the record's spec; the full one stays while attempts remain (a retry needs its env and stdin).
+    const spec = job.fullSpec ?? job.spec;
     job.spec = redactSpec(spec);
-    return { id, queue: job.queue, spec, grant: job.grant, ownerId: job.ownerId, output: this.outputOf(job) };
+    job.fullSpec = spec !== job.spec && maxAttemptsOf(job) > job.attempt + 1 ? spec : null;
+    const output = this.outputOf(job);
+    job.attempt++;
+    job.pid = null;
+    job.attempts.push({
+      attempt: job.attempt, node: this.config.nodeId, host: HOST, startedAt: now, finishedAt: null, state: 'running',
+      result: null, error: null, output: { stdout: output.end('stdout'), stderr: output.end('stderr') },
+    });
+    return { id, queue: job.queue, spec, grant: job.grant, ownerId: job.ownerId, output };
   }
 
   async markStarted(claim: Claim, pid: number): Promise<void> {
@@ -172,15 +200,62 @@ export class MemoryBackend implements JobBackend {
 
   async finish(claim: Claim, state: TerminalState, result: JobResult | null, error: JobError | null): Promise<void> {
     const job = this.store.get(claim.id);
-    if (!job || isTerminal(job.state)) return;
+    if (!job || job.state !== 'running') return;
     const lane = this.lanes.get(job.queue)!;
     lane.processed++;
     if (state === 'failed' || state === 'timed_out') lane.failed++;
-    this.end(job, state, result, error);
+    const now = Date.now();
+    const attempt = job.attempts[job.attempts.length - 1];
+    if (attempt) Object.assign(attempt, { finishedAt: now, state, result, error });
+    const delay = this.draining ? null : retryDelay(job.spec, job.attempt, state, error);
+    if (delay === null) {
+      this.end(job, state, result, error);
+      return;
+    }
+    // Retried: scheduled for its backoff (no worker waits on it), then queued at the back of its queue.
+    transition(job, 'scheduled', {}, now);
+    job.runAt = now + delay;
+    this.schedule(job);
+    const { id: jobId, queue } = job;
+    this.finishLog.info({ jobId, queue, state, attempt: job.attempt, retryInMs: delay, error: error?.code }, 'job attempt ended; retried');
+    this.emit('queued', job);
+  }
+
+  /** A scheduled job waits for its time here, off the FIFO: it counts against capacity, no worker waits for it. */
+  private schedule(job: MemoryJob): void {
+    const lane = this.lanes.get(job.queue)!;
+    lane.scheduled++;
+    job.timer = setTimeout(() => this.promote(job), Math.max(0, (job.runAt ?? 0) - Date.now()));
+    job.timer.unref();
+  }
+
+  private unschedule(job: MemoryJob): void {
+    if (job.timer === null) return;
+    clearTimeout(job.timer);
+    job.timer = null;
+    this.lanes.get(job.queue)!.scheduled--;
+  }
+
+  /** Its time came: queued at the back of its queue (FIFO among the jobs queued from now on). */
+  private promote(job: MemoryJob): void {
+    this.unschedule(job);
+    if (job.state !== 'scheduled' || job.removed) return;
+    transition(job, 'queued');
+    job.runAt = null;
+    const lane = this.lanes.get(job.queue)!;
+    job.ticket = lane.fifo.push(job);
+    lane.pool.kick();
+    this.emit('queued', job);
   }
 
   /** No job starts from now on; the queued ones are canceled; resolves when the running ones are done. */
   async drain(): Promise<void> {
+    this.draining = true;
+    for (const job of this.store.all()) {
+      if (job.state !== 'scheduled') continue;
+      this.unschedule(job);
+      this.end(job, 'canceled', null, SHUTDOWN_ERROR, false);
+    }
     const stopped = [...this.lanes.values()].map((lane) => lane.pool.stop());
     for (const lane of this.lanes.values()) {
       const queued = lane.fifo.drain();
@@ -212,6 +287,8 @@ export class MemoryBackend implements JobBackend {
     if (error) patch.error = error;
     transition(job, state, patch);
     job.spec = redactSpec(job.spec);
+    job.fullSpec = null;
+    job.runAt = null;
     job.output?.close();
     if (log) {
       const { id: jobId, queue } = job;

@@ -10,6 +10,10 @@ export interface MemoryJob extends StoredJob {
   /** Slot in its queue's FIFO while queued. */
   ticket: number | null;
   output: JobOutput | null;
+  /** The spec with env values and stdin, kept while attempts remain (the record's own is redacted at the first start). */
+  fullSpec: CommandSpec | null;
+  /** While scheduled: the timer that queues it. */
+  timer: NodeJS.Timeout | null;
 }
 
 export function newMemoryJob(
@@ -19,9 +23,16 @@ export function newMemoryJob(
   idempotency: MemoryJob['idempotency'],
   ownerId: string | null,
   grant: Grant | null,
+  placed: { node: string; runAt: number | null },
 ): MemoryJob {
   return {
     ...newJobRecord(newJobId(), seq, queue, spec, Date.now(), { ownerId, grant }),
+    // a new record: scheduled instead of queued when its start is delayed (job.ts)
+    state: placed.runAt === null ? 'queued' : 'scheduled',
+    runAt: placed.runAt,
+    node: placed.node,
+    fullSpec: null,
+    timer: null,
     retainTicket: null,
     removed: false,
     idempotency,

@@ -103,6 +103,7 @@ export class Reads {
         concurrency: concurrency.get(q.name) ?? 0,
         running: Number(res[i * 2 + 1]),
         queued: Number(res[i * 2]),
+        scheduled: 0,
         capacity: this.config.queueCapacity,
         processed: Number(stats[`${q.name}:processed`] ?? 0),
         failed: Number(stats[`${q.name}:failed`] ?? 0),

@@ -8,6 +8,10 @@ describe('job transitions', () => {
     const allowed = JOB_STATES.flatMap((from) => JOB_STATES.filter((to) => canTransition(from, to)).map((to) => `${from}->${to}`));
     expect(allowed.sort()).toEqual(
       [
+        'scheduled->queued',
+        'scheduled->canceled',
+        'scheduled->lost',
+        'running->scheduled',
         'queued->running',
         'queued->canceled',
         'queued->lost',
