@@ -1,11 +1,16 @@
 /**
  * A WebSocket (the global one: browsers and Node 22) read as a sequence: `next()` gives each message in
- * order, then one `close`. Messages are held until read; the server bounds what it sends (its send buffer).
+ * order, then one `close`. The WebSocket API has no way to stop reading, so messages wait here until read;
+ * past `maxBuffered` bytes of them the reader closes the connection itself (`paused` in the close item):
+ * a stream resumes by offset once its consumer has caught up, so a slow consumer costs a reconnection,
+ * never unbounded memory.
  */
 export type SocketItem =
   | { kind: 'text'; text: string }
   | { kind: 'binary'; bytes: Uint8Array }
-  | { kind: 'close'; code: number; reason: string; opened: boolean };
+  | { kind: 'close'; code: number; reason: string; opened: boolean; paused: boolean };
+
+const sizeOf = (item: SocketItem): number => (item.kind === 'text' ? item.text.length : item.kind === 'binary' ? item.bytes.length : 0);
 
 export class SocketReader {
   readonly ws: WebSocket;
@@ -13,9 +18,11 @@ export class SocketReader {
   private wake: (() => void) | null = null;
   private opened = false;
   private closed = false;
+  private buffered = 0;
+  private paused = false;
   readonly open: Promise<boolean>;
 
-  constructor(url: string, protocols: string[]) {
+  constructor(url: string, protocols: string[], private readonly maxBuffered = Infinity) {
     this.ws = new WebSocket(url, protocols);
     this.ws.binaryType = 'arraybuffer';
     this.open = new Promise((resolve) => {
@@ -24,8 +31,13 @@ export class SocketReader {
       this.ws.addEventListener('error', () => resolve(this.opened));
     });
     this.ws.addEventListener('message', (e: MessageEvent) => {
+      if (this.closed) return;
       const data: unknown = e.data;
       this.push(typeof data === 'string' ? { kind: 'text', text: data } : { kind: 'binary', bytes: new Uint8Array(data as ArrayBuffer) });
+      if (this.buffered > this.maxBuffered) {
+        this.paused = true;
+        this.close();
+      }
     });
     this.ws.addEventListener('close', (e: CloseEvent) => this.ended(e.code, e.reason));
     // A refused handshake: browsers follow 'error' with 'close' (1006); Node 22's WebSocket (undici) fires
@@ -38,10 +50,11 @@ export class SocketReader {
   private ended(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.push({ kind: 'close', code, reason, opened: this.opened });
+    this.push({ kind: 'close', code, reason, opened: this.opened, paused: this.paused });
   }
 
   private push(item: SocketItem): void {
+    this.buffered += sizeOf(item);
     this.items.push(item);
     this.wake?.();
     this.wake = null;
@@ -49,7 +62,9 @@ export class SocketReader {
 
   async next(): Promise<SocketItem> {
     while (this.items.length === 0) await new Promise<void>((resolve) => (this.wake = resolve));
-    return this.items.shift()!;
+    const item = this.items.shift()!;
+    this.buffered -= sizeOf(item);
+    return item;
   }
 
   send(frame: unknown): void {

@@ -21,6 +21,11 @@ export interface StreamOptions {
   maxAttempts?: number;
   /** 'binary' (default) or 'base64' output frames. */
   encoding?: 'binary' | 'base64';
+  /**
+   * Bytes received but not yet taken by the consumer before the connection is paused (closed, then resumed
+   * from the offsets once they are taken): what a slow consumer may cost in memory. Default 8 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Told of each reconnection (the CLI says nothing; a dashboard may show it). */
   onReconnect?: (attempt: number, offsets: Required<Offsets>) => void;
 }
@@ -72,7 +77,8 @@ export async function* streamJob(t: Transport, id: string, opts: StreamOptions =
 
   while (!opts.signal?.aborted) {
     const query = queryString({ encoding, stdoutOffset: next.stdout, stderrOffset: next.stderr });
-    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}${path}${query}`, t.token === undefined ? [] : [`bearer.${t.token}`]);
+    const protocols = t.token === undefined ? [] : [`bearer.${t.token}`];
+    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}${path}${query}`, protocols, opts.maxBufferedBytes ?? 8 << 20);
     const abort = () => socket.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     let lastError: ErrorFrame | undefined;
@@ -86,6 +92,7 @@ export async function* streamJob(t: Transport, id: string, opts: StreamOptions =
         }
         if (item.kind === 'close') {
           if (exit || opts.signal?.aborted) return;
+          if (item.paused) break; // everything received is taken: go on from here at once
           if (item.opened) {
             failures = 0;
             delay = 100;

@@ -56,6 +56,24 @@ describe('jobs.stream (WebSocket)', () => {
     }
   });
 
+  test('a consumer slower than the job costs reconnections, not memory: past maxBufferedBytes the stream pauses and resumes exactly', async () => {
+    const proxy = await dropProxy(t.url);
+    try {
+      const viaProxy = new ExecdClient({ url: proxy.url, token: TOKEN });
+      const job = await viaProxy.jobs.submit({ argv: ['seq', '1', '200000'] }); // 1.3 MB
+      const events: JobStreamEvent[] = [];
+      for await (const ev of viaProxy.jobs.stream(job.id, { maxBufferedBytes: 64 << 10 })) {
+        events.push(ev);
+        if (ev.type === 'output') await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(collect(events).stdout).toBe(Array.from({ length: 200_000 }, (_, i) => `${i + 1}\n`).join(''));
+      expect(events.at(-1)).toMatchObject({ type: 'exit', exitCode: 0 });
+      expect(proxy.accepted()).toBeGreaterThan(2); // the submit, the first stream, and at least one resumption
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('starts at the given offsets; only the streams asked for; base64 frames give the same bytes', async () => {
     const job = await client.jobs.submit({ command: "printf 'abc\\000\\377def'; printf 'XYZ' >&2" });
     await client.jobs.wait(job.id, { timeoutMs: 10_000 });
