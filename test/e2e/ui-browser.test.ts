@@ -226,6 +226,32 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     }
   });
 
+  it('run: the policy answers first, Run now shows the result, Submit opens the job; processes link execd\'s jobs', async () => {
+    await page.goto(`${server.url}/ui/#/run`);
+    await page.locator('#command-input').fill('echo "<b>hi</b>"; echo oops >&2; exit 3');
+    await expect.poll(() => page.locator('#policy').textContent()).toContain('allowed');
+    await page.locator('#run-now').click();
+    await page.locator('#run-result').waitFor();
+    const result = await page.locator('#run-result').textContent();
+    expect(result).toContain('returncode 3');
+    expect(result).toContain('<b>hi</b>');
+    expect(result).toContain('oops');
+    await shot(page, 'run');
+    await page.locator('#command-input').fill('sleep 20');
+    await expect.poll(() => page.locator('#policy').textContent()).toContain('allowed');
+    await page.locator('#submit-job').click();
+    await page.waitForURL(/#\/jobs\/[0-9a-f-]+$/);
+    const id = decodeURIComponent(page.url().split('#/jobs/')[1]!);
+    expect((await api(`/v1/jobs/${id}`)).body.spec.command).toBe('sleep 20');
+    await expect.poll(async () => (await api(`/v1/jobs/${id}`)).body.state).toBe('running');
+    await page.goto(`${server.url}/ui/#/processes`);
+    await page.locator('#processes tbody tr').first().waitFor();
+    // The API node marks the processes of the jobs it runs itself; on the Redis pair a worker node runs them.
+    if (server.config.queueBackend === 'memory') await page.locator(`#processes a[href="#/jobs/${id}"]`).first().waitFor();
+    await shot(page, 'processes');
+    await api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+  });
+
   it('1,000,000 lines: the page keeps answering input within 200 ms, its memory stays bounded, and the tail reaches the end', async () => {
     const id = await submit({ argv: ['seq', '1', '1000000'] });
     await page.goto(`${server.url}/ui/#/jobs/${id}`);
