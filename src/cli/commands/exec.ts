@@ -52,6 +52,8 @@ async function exec(argv: string[], o: ExecOptions): Promise<number> {
   const onResize = () => socket.send({ type: 'resize', cols: process.stdout.columns, rows: process.stdout.rows });
   // Without a terminal, Ctrl-C and SIGTERM here go to the command (with one, Ctrl-C is a byte it gets typed).
   const onSignal = (signal: NodeJS.Signals) => socket.send({ type: 'signal', signal });
+  // This terminal closed: the remote one hangs up too (its stdin closed), or the command gets the SIGHUP.
+  const onHangup = () => socket.send(o.tty ? { type: 'stdin', eof: true } : { type: 'signal', signal: 'SIGHUP' });
   let forwarding = false;
   const forwardStdin = () => {
     if (forwarding || !o.interactive) return;
@@ -62,6 +64,7 @@ async function exec(argv: string[], o: ExecOptions): Promise<number> {
   if (o.tty && local) process.stdout.on('resize', onResize);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onHangup);
   type StartError = { code: string; message: string; errno?: string };
   let startError = null as StartError | null;
   try {
@@ -94,6 +97,7 @@ async function exec(argv: string[], o: ExecOptions): Promise<number> {
     process.stdout.off('resize', onResize);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     process.stdin.pause();
     socket.close();
   }
