@@ -43,6 +43,10 @@ export async function attach(client: ExecdClient, id: string, opts: AttachOption
       } else {
         if (opts.printer.json) printJson(ev);
         if (ev.type === 'state' && ev.error) startError = ev.error;
+        if (ev.type === 'gap') {
+          next[ev.stream] = ev.to;
+          if (!opts.printer.json) process.stderr.write(`execd: bytes ${ev.from}-${ev.to} of the job's ${ev.stream} were not kept (execd show ${id})\n`);
+        }
         if (ev.type === 'exit') return exitOf(id, ev, startError, opts.printer);
       }
     }

@@ -2,14 +2,15 @@ import { ExecdError } from './errors.js';
 import { fromBase64 } from './bytes.js';
 import { request, queryString, type Transport } from './http.js';
 import { SocketReader, sleep } from './socket.js';
-import type { ErrorFrame, ExitFrame, JobStreamEvent, Offsets, OutputEvent, StreamName } from './types.js';
+import type { ErrorFrame, ExitFrame, GapFrame, JobStreamEvent, Offsets, OutputEvent, StreamName } from './types.js';
 
 /**
  * GET /v1/jobs/{id}/stream as an async iterator that survives dropped connections: it keeps the offset
  * after the last byte it yielded per stream and reconnects with stdoutOffset/stderrOffset, so nothing is
- * lost and nothing comes twice. Bytes the server skips for a slow reader (a `gap`) are fetched from
- * GET /v1/jobs/{id}/output and yielded in their place. Output comes as binary frames
- * (docs/websocket.md); a server without them (400 on encoding=binary) is read with base64 text frames.
+ * lost and nothing comes twice. Bytes that cannot come (not kept: past maxOutputBytes, a full disk, a
+ * removed job) are yielded as a `gap` {stream, from, to}. Output comes as binary frames (docs/websocket.md);
+ * a server without them (400 on encoding=binary) is read with base64 text frames. The server's default
+ * lag=wait holds every byte for a slow reader; this reader bounds its own memory (maxBufferedBytes).
  */
 export interface StreamOptions {
   /** Where to start each stream (default 0). */
@@ -52,27 +53,23 @@ export async function* streamJob(t: Transport, id: string, opts: StreamOptions =
   let delay = 100;
   const path = `/v1/jobs/${encodeURIComponent(id)}/stream`;
 
-  /** Bring a chunk in line with what was yielded: drop what came before, fetch what is missing. */
-  async function* deliver(ev: OutputEvent): AsyncGenerator<OutputEvent> {
+  /** Bring a chunk in line with what was yielded: drop what came before; bytes that never came are a gap. */
+  function* deliver(ev: OutputEvent): Generator<OutputEvent | GapFrame> {
     const at = next[ev.stream];
     const end = ev.offset + ev.data.length;
     if (end <= at) return;
-    if (ev.offset > at) yield* fill(ev.stream, ev.offset);
+    if (ev.offset > at) yield* skip(ev.stream, ev.offset);
     const data = ev.offset < at ? ev.data.subarray(at - ev.offset) : ev.data;
-    next[ev.stream] = Math.max(next[ev.stream], end);
+    next[ev.stream] = end;
     if (data.length > 0 && wanted.has(ev.stream)) yield { type: 'output', stream: ev.stream, offset: end - data.length, data };
   }
 
-  /** The bytes [next, to) of a stream, from /output (a gap, or a frame that starts past where we are). */
-  async function* fill(stream: StreamName, to: number): AsyncGenerator<OutputEvent> {
+  /** The bytes [next, to) of a stream will not come: told once, as a gap. */
+  function* skip(stream: StreamName, to: number): Generator<GapFrame> {
     const from = next[stream];
     if (to <= from) return;
     next[stream] = to;
-    if (!wanted.has(stream)) return;
-    const res = await request(t, `/v1/jobs/${encodeURIComponent(id)}/output`, { query: { stream, offset: from }, signal: opts.signal });
-    const all = new Uint8Array(await res.arrayBuffer());
-    const data = all.subarray(0, to - from);
-    if (data.length > 0) yield { type: 'output', stream, offset: from, data };
+    if (wanted.has(stream)) yield { type: 'gap', stream, from, to };
   }
 
   while (!opts.signal?.aborted) {
@@ -120,7 +117,7 @@ export async function* streamJob(t: Transport, id: string, opts: StreamOptions =
           const data = frame.encoding === 'base64' ? fromBase64(frame.data as string) : utf8.encode(frame.data as string);
           yield* deliver({ type: 'output', stream: frame.stream as StreamName, offset: frame.offset as number, data });
         } else if (frame.type === 'gap') {
-          yield* fill(frame.stream as StreamName, frame.to as number);
+          yield* skip(frame.stream as StreamName, frame.to as number);
         } else if (frame.type === 'exit') {
           exit = frame as unknown as ExitFrame;
           yield exit;

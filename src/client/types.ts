@@ -26,8 +26,11 @@ export interface OutputEvent {
   data: Uint8Array;
 }
 
-/** What jobs.stream() and jobs.follow() yield: output, state changes (stream only), refused client frames, and last `exit`. */
-export type JobStreamEvent = OutputEvent | StateFrame | ErrorFrame | ExitFrame;
+/**
+ * What jobs.stream() and jobs.follow() yield: output; state changes, gaps (bytes that will not come: not kept) and error
+ * frames (stream only); and last `exit`.
+ */
+export type JobStreamEvent = OutputEvent | StateFrame | GapFrame | ErrorFrame | ExitFrame;
 
 /** What events() yields: the server's frames, and `reconnected` after a dropped connection (events may have been missed: refetch). */
 export type ClientEvent = JobEventFrame | LaggedFrame | { type: 'reconnected' };

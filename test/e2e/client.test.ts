@@ -91,6 +91,16 @@ describe('jobs.stream (WebSocket)', () => {
     expect(onlyErr.filter((e) => e.type === 'output').map((e) => (e as OutputEvent).stream)).toEqual(['stderr']);
   });
 
+  test('bytes the server did not keep (past maxOutputBytes) are one gap, then exit', async () => {
+    const job = await client.jobs.submit({ command: 'head -c 100 /dev/zero; echo done >&2', maxOutputBytes: 10 });
+    const events: JobStreamEvent[] = [];
+    for await (const ev of client.jobs.stream(job.id)) events.push(ev);
+    expect(collect(events)).toEqual({ stdout: '\0'.repeat(10), stderr: 'done\n' });
+    const gaps = events.filter((e) => e.type === 'gap');
+    expect(gaps).toEqual([{ type: 'gap', stream: 'stdout', from: 10, to: 100 }]);
+    expect(events.at(-1)).toMatchObject({ type: 'exit', exitCode: 0, truncated: { stdout: true, stderr: false } });
+  });
+
   test('an unknown job is an ExecdError 404 (the refused handshake asked again over HTTP); aborting ends the iterator', async () => {
     const err = await (async () => {
       for await (const _ of client.jobs.stream('no-such-job')) return null;
