@@ -5,8 +5,9 @@ import { checkNotifyUrl, tokenSecret } from '../notify/index.js';
 import { problems, V1_ERRORS } from '../schemas/common.js';
 import { NotifySecret, type NotifyRequest } from '../schemas/notify.js';
 
+/** No secret to tell: a 404 (a 403 would read as a missing scope). */
 const callbacksOff = () =>
-  new ApiError('FORBIDDEN', 'completion callbacks are off on this server: EXECD_NOTIFY_ALLOW is empty (docs/notify.md)', { setting: 'EXECD_NOTIFY_ALLOW' });
+  new ApiError('NOT_FOUND', 'completion callbacks are off on this server: EXECD_NOTIFY_ALLOW is empty (docs/notify.md)', { setting: 'EXECD_NOTIFY_ALLOW' });
 
 /** POST /v1/jobs: a `notify.url` EXECD_NOTIFY_ALLOW does not admit is a 403 naming the setting, and the job is never queued. */
 export function admitNotify(notify: NotifyRequest | undefined, config: Pick<Config, 'notifyAllow'>): void {
@@ -27,9 +28,9 @@ const notifyRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: "This token's completion-callback signing secret",
         description:
           'The key the callbacks of this token\'s jobs are signed with (`X-Execd-Signature`), for the receiver to check them: ' +
-          'HMAC-SHA256 keyed with EXECD_NOTIFY_SECRET over `execd-notify-v1:<token id>`, in hex. 403 when callbacks are off (EXECD_NOTIFY_ALLOW empty). ' +
+          'HMAC-SHA256 keyed with EXECD_NOTIFY_SECRET over `execd-notify-v1:<token id>`, in hex. 404 when callbacks are off (EXECD_NOTIFY_ALLOW empty). ' +
           'See docs/notify.md.',
-        response: { 200: NotifySecret, ...problems(...V1_ERRORS) },
+        response: { 200: NotifySecret, ...problems(...V1_ERRORS, 404) },
       },
     },
     async (request) => {

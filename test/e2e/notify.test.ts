@@ -209,7 +209,7 @@ describe('completion callbacks on a server without EXECD_NOTIFY_ALLOW', () => {
     const res = await bare.http.post('/v1/jobs').set(AUTH).send({ argv: ['true'], notify: { url: 'https://hooks.example.com/x' } });
     expect(res.status).toBe(403);
     expect(res.body.detail).toMatch(/EXECD_NOTIFY_ALLOW is empty/);
-    expect((await bare.http.get('/v1/notify/secret').set(AUTH)).status).toBe(403);
+    expect((await bare.http.get('/v1/notify/secret').set(AUTH)).status).toBe(404);
     const job = await submit(bare, { argv: ['true'] });
     expect(job.notify).toBeNull();
   });

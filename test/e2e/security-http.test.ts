@@ -50,6 +50,7 @@ const NEEDS: Record<string, string[]> = {
   deleteJob: ['jobs:write'],
   streamJob: ['jobs:read'],
   jobEvents: ['jobs:read'],
+  getNotifySecret: ['jobs:write'],
 };
 
 const fill = (path: string, params: Record<string, string> = {}) =>
