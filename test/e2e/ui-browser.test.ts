@@ -124,6 +124,7 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     await expect.poll(() => terminalText(page), { timeout: 10_000 }).toContain('line 3');
     const { body: job } = await api(`/v1/jobs/${id}`);
     expect(job.state).toBe('running'); // seen before the end
+    expect(await page.evaluate(() => (window as any).execdTail.encoding())).toBe('binary'); // raw bytes, no base64
     await expect.poll(() => page.locator('#tail-status').textContent(), { timeout: 15_000 }).toBe('ended');
     await expect.poll(() => page.locator('#exit-status').textContent()).toContain('returncode0');
     await shot(page, 'job');

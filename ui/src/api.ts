@@ -13,7 +13,7 @@ export const tokenStore = {
 };
 
 export type Scope = 'info' | 'processes' | 'run' | 'jobs:read' | 'jobs:write' | 'admin';
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'canceled' | 'lost';
+export type JobState = 'scheduled' | 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'canceled' | 'lost';
 export const TERMINAL: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'timed_out', 'canceled', 'lost']);
 
 export interface Whoami {
@@ -47,6 +47,13 @@ export interface Job {
   result: JobResult | null;
   outputBytes: { stdout: number; stderr: number };
   error: { code: string; message: string; errno?: string } | null;
+  // Since retries, delayed starts and labels (absent from an older execd):
+  attempt?: number;
+  maxAttempts?: number;
+  attempts?: { attempt: number; node: string; startedAt: string; finishedAt: string | null; state: JobState; result: JobResult | null }[];
+  runAt?: string | null;
+  labels?: Record<string, string>;
+  node?: string | null;
 }
 
 export interface QueueInfo {
@@ -54,6 +61,7 @@ export interface QueueInfo {
   concurrency: number;
   running: number;
   queued: number;
+  scheduled?: number;
   capacity: number;
   processed: number;
   failed: number;

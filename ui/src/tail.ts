@@ -197,12 +197,12 @@ export class OutputTail {
     this.start();
   }
 
-  /** Send stdin (a job created with "stdin": {"stream": true}); false when not connected. */
+  /** Send stdin (a job created with "stdin": {"stream": true}) as UTF-8; false when not connected. */
   sendStdin(data: string, eof = false): boolean {
     const ws = this.socket;
     if (!ws || ws.readyState !== 1) return false;
     const frame: Record<string, unknown> = { type: 'stdin' };
-    if (data !== '') frame.data = this.encoding === 'base64' ? bytesToBase64(this.text.encode(data)) : data;
+    if (data !== '') frame.data = bytesToBase64(this.text.encode(data)); // base64 on binary and base64 connections alike
     if (eof) frame.eof = true;
     ws.send(JSON.stringify(frame));
     return true;

@@ -220,7 +220,7 @@ describe('OutputTail: resume after a drop', () => {
     expect(h.sockets).toHaveLength(4);
   });
 
-  it('stdin goes as a frame, base64 on a base64 connection; nothing is sent while disconnected', () => {
+  it('stdin goes as a frame, base64 (as binary and base64 connections take it); nothing is sent while disconnected', () => {
     const h = harness();
     h.tail.start();
     expect(h.tail.sendStdin('hi\n')).toBe(false);

@@ -76,6 +76,30 @@ function Timeline({ job }: { job: Job }) {
   );
 }
 
+/** Labels, the accepting node, a delayed start and each attempt (retries), when the server has them. */
+function Details({ job }: { job: Job }) {
+  const labels = Object.entries(job.labels ?? {});
+  const attempts = job.attempts ?? [];
+  if (!labels.length && !job.node && !job.runAt && attempts.length < 2 && (job.maxAttempts ?? 1) < 2) return null;
+  return (
+    <dl class="facts" id="details">
+      {labels.length > 0 && (<><dt>labels</dt><dd class="mono">{labels.map(([k, v]) => `${k}=${v}`).join(' ')}</dd></>)}
+      {job.node && (<><dt>accepted by</dt><dd class="mono">{job.node}</dd></>)}
+      {job.runAt && (<><dt>queued at</dt><dd>{new Date(job.runAt).toLocaleString()}</dd></>)}
+      {(job.maxAttempts ?? 1) > 1 && (<><dt>attempts</dt><dd>{job.attempt ?? 0} of {job.maxAttempts}</dd></>)}
+      {attempts.map((a) => (
+        <>
+          <dt>attempt {a.attempt}</dt>
+          <dd>
+            <StateBadge state={a.state} /> on <span class="mono">{a.node}</span>, {new Date(a.startedAt).toLocaleTimeString()}
+            {a.result ? `, returncode ${String(a.result.returncode)}` : ''}
+          </dd>
+        </>
+      ))}
+    </dl>
+  );
+}
+
 function ExitStatus({ job }: { job: Job }) {
   const r = job.result;
   if (!r && !job.error) return null;
@@ -164,7 +188,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
     addEventListener('offline', offline);
     addEventListener('online', online);
     // For the browser tests and for the curious: what the view shows, as text.
-    const exposed = { text: () => view.text(), backlog: () => view.backlog, offsets: t.offsets.next };
+    const exposed = { text: () => view.text(), backlog: () => view.backlog, offsets: t.offsets.next, encoding: () => t.encoding };
     (window as unknown as { execdTail?: unknown }).execdTail = exposed;
     return () => {
       removeEventListener('offline', offline);
@@ -279,6 +303,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
           <div>
             <h3>Spec</h3>
             <Spec job={job} />
+            <Details job={job} />
           </div>
           <div>
             <h3>Exit status</h3>

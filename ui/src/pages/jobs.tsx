@@ -4,7 +4,7 @@ import { events } from '../events';
 import { ago, commandLine, duration } from '../format';
 import { ErrorLine, StateBadge } from './common';
 
-const STATES = ['', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
+const STATES = ['', 'scheduled', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
 const PAGE = 50;
 /** The newest this many matching jobs are kept for the list (GET /v1/jobs answers oldest first: the list walks it to the end). */
 const KEPT = 1000;

@@ -54,7 +54,7 @@ export function Overview({ who }: { who: Whoami }) {
         <table class="grid" id="queues">
           <thead>
             <tr>
-              <th>queue</th><th>concurrency</th><th>running</th><th>queued</th><th>capacity</th><th>processed</th><th>failed</th>
+              {['queue', 'concurrency', 'running', 'queued', 'scheduled', 'capacity', 'processed', 'failed'].map((h) => <th>{h}</th>)}
             </tr>
           </thead>
           <tbody>
@@ -64,6 +64,7 @@ export function Overview({ who }: { who: Whoami }) {
                 <td>{q.concurrency}</td>
                 <td class="running">{q.running}</td>
                 <td class="queued">{q.queued}</td>
+                <td class="scheduled">{q.scheduled ?? ''}</td>
                 <td>{q.capacity}</td>
                 <td class="processed">{q.processed}</td>
                 <td class="failed">{q.failed}</td>
