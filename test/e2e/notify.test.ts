@@ -182,6 +182,16 @@ describe('completion callbacks', () => {
     expect((await settle(t, blocker.id)).state).toBe('canceled');
   });
 
+  it('waits for the last attempt of a retried job: one callback, its delivery id names that attempt', async () => {
+    rx.reset();
+    const job = await submit(t, { argv: ['false'], retry: { attempts: 2, backoffMs: 10 }, notify: { url: `${rx.url}/retried` } });
+    const done = await notified(t, job.id);
+    expect(done).toMatchObject({ state: 'failed', attempt: 2, notify: { state: 'delivered', attempts: 1 } });
+    expect(rx.got).toHaveLength(1);
+    expect(rx.got[0]!.headers['x-execd-delivery']).toBe(`${job.id}:2`);
+    expect(JSON.parse(rx.got[0]!.body)).toMatchObject({ id: job.id, state: 'failed', attempt: 2 });
+  });
+
   it('refuses at submit (403 naming EXECD_NOTIFY_ALLOW) a host outside the allowlist, or http:// where only https is listed', async () => {
     for (const url of ['https://hooks.example.com/x', 'http://127.0.0.2:8080/x', 'http://169.254.169.254/latest/meta-data']) {
       const res = await t.http.post('/v1/jobs').set(AUTH).send({ argv: ['true'], notify: { url } });
