@@ -6,12 +6,22 @@ const VERSION = '0.1.0';
 
 /** The options every command takes; given before the command they apply too. */
 export function withCommon(cmd: Command): Command {
-  return cmd
-    .option('--url <url>', 'the server (default: EXECD_URL, else http://127.0.0.1:8080)')
-    .option('--token-file <file>', 'read the token from this file (default: EXECD_TOKEN_FILE, else EXECD_TOKEN)')
-    .option('--json', 'print JSON for scripts')
-    .addOption(new Option('--no-color', 'no colors, even on a terminal (NO_COLOR does the same)'));
+  const common = [
+    new Option('--url <url>', 'the server (EXECD_URL; default http://127.0.0.1:8080)'),
+    new Option('--token-file <file>', 'the token from a file (EXECD_TOKEN_FILE; else EXECD_TOKEN)'),
+    new Option('--json', 'JSON output, for scripts'),
+    new Option('--no-color', 'no colors (NO_COLOR too)'),
+  ];
+  for (const option of common) cmd.addOption(option.helpGroup('Common options:'));
+  return cmd;
 }
+
+/** The groups of `execd help`, each with the commands (by name) it lists. */
+const GROUPS: [string, string[]][] = [
+  ['Run commands:', ['run', 'exec', 'submit', 'tail', 'explain']],
+  ['Jobs:', ['jobs', 'show', 'cancel', 'signal', 'rm', 'queues']],
+  ['The server and its host:', ['info', 'ps', 'serve']],
+];
 
 const EPILOG = `
 Settings:
@@ -31,7 +41,7 @@ Docs: docs/cli.md`;
 /** The execd command line: one module per command under commands/ (COMMANDS lists them). */
 export function buildProgram(): Command {
   const program = withCommon(new Command('execd'))
-    .description('Run commands on an execd server and follow jobs, with their exit status as your own.')
+    .description('Run commands on an execd server and follow its jobs; their exit status is yours.')
     .version(VERSION, '-V, --version')
     .enablePositionalOptions()
     .showHelpAfterError('(execd help for the commands, execd help <command> for one)')
@@ -41,7 +51,9 @@ export function buildProgram(): Command {
   for (const register of COMMANDS) {
     const cmd = register(program);
     withCommon(cmd).exitOverride();
+    cmd.helpGroup(GROUPS.find(([, names]) => names.includes(cmd.name()))?.[0] ?? 'Other:');
   }
+  program.commandsGroup('Other:').helpCommand('help [command]', 'help for a command');
   return program;
 }
 

@@ -15,15 +15,15 @@ export interface SpecOptions {
 export function specOptions(cmd: Command, opts: { timeoutHelp: string }): Command {
   return cmd
     .option('--cwd <dir>', 'working directory on the server')
-    .option('-e, --env <K=V>', 'add an environment variable (repeatable; -e K alone passes your own K)', collect, [])
-    .option('--timeout <duration>', `${opts.timeoutHelp}: 30s, 500ms, 5m, 1h (a bare number is seconds)`)
-    .option('--kill-grace <duration>', 'between SIGTERM and SIGKILL at the timeout or a cancel')
+    .option('-e, --env <K=V>', 'set a variable (repeatable; -e K passes your own K)', collect)
+    .option('--timeout <duration>', `${opts.timeoutHelp}: 30s, 500ms, 5m, 1h (bare number: seconds)`)
+    .option('--kill-grace <duration>', 'from SIGTERM to SIGKILL at the timeout or a cancel')
     .option('--shell', 'run the arguments as one /bin/sh -c command line')
-    .option('--merge', "stderr into stdout, as 2>&1 (in the server's order)")
+    .option('--merge', 'stderr into stdout, as 2>&1')
     .addOption(new Option('--max-output <bytes>', 'keep at most this many bytes per stream'));
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 /** A duration as milliseconds: 30s, 500ms, 5m, 1h, 1.5s; a bare number is seconds (as timeout(1)). */
 export function parseDuration(text: string, what: string): number {

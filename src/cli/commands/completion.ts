@@ -62,7 +62,7 @@ if [[ $zsh_eval_context[-1] == loadautoload ]]; then _execd "$@"; else compdef _
 export function registerCompletion(program: Command): Command {
   return program
     .command('completion')
-    .description('print a shell completion script: eval "$(execd completion bash)" in ~/.bashrc, or zsh in ~/.zshrc')
+    .description('a completion script: eval "$(execd completion bash)" (or zsh)')
     .argument('<shell>', 'bash or zsh')
     .action((shell: string) => {
       if (shell === 'bash') return print(bash(program));

@@ -8,7 +8,7 @@ import { specFrom, specOptions, type SpecOptions } from '../spec.js';
 export function registerInfo(program: Command): Command {
   return program
     .command('info')
-    .description('the server process: pid, user, cwd, host, versions, uptime, memory')
+    .description('the server process: pid, user, cwd, host, uptime, memory')
     .action(async (_o, self: Command) => {
       const o = self.optsWithGlobals<CommonOptions>();
       const p = printerFor(o);
@@ -28,7 +28,7 @@ const id = (name: string, text: string | undefined): number | undefined => {
 export function registerPs(program: Command): Command {
   return program
     .command('ps')
-    .description("the server host's processes (those of execd's jobs with their job id)")
+    .description("the server host's processes (with the job of each)")
     .option('--user <uid>', 'only processes of this uid')
     .option('--pgid <pgid>', 'only members of this process group')
     .option('--execd', 'only processes execd started')
@@ -48,8 +48,8 @@ export function registerPs(program: Command): Command {
 export function registerExplain(program: Command): Command {
   const cmd = program
     .command('explain')
-    .description("would the server run this command, under which policy rule, and why (runs nothing; exits 0 if allowed, 65 if not)")
-    .argument('<argv...>', 'the program and its arguments (after --, or after the options)')
+    .description('would the policy allow this command, by which rule, why (exit 0 or 65)')
+    .argument('<argv...>', 'the program and its arguments (options of execd go before it)')
     .passThroughOptions();
   specOptions(cmd, { timeoutHelp: 'the timeout to ask for' });
   return cmd.action(async (argv: string[], _o, self: Command) => {

@@ -13,7 +13,6 @@ export type RegisterCommand = (program: Command) => Command;
 
 /** Every command, in the order `execd help` lists them. A new command is a module here and one line below. */
 export const COMMANDS: RegisterCommand[] = [
-  registerServe,
   registerRun,
   registerSubmit,
   registerExec,
@@ -26,6 +25,7 @@ export const COMMANDS: RegisterCommand[] = [
   registerQueues,
   registerInfo,
   registerPs,
+  registerServe,
   registerExplain,
   registerCompletion,
 ];

@@ -19,7 +19,7 @@ const jobRow = (p: Printer, job: Job): string[] => [
 export function registerJobs(program: Command): Command {
   return program
     .command('jobs')
-    .description('list jobs (--state, --queue; --json for every field)')
+    .description('list jobs')
     .option('-s, --state <state>', `only jobs in this state (${STATES.join(', ')})`)
     .option('-q, --queue <name>', 'only jobs of this queue')
     .option('-n, --limit <n>', 'at most n jobs (1-1000, default 100)')
@@ -70,7 +70,7 @@ export function showJob(p: Printer, job: Job): string {
 export function registerShow(program: Command): Command {
   return program
     .command('show')
-    .description('one job: state, command, exit status, output sizes')
+    .description("a job's state, command, exit status and output sizes")
     .argument('<id>', 'the job id')
     .action(async (id: string, _o, self: Command) => {
       const o = self.optsWithGlobals<CommonOptions>();
@@ -84,7 +84,7 @@ export function registerShow(program: Command): Command {
 export function registerCancel(program: Command): Command {
   return program
     .command('cancel')
-    .description('cancel a job: queued ones at once, running ones get SIGTERM, then SIGKILL after the grace')
+    .description('cancel a job (running: SIGTERM, then SIGKILL after the grace)')
     .argument('<id>', 'the job id')
     .action(async (id: string, _o, self: Command) => {
       const o = self.optsWithGlobals<CommonOptions>();
@@ -98,7 +98,7 @@ export function registerCancel(program: Command): Command {
 export function registerSignal(program: Command): Command {
   return program
     .command('signal')
-    .description("send a signal to a running job's process group")
+    .description("signal a running job's process group")
     .argument('<id>', 'the job id')
     .argument('<signal>', 'a signal name: SIGINT, INT, SIGUSR1…')
     .action(async (id: string, signal: string, _o, self: Command) => {
@@ -112,7 +112,7 @@ export function registerSignal(program: Command): Command {
 export function registerRm(program: Command): Command {
   return program
     .command('rm')
-    .description('forget finished jobs: their records and output (a running job is refused: cancel it first)')
+    .description('forget finished jobs and their output')
     .argument('<ids...>', 'job ids')
     .action(async (ids: string[], _o, self: Command) => {
       const o = self.optsWithGlobals<CommonOptions>();
@@ -125,7 +125,7 @@ export function registerRm(program: Command): Command {
 export function registerQueues(program: Command): Command {
   return program
     .command('queues')
-    .description('the queues: workers, running, queued, capacity, processed, failed')
+    .description('the queues: workers, running, queued, capacity')
     .action(async (_o, self: Command) => {
       const o = self.optsWithGlobals<CommonOptions>();
       const p = printerFor(o);

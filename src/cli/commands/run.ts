@@ -13,12 +13,12 @@ interface RunOptions extends CommonOptions, SpecOptions {
 export function registerRun(program: Command): Command {
   const cmd = program
     .command('run')
-    .description("run a command and wait: its stdout and stderr as yours, byte for byte, and its exit status as execd's")
-    .argument('<argv...>', 'the program and its arguments (after --, or after the options)')
-    .option('-i, --interactive', 'send your stdin to the command (read to its end first)')
-    .option('--base64', 'with --json: stdout and stderr as base64 (exact bytes)')
+    .description('run a command and wait: its output and exit status are yours, byte for byte')
+    .argument('<argv...>', 'the program and its arguments (options of execd go before it)')
+    .option('-i, --interactive', 'send your stdin (read to its end first; exec -i streams it)')
+    .option('--base64', 'with --json: stdout and stderr in base64 (exact bytes)')
     .passThroughOptions();
-  specOptions(cmd, { timeoutHelp: "the command's timeout (server default: EXECD_TIMEOUT_MS)" });
+  specOptions(cmd, { timeoutHelp: 'timeout (server default: EXECD_TIMEOUT_MS)' });
   return cmd.action(async (argv: string[], _o: RunOptions, self: Command) => {
     const o = self.optsWithGlobals<RunOptions>();
     const client = clientFrom(o);

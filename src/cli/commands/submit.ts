@@ -16,15 +16,15 @@ interface SubmitOptions extends CommonOptions, SpecOptions {
 export function registerSubmit(program: Command): Command {
   const cmd = program
     .command('submit')
-    .description('submit a job and print its id; with --follow, tail it and exit with its status')
-    .argument('<argv...>', 'the program and its arguments (after --, or after the options)')
+    .description('submit a job and print its id; --follow tails it and exits with its status')
+    .argument('<argv...>', 'the program and its arguments (options of execd go before it)')
     .option('-q, --queue <name>', 'the queue (default: "default")')
-    .option('-k, --key <key>', 'Idempotency-Key: the same key and command give the same job')
-    .option('-i, --interactive', 'send your stdin to the job (read to its end first)')
-    .option('-f, --follow', "tail the job's output and exit with its status; Ctrl-C detaches (the job keeps running)")
-    .option('--sig-proxy', 'with --follow: Ctrl-C (SIGINT) and SIGTERM go to the job instead of detaching')
+    .option('-k, --key <key>', 'idempotency key: the same key and command, the same job')
+    .option('-i, --interactive', 'send your stdin (read to its end first)')
+    .option('-f, --follow', 'tail it and exit with its status; Ctrl-C detaches, the job runs on')
+    .option('--sig-proxy', 'with --follow: Ctrl-C and SIGTERM go to the job instead')
     .passThroughOptions();
-  specOptions(cmd, { timeoutHelp: "the job's timeout (server default: EXECD_JOB_TIMEOUT_MS; 0 for none)" });
+  specOptions(cmd, { timeoutHelp: 'timeout (0: none; default EXECD_JOB_TIMEOUT_MS)' });
   return cmd.action(async (argv: string[], _o: SubmitOptions, self: Command) => {
     const o = self.optsWithGlobals<SubmitOptions>();
     const client = clientFrom(o);

@@ -23,14 +23,14 @@ const offset = (text: string | undefined, what: string): number | undefined => {
 export function registerTail(program: Command): Command {
   return program
     .command('tail')
-    .description("a job's output from the start (or an offset), live until it ends; exits with its status. Ctrl-C detaches")
+    .description("follow a job's output to its end and exit with its status (Ctrl-C detaches)")
     .argument('<id>', 'the job id')
     .option('--offset <n>', 'start both streams at byte n')
     .option('--stdout-offset <n>', 'start stdout at byte n (overrides --offset)')
     .option('--stderr-offset <n>', 'start stderr at byte n (overrides --offset)')
     .addOption(new Option('--stdout', 'only stdout').conflicts('stderr'))
     .option('--stderr', 'only stderr')
-    .option('--sig-proxy', 'Ctrl-C (SIGINT) and SIGTERM go to the job instead of detaching')
+    .option('--sig-proxy', 'Ctrl-C and SIGTERM go to the job instead of detaching')
     .action(async (id: string, _o: TailOptions, self: Command) => {
       const o = self.optsWithGlobals<TailOptions>();
       const client = clientFrom(o);
