@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +93,18 @@ describe.skipIf(!NATIVE)(`tty ${onNative}`, () => {
     expect(screen(viewer).split('\r\n')).toEqual(expect.arrayContaining(['24 80', 'winch', '50 132']));
     expect(screen(viewer).split('\r\n').filter(Boolean)).toEqual(['24 80', 'winch', '50 132']);
     expect(frames.at(-1)).toMatchObject({ type: 'exit', exitCode: 0 });
+  });
+
+  it('256 KiB typed at a terminal whose program reads late arrive whole and in order (a full terminal is waited for)', async () => {
+    const job = await submit(t, { command: 'stty raw -echo; echo ready; sleep 0.5; head -c 262144 | sha256sum', tty: true });
+    const viewer = await connect(t, `/v1/jobs/${job.id}/stream`);
+    await until(viewer, 'ready');
+    const chunks = Array.from({ length: 32 }, (_, i) => `${String(i).padStart(8, '0')}`.repeat(1024));
+    for (const chunk of chunks) viewer.send({ type: 'stdin', data: chunk });
+    const { frames } = await viewer.all();
+    expect(frames.at(-1)).toMatchObject({ type: 'exit', exitCode: 0 });
+    const sha = createHash('sha256').update(chunks.join('')).digest('hex');
+    expect(screen(viewer)).toBe(`ready\n${sha}  -\n`);
   });
 
   it('Ctrl-C typed at the terminal (0x03) interrupts sleep 100: returncode -2', async () => {
