@@ -13,6 +13,7 @@ import { newJobId } from '../id.js';
 import { newJobRecord, type JobError, type JobResult, type JobState, type TerminalState } from '../job.js';
 import type { JobOutputReader } from '../job-output.js';
 import type { ControlMessage, LocalRun } from '../local-runs.js';
+import { maxAttempts } from '../retry.js';
 import type { JobQueueEvents, ListRequest } from '../types.js';
 import { redactSpec, toJobView } from '../view.js';
 import { Scripts } from './commands.js';
@@ -28,6 +29,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], 'notify') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'notify', ARGV[1])
 return 1`;
+
+/** How often each node queues the scheduled jobs whose time has come (PROMOTE). */
+const PROMOTE_MS = 100;
 
 /** A submit not confirmed (BullMQ's add done) within this long, by Redis's clock, was never accepted: it never runs. */
 const CONFIRM_MS = 5_000;
@@ -93,9 +97,10 @@ export class RedisBackend implements JobBackend<RedisClaim> {
       this.worker = null;
     }
     this.every(Math.max(100, Math.floor(config.redisStallMs / 4)), () => this.reap());
+    this.every(PROMOTE_MS, () => this.promote());
   }
 
-  async accept({ queue, spec, ownerId, grant, idempotency }: Acceptance): Promise<Accepted> {
+  async accept({ queue, spec, ownerId, grant, idempotency, runAt }: Acceptance): Promise<Accepted> {
     const bull = this.bullQueues.get(queue)!;
     const id = newJobId();
     const now = Date.now();
@@ -106,6 +111,7 @@ export class RedisBackend implements JobBackend<RedisClaim> {
         id, queue, now, owner: JSON.stringify(ownerId), spec: JSON.stringify(redacted), secret, grant: JSON.stringify(grant),
         digest: idempotency?.digest ?? '', capacity: this.config.queueCapacity, confirmMs: CONFIRM_MS,
         idempotencyKey: idempotency ? `${this.prefix}:idem:${ownerId}:${idempotency.key}` : '',
+        runAt, node: this.config.nodeId, maxAttempts: maxAttempts(spec),
       }),
     );
     if (r.kind === 'dup') {
@@ -124,14 +130,17 @@ export class RedisBackend implements JobBackend<RedisClaim> {
     // Accepted once BullMQ has the job AND the record says so (CONFIRM). A submit that fails in between is
     // answered 503 and never runs: its record is forgotten now, or by REAP once its confirmation time is over.
     try {
-      await withTimeout(bull.add('job', { id }, { jobId: id, attempts: 1, removeOnComplete: true, removeOnFail: true }), UNAVAILABLE_MS);
+      // A delayed start goes to BullMQ with its delay (its worker takes it on time); PROMOTE hands it over again in any case.
+      const delay = runAt === null ? undefined : Math.max(0, runAt - now);
+      await withTimeout(bull.add('job', { id }, { jobId: id, attempts: 1, delay, removeOnComplete: true, removeOnFail: true }), UNAVAILABLE_MS);
       if (!(await this.scripts.confirm(id))) throw new Error(`job ${id} was abandoned before its confirmation`);
     } catch (err) {
       void this.scripts.abandon(id).catch(() => {});
       throw this.conns.unavailable(err);
     }
     const record = newJobRecord(id, r.seq, queue, redacted, now, { ownerId, grant: null });
-    return { kind: 'created', job: toJobView(record, r.position, { stdout: 0, stderr: 0 }) };
+    const placed = { ...record, node: this.config.nodeId, ...(runAt === null ? {} : { state: 'scheduled' as const, runAt }) };
+    return { kind: 'created', job: toJobView(placed, runAt === null ? r.position : null, { stdout: 0, stderr: 0 }) };
   }
 
   view(id: string): Promise<Job | undefined> {
@@ -213,6 +222,7 @@ export class RedisBackend implements JobBackend<RedisClaim> {
     this.mirrors?.close();
     this.control_.close();
     await Promise.allSettled([...this.bullQueues.values()].map((q) => q.close()));
+    await this.worker?.close();
     await this.conns.quit();
     this.mirrors?.removeFiles();
   }
@@ -235,6 +245,37 @@ export class RedisBackend implements JobBackend<RedisClaim> {
       if (survivors.length > 0) this.deps.log.error({ survivors }, 'processes of a lost worker could not be killed');
     }
     this.mirrors?.dropIdle();
+  }
+
+  /**
+   * Scheduled jobs whose time came are queued (at the back) and handed to BullMQ again under `<id>.<attempt>`: a
+   * delivery already on its way (a delayed add, a retry's) is not doubled, and one lost with a node that died
+   * between a retry's decision and its add is made good. START runs each attempt once only.
+   */
+  private async promote(): Promise<void> {
+    let due;
+    try {
+      due = await this.scripts.promote(Date.now(), this.queueNames);
+    } catch {
+      return; // Redis away: the next round tries again
+    }
+    for (const { id, queue, attempt } of due) {
+      await this.deliver(queue, id, attempt).catch((err: unknown) => this.deps.log.warn({ err, jobId: id }, 'a due job could not be handed to a worker'));
+    }
+  }
+
+  private deliver(queue: string, id: string, attempt: number): Promise<unknown> {
+    const bull = this.bullQueues.get(queue) ?? this.ownQueue(queue);
+    const jobId = attempt <= 1 ? id : `${id}.${attempt}`;
+    return bull.add('job', { id }, { jobId, attempts: 1, removeOnComplete: true, removeOnFail: true });
+  }
+
+  /** A worker-only node has no BullMQ queues of its own until it must hand a job over. */
+  private ownQueue(name: string): Queue {
+    const queue = new Queue(name, { connection: this.conns.open('bull', this.conns.patient), prefix: `${this.prefix}:bull` });
+    queue.on('error', (err) => this.conns.redisError(err, 'queue'));
+    this.bullQueues.set(name, queue);
+    return queue;
   }
 
   private every(ms: number, fn: () => Promise<void>): void {

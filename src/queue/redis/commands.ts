@@ -9,23 +9,28 @@
  * the Lua table NEXT (checked by `mayMove`/`mustMove` in lua/common.lua):
  *
  *   script    job.ts transition
- *   SUBMIT    (new record: queued, unconfirmed)   CONFIRM   (accepted: seen, still queued)
- *   START     queued -> running                   STARTED   (running: pid known, secret dropped)
- *   FINISH    running -> succeeded | failed | timed_out | canceled | lost
- *   CANCEL    queued -> canceled (a running job is marked; its worker's FINISH ends it)
- *   REAP      running -> lost (worker gone); forgets expired and never-confirmed records
+ *   SUBMIT    (new record: queued or scheduled, unconfirmed)   CONFIRM   (accepted: seen)
+ *   START     queued -> running (scheduled -> queued -> running when delivered at its time)
+ *   STARTED   (running: pid known, secret dropped on the last attempt)
+ *   FINISH    running -> succeeded | failed | timed_out | canceled | lost, or -> scheduled (a retry)
+ *   CANCEL    queued | scheduled -> canceled (a running job is marked; its worker's FINISH ends it)
+ *   REAP      running -> lost (worker gone), or -> scheduled (retried on lost); forgets expired and never-confirmed records
+ *   PROMOTE   scheduled -> queued once its time has come (at the back of its queue)
  *   ABANDON, REMOVE   (the record goes: an unconfirmed submit, a terminal job)
  *
  * Keys (P is EXECD_REDIS_PREFIX):
  *   P:seq                 acceptance counter (list cursor, FIFO order)
  *   P:jobs                zset seq → id, every kept job
- *   P:wait:<queue>        zset seq → id, the queued jobs of a queue (position, capacity)
+ *   P:wait:<queue>        zset place → id, the queued jobs of a queue (position, capacity); place: seq, or a new P:seq when promoted
+ *   P:sched:<queue>       zset runAt → id, its scheduled jobs (delayed starts, retries in backoff; counted in capacity)
  *   P:run:<queue>         set of the running jobs of a queue
  *   P:running             hash id → node id, every running job (the reaper's list)
  *   P:done                zset finishedAt → id, finished jobs (retention)
  *   P:stats               hash "<queue>:processed" / "<queue>:failed"
- *   P:job:<id>            hash, the record (record.ts; `secret` holds env values and stdin until the job starts)
- *   P:out:<id>:<stream>   stream of output chunks (`d`), closed by one end entry (`e`, `t` = truncated)
+ *   P:job:<id>            hash, the record (record.ts; `secret` holds env values and stdin until its last attempt starts;
+ *                         `attempts` a JSON array, one entry per attempt: node, host, times, state, result, output offsets)
+ *   P:out:<id>:<stream>   stream of output chunks (`d`, ids <attempt>-<n>: every attempt appends), closed by one end entry
+ *                         (`e`, `t` = truncated) once the job is terminal
  *   P:idem:<owner>:<key>  string → job id (Idempotency-Key, per owner)
  *   P:unconfirmed         zset confirmBy → id, submits whose BullMQ add has not been confirmed
  *   P:node:<node>         string with a TTL: a worker's heartbeat
@@ -50,7 +55,7 @@ const PRELUDE = [
   read('common'),
 ].join('\n');
 
-const NAMES = ['submit', 'abandon', 'confirm', 'start', 'started', 'finish', 'cancel', 'remove', 'view', 'reap'] as const;
+const NAMES = ['submit', 'abandon', 'confirm', 'start', 'started', 'finish', 'cancel', 'remove', 'view', 'reap', 'promote'] as const;
 type Name = (typeof NAMES)[number];
 type Scripted = Redis & Record<`execd_${Name}`, (...args: (string | number)[]) => Promise<unknown>>;
 
@@ -66,7 +71,11 @@ export type SubmitResult =
   | { kind: 'full' };
 
 export type StartResult =
-  | { kind: 'taken'; attempt: string; spec: string; secret: string; grant: string; owner: string }
+  | {
+      kind: 'taken'; attempt: string; spec: string; secret: string; grant: string; owner: string; queue: string;
+      /** Where this attempt's output begins in each stream (attempts append). */
+      base: { stdout: number; stderr: number };
+    }
   | { kind: 'wait' }
   | { kind: 'gone' };
 
@@ -92,6 +101,18 @@ export interface SubmitArgs {
   capacity: number;
   idempotencyKey: string;
   confirmMs: number;
+  /** Delayed start (epoch ms), or null: queued now. */
+  runAt: number | null;
+  /** The accepting node. */
+  node: string;
+  maxAttempts: number;
+}
+
+/** A scheduled job PROMOTE queued: BullMQ gets it again as `<id>.<attempt>`. */
+export interface Promoted {
+  id: string;
+  queue: string;
+  attempt: number;
 }
 
 export interface StartArgs {
@@ -112,6 +133,8 @@ export interface FinishArgs {
   error: JobError | null;
   dropped: { stdout: number; stderr: number };
   retainJobs: number;
+  /** Set when the job is retried (queue/retry.ts): its next attempt waits this long, scheduled. */
+  retryDelayMs?: number | null;
 }
 
 /** The scripts as typed calls: arguments by name, answers decoded into values. */
@@ -128,7 +151,7 @@ export class Scripts {
 
   async submit(a: SubmitArgs): Promise<SubmitResult> {
     const r = (await this.conn.execd_submit(this.prefix, a.id, a.queue, a.now, a.owner, a.spec, a.secret, a.grant, a.digest,
-      a.capacity, a.idempotencyKey, a.confirmMs)) as [string, string?, number?];
+      a.capacity, a.idempotencyKey, a.confirmMs, a.runAt ?? '', a.node, a.maxAttempts)) as [string, string?, number?];
     switch (r[0]) {
       case 'ok':
         return { kind: 'ok', seq: Number(r[1]), position: Number(r[2]) };
@@ -155,11 +178,11 @@ export class Scripts {
     const r = (await this.conn.execd_start(this.prefix, id, a.node, a.host, a.instance, a.now, a.heartbeat, a.stallMs, a.token)) as
       | null
       | ['wait']
-      | ['ok', string, string, string, string, string];
+      | ['ok', string, string, string, string, string, string, string, string];
     if (!r) return { kind: 'gone' };
     if (r[0] === 'wait') return { kind: 'wait' };
-    const [, attempt, spec, secret, grant, owner] = r;
-    return { kind: 'taken', attempt, spec, secret, grant, owner };
+    const [, attempt, spec, secret, grant, owner, queue, obo, obe] = r;
+    return { kind: 'taken', attempt, spec, secret, grant, owner, queue, base: { stdout: Number(obo) || 0, stderr: Number(obe) || 0 } };
   }
 
   /** False when the job is no longer at this attempt. */
@@ -167,12 +190,21 @@ export class Scripts {
     return (await this.conn.execd_started(this.prefix, id, attempt, pid)) === 1;
   }
 
-  /** False when fenced: not this attempt any more, or already ended (declared lost). */
-  async finish(id: string, a: FinishArgs): Promise<boolean> {
+  /** 'ended', 'retried' (scheduled for its next attempt), or 'fenced': not this attempt any more, or already ended (declared lost). */
+  async finish(id: string, a: FinishArgs): Promise<'ended' | 'retried' | 'fenced'> {
     const result = a.result ? JSON.stringify(a.result) : '';
     const error = a.error ? JSON.stringify(a.error) : '';
-    return (await this.conn.execd_finish(this.prefix, id, a.attempt, a.state, a.now, result, error, a.dropped.stdout, a.dropped.stderr,
-      a.retainJobs)) === 1;
+    const r = await this.conn.execd_finish(this.prefix, id, a.attempt, a.state, a.now, result, error, a.dropped.stdout, a.dropped.stderr,
+      a.retainJobs, a.retryDelayMs ?? '');
+    return r === 1 ? 'ended' : r === 2 ? 'retried' : 'fenced';
+  }
+
+  /** Scheduled jobs whose time has come, queued now (PROMOTE). */
+  async promote(now: number, queues: readonly string[]): Promise<Promoted[]> {
+    const r = (await this.conn.execd_promote(this.prefix, now, ...queues)) as string[];
+    const out: Promoted[] = [];
+    for (let i = 0; i + 2 < r.length; i += 3) out.push({ id: r[i]!, queue: r[i + 1]!, attempt: Number(r[i + 2]) });
+    return out;
   }
 
   async cancel(id: string, now: number, retainJobs: number): Promise<CancelResult> {

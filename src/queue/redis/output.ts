@@ -48,7 +48,16 @@ export class RedisOutputWriter implements OutputSink {
     private readonly jobId: string,
     private readonly cap: number,
     private readonly onError: (err: Error) => void,
-  ) {}
+    /**
+     * Which attempt writes, and where its output begins: every attempt appends to the same streams (entry ids
+     * <attempt>-<n>, so a late write of an attempt declared lost is refused after its successor's), and the cap
+     * counts the job's bytes across attempts.
+     */
+    private readonly from: { attempt: number; base: { stdout: number; stderr: number } } = { attempt: 0, base: { stdout: 0, stderr: 0 } },
+  ) {
+    this.streams.stdout.kept = from.base.stdout;
+    this.streams.stderr.kept = from.base.stderr;
+  }
 
   write(stream: StreamName, chunk: Buffer): void {
     const s = this.streams[stream];
@@ -78,7 +87,8 @@ export class RedisOutputWriter implements OutputSink {
       s.chunks = [];
       s.bytes = 0;
       // Both idempotent: the connection resends what was in flight when it dropped.
-      pipeline.xadd(outputKey(this.prefix, this.jobId, stream), `${++s.entries}-1`, 'd', data);
+      const id = this.from.attempt > 0 ? `${this.from.attempt}-${++s.entries}` : `${++s.entries}-1`;
+      pipeline.xadd(outputKey(this.prefix, this.jobId, stream), id, 'd', data);
       pipeline.hset(`${this.prefix}:job:${this.jobId}`, BYTES_FIELD[stream], s.kept); // s.kept: every byte sent once this entry lands
       any = true;
     }

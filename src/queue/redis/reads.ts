@@ -1,5 +1,6 @@
 import type { Config } from '../../config.js';
 import type { Job, JobList, QueueInfo } from '../../schemas/jobs.js';
+import { hasLabels } from '../retry.js';
 import type { ListRequest } from '../types.js';
 import type { Connections } from './connections.js';
 import { FIELDS, decodeRecord, viewOf, type Flat, type StoredRecord } from './record.js';
@@ -37,10 +38,10 @@ export class Reads {
     return { state: state ?? null, node: node ?? null, attempt: attempt ?? null };
   }
 
-  list({ state, queue, owner, limit, cursor }: ListRequest): Promise<JobList> {
+  list({ state, queue, owner, limit, cursor, labels }: ListRequest): Promise<JobList> {
     const matches = (r: StoredRecord | null): r is StoredRecord =>
       r !== null && !r.unconfirmed && (state === undefined || r.state === state) && (queue === undefined || r.queue === queue) &&
-      (owner === undefined || r.ownerId === owner);
+      (owner === undefined || r.ownerId === owner) && hasLabels(r.spec, labels);
     return this.conns.call(async () => {
       const items: Job[] = [];
       const queued: { at: number; record: StoredRecord }[] = [];
@@ -73,7 +74,7 @@ export class Reads {
     return this.conns.call(async () => {
       const cmd = this.conns.cmd;
       const pipeline = cmd.pipeline();
-      for (const q of this.config.queues) pipeline.zcard(this.key('wait', q.name)).scard(this.key('run', q.name));
+      for (const q of this.config.queues) pipeline.zcard(this.key('wait', q.name)).scard(this.key('run', q.name)).zcard(this.key('sched', q.name));
       pipeline.hgetall(this.key('stats')).smembers(this.key('nodes'));
       const res = (await pipeline.exec())!.map(([err, v]) => {
         if (err) throw err;
@@ -101,9 +102,9 @@ export class Reads {
       return this.config.queues.map((q, i) => ({
         name: q.name,
         concurrency: concurrency.get(q.name) ?? 0,
-        running: Number(res[i * 2 + 1]),
-        queued: Number(res[i * 2]),
-        scheduled: 0,
+        running: Number(res[i * 3 + 1]),
+        queued: Number(res[i * 3]),
+        scheduled: Number(res[i * 3 + 2]),
         capacity: this.config.queueCapacity,
         processed: Number(stats[`${q.name}:processed`] ?? 0),
         failed: Number(stats[`${q.name}:failed`] ?? 0),

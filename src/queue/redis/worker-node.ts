@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { CommandSpec } from '../../schemas/run.js';
@@ -8,8 +8,9 @@ import type { Claim, QueueDeps } from '../backend.js';
 import { newJobId } from '../id.js';
 import type { JobError, JobResult, TerminalState } from '../job.js';
 import type { LocalRun, LocalRuns } from '../local-runs.js';
+import { retryDelay } from '../retry.js';
 import { Scripts } from './commands.js';
-import { withTimeout, type Connections } from './connections.js';
+import { UNAVAILABLE_MS, withTimeout, type Connections } from './connections.js';
 import { RedisOutputWriter } from './output.js';
 
 /** A worker that has not reached Redis for this share of EXECD_REDIS_STALL_MS kills its running jobs. */
@@ -36,6 +37,8 @@ export class WorkerNode {
   private readonly work: Redis;
   private readonly scripts: Scripts;
   private readonly workers: Worker[] = [];
+  /** BullMQ queues this node hands retries to (made on the first). */
+  private readonly queues = new Map<string, Queue>();
   private lastBeat = Date.now();
 
   constructor(
@@ -56,7 +59,8 @@ export class WorkerNode {
     this.scripts = new Scripts(this.work, prefix);
     for (const q of config.queues) {
       const connection = conns.open(`worker-${q.name}`, conns.patient);
-      const worker = new Worker(q.name, async (job) => run(job.id!), {
+      // `data.id`: a retry's delivery is BullMQ job `<id>.<attempt>`
+      const worker = new Worker(q.name, async (job) => run((job.data as { id?: string } | undefined)?.id ?? job.id!), {
         connection,
         prefix: `${prefix}:bull`,
         concurrency: q.concurrency,
@@ -91,8 +95,10 @@ export class WorkerNode {
         const grant = JSON.parse(started.grant) as Grant | null;
         const ownerId = JSON.parse(started.owner) as string | null;
         const cap = grant?.maxOutputBytes ?? spec.maxOutputBytes ?? this.config.maxOutputBytes;
-        const output = new RedisOutputWriter(this.work, this.prefix, id, cap, (err) => this.conns.redisError(err, 'output'));
-        return { id, spec, grant, ownerId, attempt: started.attempt, output };
+        const output = new RedisOutputWriter(this.work, this.prefix, id, cap, (err) => this.conns.redisError(err, 'output'), {
+          attempt: Number(started.attempt), base: started.base,
+        });
+        return { id, queue: started.queue, spec, grant, ownerId, attempt: started.attempt, output };
       }
       if (Date.now() > until) return null;
       await new Promise((r) => setTimeout(r, 20)); // its submit has not confirmed yet (a few ms, as a rule)
@@ -108,14 +114,24 @@ export class WorkerNode {
     await output.flush();
     const dropped = { stdout: output.dropped('stdout'), stderr: output.dropped('stderr') };
     const { retainJobs } = this.config;
-    const applied = await this.scripts.finish(id, { attempt, state, now: Date.now(), result, error, dropped, retainJobs });
-    this.deps.log.info(
-      {
-        jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node: this.nodeId,
-        ...(applied ? {} : { fenced: true }),
-      },
-      applied ? 'job finished' : 'job finished after another node declared it lost; its outcome is not recorded',
-    );
+    // A retry goes to BullMQ first, with its backoff as delay, then FINISH schedules the job: a node that dies in
+    // between leaves at most a delivery that START turns away. No add (Redis away): no retry, the job ends.
+    const now = Date.now(); // the attempt's end: its backoff counts from here
+    let retryDelayMs = retryDelay(claim.spec, Number(attempt), state, error);
+    if (retryDelayMs !== null && claim.queue) {
+      const next = Number(attempt) + 1;
+      const delay = Math.max(0, now + retryDelayMs - Date.now());
+      const added = await withTimeout(
+        this.bull(claim.queue).add('job', { id }, { jobId: `${id}.${next}`, attempts: 1, delay, removeOnComplete: true, removeOnFail: true }),
+        UNAVAILABLE_MS,
+      ).catch((err: unknown) => this.deps.log.warn({ err, jobId: id }, 'a retry could not be queued; the job ends with this attempt'));
+      if (added === undefined) retryDelayMs = null;
+    }
+    const applied = await this.scripts.finish(id, { attempt, state, now, result, error, dropped, retainJobs, retryDelayMs });
+    const fields = { jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node: this.nodeId };
+    if (applied === 'retried') this.deps.log.info({ ...fields, attempt: Number(attempt), retryInMs: retryDelayMs }, 'job attempt ended; retried');
+    else if (applied === 'ended') this.deps.log.info(fields, 'job finished');
+    else this.deps.log.info({ ...fields, fenced: true }, 'job finished after another node declared it lost; its outcome is not recorded');
   }
 
   /** The worker's heartbeat; and its own fence: without Redis for most of the stall interval, it kills what it runs. */
@@ -147,6 +163,16 @@ export class WorkerNode {
     }
   }
 
+  private bull(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.conns.open(`retry-${name}`, this.conns.patient), prefix: `${this.prefix}:bull` });
+      queue.on('error', (err) => this.conns.redisError(err, 'queue'));
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
   /** Take no more jobs; the running ones go on. */
   drain(): Promise<void> {
     // A worker still connecting connects first (briefly): BullMQ's blocking connection must not be closed mid-handshake.
@@ -158,6 +184,11 @@ export class WorkerNode {
           .catch((err: Error) => this.workerError(err)),
       ),
     ).then(() => undefined);
+  }
+
+  /** The retry queues go (after the runs ended: a run that ends during a drain may still be retried elsewhere). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
   }
 
   private beatValue(): string {

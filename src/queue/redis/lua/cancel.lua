@@ -1,9 +1,9 @@
--- CANCEL: queued -> canceled at once; a running job is marked (its worker stops it, and FINISH ends it canceled).
--- ARGV: P, id, now, retainJobs -> {'canceled'} (was queued) | {'running', node, attempt} | {state} | {} (unknown)
+-- CANCEL: queued | scheduled -> canceled at once; a running job is marked (its worker stops it, and FINISH ends it canceled).
+-- ARGV: P, id, now, retainJobs -> {'canceled'} (was queued or scheduled) | {'running', node, attempt} | {state} | {} (unknown)
 local id = ARGV[2]
 local r = redis.call('HMGET', jobKey(id), 'state', 'node', 'attempt')
 if not r[1] then return {} end
-if r[1] == 'queued' then
+if r[1] == 'queued' or r[1] == 'scheduled' then
   finish(id, 'canceled', ARGV[3], '', '', '0', '0', false, tonumber(ARGV[4]))
   return {'canceled'}
 end
