@@ -3,7 +3,7 @@
 #   bench/native-valgrind.sh [spawns=300]
 # 1. execd-spawn-helper (native/helper.c) under valgrind memcheck --leak-check=full, driven by a
 #    spawn loop of every kind of request: plain, stdin pipe, merged stderr, failures (ENOENT,
-#    ENOEXEC, E2BIG, bad cwd), run-as (when root). valgrind runs a CLONE_VM|CLONE_VFORK clone as
+#    ENOEXEC, E2BIG, bad cwd), run-as (when root), a pseudo-terminal (also run-as). valgrind runs a CLONE_VM|CLONE_VFORK clone as
 #    a fork, so under it a failed exec looks like a child exiting 127 (and valgrind's copy of the
 #    child says "EXEC FAILED"): this loop checks memory, the tests check errnos.
 # 2. The execd_spawn addon (native/channel.c: reply channel, SCM_RIGHTS, the epoll set, pidfd watchers, wait4, spawnHelper,
@@ -48,6 +48,9 @@ const kinds = [
   { file: '/bin/echo', argv: ['echo', 'x'.repeat(200 * 1024)] },
   { file: '/bin/true', argv: ['true'], cwd: '/nonexistent-dir' },
   ...(root ? [{ file: '/usr/bin/id', argv: ['id'], uid: 65534, gid: 65534 }] : []),
+  // a pseudo-terminal (REQ_TTY): SPAWNED carries the master's writer (closed here, as a stdin pipe) and reader (read to EIO)
+  { file: '/bin/sh', argv: ['sh', '-c', 'stty size; test -t 0 && echo tty'], tty: { cols: 100, rows: 30 }, stdinPipe: true },
+  ...(root ? [{ file: '/usr/bin/tty', argv: ['tty'], tty: { cols: 80, rows: 24 }, stdinPipe: true, uid: 65534, gid: 65534 }] : []),
 ];
 const pending = new Map();
 let ending = false;
