@@ -124,6 +124,7 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
     queues: config.queues,
     backend: config.queueBackend,
     ...cluster,
+    ...(config.ui && config.role !== 'worker' ? { dashboard: `${url}/ui/` } : {}),
   }, 'execd ready');
   const spawner = app.services.runContext.spawner.name;
   if (config.spawner === 'auto' && spawner !== 'native') {
@@ -140,6 +141,7 @@ async function start(app: FastifyInstance, config: Config, registered: (unregist
   if (config.tokenGenerated) {
     // Printed once, on stderr, so that a log shipper reading stdout does not store it.
     process.stderr.write(`execd: no EXECD_TOKEN set; generated token for this run: ${config.tokens[0]}\n`);
+    if (config.ui && config.role !== 'worker') process.stderr.write(`execd: the dashboard is at ${url}/ui/ (sign in with that token)\n`);
   }
 }
 
