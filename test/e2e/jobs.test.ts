@@ -34,7 +34,8 @@ describe('POST /v1/jobs', () => {
     expect(done.outputBytes.stdout).toBe('secret input'.length);
     expect(JSON.stringify(done)).not.toMatch(/hunter2|secret input/);
     expect(Object.keys(done).sort()).toEqual(
-      ['id', 'state', 'queue', 'position', 'createdAt', 'startedAt', 'finishedAt', 'spec', 'pid', 'result', 'outputBytes', 'error', 'notify'].sort(),
+      ['id', 'state', 'queue', 'position', 'createdAt', 'startedAt', 'finishedAt', 'spec', 'pid', 'result', 'outputBytes', 'error', 'notify',
+        'attempt', 'attempts', 'maxAttempts', 'runAt', 'labels', 'node'].sort(),
     );
   });
 

@@ -128,8 +128,11 @@ export class WorkerNode {
       if (added === undefined) retryDelayMs = null;
     }
     const applied = await this.scripts.finish(id, { attempt, state, now, result, error, dropped, retainJobs, retryDelayMs });
-    const fields = { jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node: this.nodeId };
-    if (applied === 'retried') this.deps.log.info({ ...fields, attempt: Number(attempt), retryInMs: retryDelayMs }, 'job attempt ended; retried');
+    const { nodeId: node } = this;
+    const fields = { jobId: id, state, returncode: result?.returncode, durationMs: result?.durationMs, error: error?.code, node };
+    if (applied === 'retried') {
+      this.deps.log.info({ ...fields, attempt: Number(attempt), retryInMs: retryDelayMs }, 'job attempt ended; retried');
+    }
     else if (applied === 'ended') this.deps.log.info(fields, 'job finished');
     else this.deps.log.info({ ...fields, fenced: true }, 'job finished after another node declared it lost; its outcome is not recorded');
   }
