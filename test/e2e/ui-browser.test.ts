@@ -131,6 +131,10 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     await page.goto(`${server.url}/ui/#/jobs`);
     await page.locator(`#jobs tr[data-job="${id}"]`).waitFor();
     expect(await page.locator('#jobs tbody tr').first().getAttribute('data-job')).toBe(id); // newest first
+    // Live: a job submitted now appears at the top without a reload, and its row changes state.
+    const next = await submit({ argv: ['sleep', '0.3'] });
+    await expect.poll(() => page.locator('#jobs tbody tr').first().getAttribute('data-job')).toBe(next);
+    await expect.poll(() => page.locator(`#jobs tr[data-job="${next}"] .state`).textContent(), { timeout: 10_000 }).toBe('succeeded');
     await shot(page, 'jobs');
   });
 
@@ -152,6 +156,16 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     await page.locator('#view').selectOption('stdout');
     await expect.poll(async () => (await terminalText(page)).includes('err ')).toBe(false);
     expect((await terminalText(page)).split('\n').filter((l) => l.startsWith('row '))).toHaveLength(40);
+  });
+
+  it('the stdin box writes to a job created with streamed stdin, and closes it', async () => {
+    const id = await submit({ argv: ['cat'], stdin: { stream: true } });
+    await page.goto(`${server.url}/ui/#/jobs/${id}`);
+    await page.locator('#stdin').fill('héllo from the browser\n');
+    await page.getByRole('button', { name: 'Send and close stdin' }).click();
+    await expect.poll(() => page.locator('#tail-status').textContent(), { timeout: 10_000 }).toBe('ended');
+    expect(await terminalText(page)).toBe('héllo from the browser');
+    expect((await api(`/v1/jobs/${id}`)).body.state).toBe('succeeded');
   });
 
   it('cancels a running job from its page', async () => {
