@@ -51,6 +51,7 @@ const infoRoutes: FastifyPluginAsyncZod = async (app) => {
         loadavg: loadavg(),
         spawner: services.runContext.spawner.name,
         instanceId: services.instanceId,
+        node: services.config.nodeId,
         queue: {
           backend: services.config.queueBackend,
           role: services.config.role,

@@ -24,6 +24,9 @@ export const Info = z
     loadavg: z.array(z.number()).length(3),
     spawner: z.string().meta({ description: 'How children are spawned (child_process or a native spawner).' }),
     instanceId: z.string(),
+    node: z.string().meta({
+      description: "This node's id (EXECD_NODE_ID, default <hostname>-<pid>): what a Job's `node` (which node accepted it) and `attempts[].node` (which ran it) name.",
+    }),
     queue: z
       .object({
         backend: z.enum(['memory', 'redis']),
