@@ -57,6 +57,12 @@ export async function attach(client: ExecdClient, id: string, opts: AttachOption
       return detachedBy === 'SIGINT' ? EXIT.DETACHED : 128 + 15;
     }
     throw new ExecdError(0, 'PROTOCOL', `the stream of job ${id} ended without its exit status`);
+  } catch (err) {
+    // The server went away mid-follow: the job may well run on; say where to take it up again.
+    if (err instanceof ExecdError && err.unavailable) {
+      process.stderr.write(`execd: lost job ${id}; once the server answers: execd tail ${id} --stdout-offset ${next.stdout} --stderr-offset ${next.stderr}\n`);
+    }
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

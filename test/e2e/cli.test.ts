@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -19,7 +19,7 @@ afterAll(() => stopServer(server));
 
 const text = (b: Buffer) => b.toString('utf8');
 
-describe('execd run', () => {
+describe.concurrent('execd run', () => {
   test("the command's stdout on stdout and stderr on stderr, exact bytes (binary too), and its exit code", async () => {
     const r = await runCli(['run', '--', 'sh', '-c', "printf 'a\\000\\377\\376b\\n'; printf 'e\\000rr' >&2; exit 3"], env);
     expect(r.stdout).toEqual(Buffer.from([0x61, 0, 0xff, 0xfe, 0x62, 0x0a]));
@@ -65,7 +65,7 @@ describe('execd run', () => {
   });
 });
 
-describe('errors', () => {
+describe.concurrent('errors', () => {
   test('an unreachable server: 69 and one clear line', async () => {
     const proxy = await dropProxy(server.url);
     const url = proxy.url;
@@ -113,11 +113,12 @@ describe('errors', () => {
       expect(JSON.parse(text(explained.stdout))).toMatchObject({ allowed: false, rule: 'only-true' });
     } finally {
       stopServer(strict);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
 
-describe('execd submit and tail', () => {
+describe.concurrent('execd submit and tail', () => {
   test('submit prints the id; tail replays both streams apart and exits with the job\'s code; --stdout-offset resumes', async () => {
     const submitted = await runCli(['submit', '--', 'sh', '-c', 'echo one; echo two >&2; echo three; exit 4'], env);
     expect(submitted.code).toBe(0);
@@ -135,21 +136,28 @@ describe('execd submit and tail', () => {
 
   test('submit --follow through server-side connection drops: every line once, then the job\'s code', async () => {
     const proxy = await dropProxy(server.url);
+    const dir = mkdtempSync(join(tmpdir(), 'execd-cli-'));
     try {
-      const script = 'for i in $(seq 1 30); do echo line $i; echo err $i >&2; sleep 0.04; done; exit 5';
+      // The job waits for the test's go-ahead after each half, so that both drops happen while it runs.
+      const half = (from: number, to: number) => `for i in $(seq ${from} ${to}); do echo line $i; echo err $i >&2; done`;
+      const waitFor = (name: string) => `while [ ! -e ${dir}/${name} ]; do sleep 0.02; done`;
+      const script = `${half(1, 15)}; ${waitFor('one')}; ${half(16, 30)}; ${waitFor('two')}; exit 5`;
       const cli = startCli(['submit', '--follow', '--', 'sh', '-c', script], { ...env, EXECD_URL: proxy.url });
-      await cli.waitForStdout((s) => s.includes('line 5\n'));
-      proxy.drop();
       await cli.waitForStdout((s) => s.includes('line 15\n'));
       proxy.drop();
+      writeFileSync(join(dir, 'one'), '');
+      await cli.waitForStdout((s) => s.includes('line 30\n'));
+      proxy.drop();
+      writeFileSync(join(dir, 'two'), '');
       const r = await cli.done;
       const expected = (prefix: string) => Array.from({ length: 30 }, (_, i) => `${prefix} ${i + 1}\n`).join('');
       expect(text(r.stdout)).toBe(expected('line'));
       expect(text(r.stderr)).toBe(expected('err'));
       expect(r.code).toBe(5);
-      expect(proxy.accepted()).toBeGreaterThanOrEqual(3); // submit, then a stream and at least one stream after each drop
+      expect(proxy.accepted()).toBeGreaterThanOrEqual(4); // the submit, the stream, and a stream after each drop
     } finally {
       await proxy.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

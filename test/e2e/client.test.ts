@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ExecdClient, ExecdError, parseBinaryFrame, type JobStreamEvent, type OutputEvent } from '../../src/client/index.js';
@@ -34,25 +37,31 @@ function collect(events: JobStreamEvent[], from = { stdout: 0, stderr: 0 }) {
 describe('jobs.stream (WebSocket)', () => {
   test('resumes by offset after dropped connections: every byte of both streams once, in order, then exit', async () => {
     const proxy = await dropProxy(t.url);
+    const dir = mkdtempSync(join(tmpdir(), 'execd-client-'));
     try {
       const viaProxy = new ExecdClient({ url: proxy.url, token: TOKEN });
-      const job = await viaProxy.jobs.submit({ command: SCRIPT });
+      // The job waits for the test's go-ahead after each part, so that every drop happens while it runs.
+      const part = (from: number, to: number) => `for i in $(seq ${from} ${to}); do echo out $i; echo err $i >&2; done`;
+      const waitFor = (name: string) => `while [ ! -e ${dir}/${name} ]; do sleep 0.02; done`;
+      const job = await viaProxy.jobs.submit({ command: `${part(1, 10)}; ${waitFor('a')}; ${part(11, 25)}; ${waitFor('b')}; exit 6` });
       const events: JobStreamEvent[] = [];
-      let drops = 0;
       for await (const ev of viaProxy.jobs.stream(job.id)) {
         events.push(ev);
-        // Cut the connection twice while output is flowing.
-        if (ev.type === 'output' && drops < 2 && collect(events).stdout.split('\n').length > 5 * (drops + 1)) {
-          drops++;
+        const got = collect(events).stderr;
+        if (ev.type === 'output' && got.endsWith('err 10\n') && !existsSync(join(dir, 'a'))) {
           proxy.drop();
+          writeFileSync(join(dir, 'a'), '');
+        } else if (ev.type === 'output' && got.endsWith('err 25\n') && !existsSync(join(dir, 'b'))) {
+          proxy.drop();
+          writeFileSync(join(dir, 'b'), '');
         }
       }
-      expect(drops).toBe(2);
       expect(collect(events)).toEqual({ stdout: lines('out'), stderr: lines('err') });
       expect(events.at(-1)).toMatchObject({ type: 'exit', state: 'failed', exitCode: 6, returncode: 6 });
-      expect(proxy.accepted()).toBeGreaterThanOrEqual(4);
+      expect(proxy.accepted()).toBeGreaterThanOrEqual(4); // the submit, the stream, and a stream after each drop
     } finally {
       await proxy.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -124,23 +133,25 @@ describe('jobs.stream (WebSocket)', () => {
 describe('jobs.follow (HTTP)', () => {
   test('one stream over HTTP follow, resumed after a dropped connection, then exit from the job', async () => {
     const proxy = await dropProxy(t.url);
+    const dir = mkdtempSync(join(tmpdir(), 'execd-client-'));
     try {
       const viaProxy = new ExecdClient({ url: proxy.url, token: TOKEN });
-      const job = await viaProxy.jobs.submit({ command: SCRIPT });
+      const job = await viaProxy.jobs.submit({ command: `${SCRIPT.replace('; exit 6', '')}; while [ ! -e ${dir}/go ]; do sleep 0.02; done; exit 6` });
       const events: JobStreamEvent[] = [];
-      let dropped = false;
       for await (const ev of viaProxy.jobs.follow(job.id, { stream: 'stderr' })) {
         events.push(ev);
-        if (!dropped && collect(events).stderr.includes('err 8\n')) {
-          dropped = true;
+        if (collect(events).stderr.endsWith('err 25\n') && !existsSync(join(dir, 'go'))) {
           proxy.drop();
+          writeFileSync(join(dir, 'go'), '');
         }
       }
-      expect(dropped).toBe(true);
+      expect(existsSync(join(dir, 'go'))).toBe(true);
       expect(collect(events).stderr).toBe(lines('err'));
       expect(events.at(-1)).toMatchObject({ type: 'exit', state: 'failed', exitCode: 6 });
+      expect(proxy.accepted()).toBeGreaterThanOrEqual(3);
     } finally {
       await proxy.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
