@@ -182,11 +182,16 @@ export class OutputTail {
     this.drop();
   }
 
-  /** The network went away (the browser's `offline`): close now, and reconnect at once when it is back. */
+  /**
+   * The network went away (the browser's `offline`): close now; `reconnect()` (the browser's `online`) connects
+   * again at once, and until then retries go on with the usual delays, in case no `online` event comes.
+   */
   disconnect(): void {
     if (this.done) return;
     this.drop();
+    this.failures++;
     this.status('reconnecting', 'offline');
+    this.retryLater();
   }
 
   /** Reconnect now (the browser's `online`), unless connected or finished. */
@@ -298,6 +303,10 @@ export class OutputTail {
       }
     }
     this.status('reconnecting', `retrying in ${reconnectDelay(this.failures)} ms`);
+    this.retryLater();
+  }
+
+  private retryLater(): void {
     this.timer = (this.o.setTimer ?? setTimeout)(() => {
       this.timer = null;
       this.start();

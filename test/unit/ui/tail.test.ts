@@ -181,9 +181,19 @@ describe('OutputTail: resume after a drop', () => {
     h.sockets[0]!.out('stdout', 0, 'x');
     h.tail.disconnect();
     expect(h.sockets[0]!.closed).toBe(true);
+    expect(h.timers).toHaveLength(1); // a retry is due anyway, should no online event come
     h.tail.reconnect();
     expect(h.sockets).toHaveLength(2);
     expect(h.sockets[1]!.url).toContain('stdoutOffset=1');
+  });
+
+  it('offline without an online event: the pending retry connects', async () => {
+    const h = harness();
+    h.tail.start();
+    h.sockets[0]!.open();
+    h.tail.disconnect();
+    await h.fire();
+    expect(h.sockets).toHaveLength(2);
   });
 
   it('a handshake refused with 400 for encoding=binary falls back to base64 text frames', async () => {
