@@ -1,13 +1,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problems, V1_ERRORS } from '../schemas/common.js';
+import { labelFilters } from '../schemas/jobs.js';
 import { ErrorFrame, EventsQuery, frameSchema, JobEventFrame, LaggedFrame } from '../schemas/stream.js';
 import { checkOrigin, CLOSE_CODES, needsUpgrade, UPGRADE_DESCRIPTION } from './stream.js';
 
 const EVENTS_DESCRIPTION =
   "Lifecycle events of the token's own jobs (every job's with `admin`), " +
   'for dashboards, as JSON text frames (`x-websocket`): `queued` when a job is accepted, `started` when its process runs, ' +
-  '`finished` when it reaches a terminal state (the Job, with `state` and `result`). Events from the moment of connection on; GET /v1/jobs gives the ' +
+  '`finished` when it reaches a terminal state (the Job, with `state` and `result`); `label=k=v` (repeatable, ANDed) narrows them to jobs with those labels. Events from the moment of connection on; GET /v1/jobs gives the ' +
   'state before. A viewer too slow for them has events dropped (its send buffer stays within EXECD_WS_MAX_BUFFER_BYTES) and, once it has caught up, ' +
   'a `lagged` frame with how many. A reload of EXECD_TOKENS_FILE (SIGHUP) that removes the token, or takes its jobs:read, closes the socket with 1008; ' +
   "one that takes admin narrows the events to the token's own jobs. " +
@@ -37,7 +38,7 @@ const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     onRequest: checkOrigin(app.services.config.wsOrigins),
     handler: async () => needsUpgrade('GET /v1/events'),
-    wsHandler: (socket, request) => app.viewers.openEventsViewer(socket, request.principal!),
+    wsHandler: (socket, request) => app.viewers.openEventsViewer(socket, request.principal!, labelFilters(request.query.label)),
   });
 };
 

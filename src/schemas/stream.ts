@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { IsoTime } from './common.js';
-import { intQuery, Job, JobError, JobState } from './jobs.js';
+import { intQuery, Job, JobError, JobState, LabelFilter, MAX_LABELS } from './jobs.js';
 import { TruncatedReason } from './run.js';
 
 /**
@@ -54,7 +54,12 @@ export const StreamQuery = z.strictObject({
 });
 export type StreamQuery = z.infer<typeof StreamQuery>;
 
-export const EventsQuery = z.strictObject({});
+export const EventsQuery = z.strictObject({
+  label: z
+    .union([LabelFilter, z.array(LabelFilter).max(MAX_LABELS)])
+    .optional()
+    .meta({ description: 'key=value: only events of jobs with this label; repeat it for several (all must match).' }),
+});
 
 // Server → client, /v1/jobs/{id}/stream
 

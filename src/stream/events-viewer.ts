@@ -1,4 +1,5 @@
 import type { RawData, WebSocket } from 'ws';
+import type { Job } from '../schemas/jobs.js';
 import type { LaggedFrame } from '../schemas/stream.js';
 import type { Principal } from '../security/auth.js';
 import { streamMetrics } from './metrics.js';
@@ -18,8 +19,18 @@ export class EventsViewer extends Viewer {
    * `principal`: the token; it gets the events of the jobs it can see (canSee, with its scopes as the last reload
    * left them), and no others.
    */
-  constructor(ws: WebSocket, ctx: ViewerContext, principal: Principal) {
+  constructor(
+    ws: WebSocket,
+    ctx: ViewerContext,
+    principal: Principal,
+    /** ?label=k=v: only the events of jobs with all of these labels. */
+    private readonly labels: readonly (readonly [string, string])[] = [],
+  ) {
     super(ws, ctx, principal);
+  }
+
+  wants(job: Job): boolean {
+    return this.labels.every(([k, v]) => Object.hasOwn(job.labels ?? {}, k) && job.labels[k] === v);
   }
 
   /** One event, already serialized (the hub encodes each event once for all viewers). */

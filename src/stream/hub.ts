@@ -93,9 +93,9 @@ export class ViewerHub {
   }
 
   /** A new viewer of the lifecycle events of the jobs `principal` can see (its own; every job with admin). */
-  openEventsViewer(ws: WebSocket, principal: Principal): void {
+  openEventsViewer(ws: WebSocket, principal: Principal, labels: readonly (readonly [string, string])[] = []): void {
     if (this.refuseWhileClosing(ws)) return;
-    const viewer = new EventsViewer(ws, this.ctx, principal);
+    const viewer = new EventsViewer(ws, this.ctx, principal, labels);
     this.eventViewers.add(viewer);
     streamMetrics.eventViewers++;
     this.add(viewer);
@@ -170,6 +170,7 @@ export class ViewerHub {
     for (const viewer of this.eventViewers) {
       const principal = viewer.principal; // null: revoked, closing
       if (principal === null || !canSee(principal, ownerId)) continue; // another token's job: not even its id
+      if (!viewer.wants(job)) continue; // its label filter
       if (!bytes) {
         const frame: JobEventFrame = { type: name, job };
         bytes = Buffer.from(JSON.stringify(frame));

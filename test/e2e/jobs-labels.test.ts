@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/schemas/jobs.js';
 import { AUTH, type TestApp } from '../helpers/app.js';
 import { settle, startJobsApp, submit } from '../helpers/jobs.js';
+import { connect, refusal, type Frame } from '../helpers/stream.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -62,5 +63,28 @@ describe('labels', () => {
     }
     const ok = await t.http.post('/v1/jobs').set(AUTH).send({ command: 'true', labels: { ['k'.repeat(63)]: 'v'.repeat(256) } });
     expect(ok.status).toBe(202);
+  });
+
+  it('filter /v1/events: only the events of jobs with every label asked for', async () => {
+    const web = await connect(t, '/v1/events?label=team=web');
+    const both = await connect(t, '/v1/events?label=team=web&label=build=7');
+    const all = await connect(t, '/v1/events');
+    const a = await submit(t, { command: 'true', labels: { team: 'web', build: '7' } });
+    const b = await submit(t, { command: 'true', labels: { team: 'web' } });
+    const c = await submit(t, { command: 'true', labels: { team: 'db', build: '7' } });
+    const finished = (id: string) => (f: Frame) => f.type === 'finished' && (f.job as Job).id === id;
+    for (const j of [a, b, c]) await all.next(finished(j.id)); // in order: a viewer has every event it would get of a, b, c
+    await web.next(finished(b.id));
+    await both.next(finished(a.id));
+    await new Promise((r) => setTimeout(r, 100));
+    const seen = (cl: { frames: Frame[] }) => [...new Set(cl.frames.filter((f) => f.job).map((f) => (f.job as Job).id))];
+    expect(seen(web)).toEqual([a.id, b.id]);
+    expect(seen(both)).toEqual([a.id]);
+    expect(seen(all)).toEqual([a.id, b.id, c.id]);
+    for (const j of [a, b]) {
+      expect(web.frames.filter((f) => f.job && (f.job as Job).id === j.id).map((f) => f.type)).toEqual(['queued', 'started', 'finished']);
+    }
+    for (const cl of [web, both, all]) cl.ws.close();
+    expect((await refusal(t, '/v1/events?label=nokey')).status).toBe(400);
   });
 });
