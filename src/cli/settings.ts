@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { ExecdClient } from '../client/index.js';
 import { UsageError } from './exit.js';
 
@@ -38,4 +39,25 @@ export function tokenFrom(opts: CommonOptions, env: NodeJS.ProcessEnv): string |
   }
   const token = env.EXECD_TOKEN?.split(',')[0]?.trim();
   return token === '' ? undefined : token;
+}
+
+/**
+ * A command's options merged with its ancestors' (the common options may come before the command's name or
+ * after it). Unlike commander's optsWithGlobals, a value given on the command line wins over a default of
+ * another level: `execd jobs --no-color` is not undone by the program's own --no-color default (color: true).
+ */
+export function optionsOf<T>(cmd: Command): T {
+  const chain: Command[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) chain.unshift(c);
+  const merged: Record<string, unknown> = {};
+  const given = new Set<string>();
+  for (const c of chain) {
+    for (const [key, value] of Object.entries(c.opts())) {
+      if (value === undefined) continue;
+      const explicit = c.getOptionValueSource(key) !== 'default';
+      if (explicit || !given.has(key)) merged[key] = value;
+      if (explicit) given.add(key);
+    }
+  }
+  return merged as T;
 }

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { SERVER_TOKEN, startServer, stopServer, type ServerProcess } from '../helpers/server.js';
+import { ROOT, SERVER_TOKEN, startServer, stopServer, type ServerProcess } from '../helpers/server.js';
 import { dropProxy, runCli, startCli } from './cli-helpers.js';
 
 // The `execd` command as a user runs it: a child process of bin/execd.js against a real server.
@@ -209,6 +209,29 @@ describe.concurrent('execd submit and tail', () => {
     const gone = await runCli(['show', id], env);
     expect(gone.code).toBe(65);
     expect(text(gone.stderr)).toMatch(/^execd: NOT_FOUND: .+\n$/);
+  });
+});
+
+describe('terminals and pipes', () => {
+  // util-linux's script(1) gives the command a terminal of its own.
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  test.skipIf(!hasScript)('a table is bold and colored on a terminal; plain with --no-color, NO_COLOR, or piped', async () => {
+    const id = text((await runCli(['submit', '--', 'true'], env)).stdout).trim();
+    await server.api(`/v1/jobs/${id}?waitMs=10000`);
+    const onTerminal = (args: string, extra: Record<string, string> = {}) =>
+      execFileSync('script', ['-qec', `node bin/execd.js ${args}`, '/dev/null'], {
+        cwd: ROOT, env: { PATH: process.env.PATH!, EXECD_CLI_FROM_SOURCE: '1', TERM: 'xterm', ...env, ...extra }, encoding: 'utf8',
+      });
+    const colored = onTerminal(`jobs -s succeeded`);
+    expect(colored).toContain('\x1b[1mID ');
+    expect(colored).toContain('\x1b[32msucceeded\x1b[0m');
+    for (const plain of [onTerminal('jobs -s succeeded --no-color'), onTerminal('--no-color jobs -s succeeded'), onTerminal('jobs -s succeeded', { NO_COLOR: '1' })]) {
+      expect(plain).not.toContain('\x1b[');
+      expect(plain).toMatch(/^ID +STATE +QUEUE +CREATED +EXIT +COMMAND\r?\n/);
+    }
+    const piped = await runCli(['jobs', '-s', 'succeeded'], env);
+    expect(text(piped.stdout)).not.toContain('\x1b[');
+    expect(text(piped.stdout)).toContain(`${id}  succeeded  default`);
   });
 });
 

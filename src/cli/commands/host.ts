@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CommandSpec } from '../../client/index.js';
 import { EXIT, UsageError } from '../exit.js';
 import { fields, paint, print, printJson, printerFor, size, table } from '../output.js';
-import { clientFrom, type CommonOptions } from '../settings.js';
+import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
 import { specFrom, specOptions, type SpecOptions } from '../spec.js';
 
 export function registerInfo(program: Command): Command {
@@ -10,7 +10,7 @@ export function registerInfo(program: Command): Command {
     .command('info')
     .description('the server process: pid, user, cwd, host, uptime, memory')
     .action(async (_o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const p = printerFor(o);
       const info = await clientFrom(o).info();
       if (p.json) return printJson(info);
@@ -33,7 +33,7 @@ export function registerPs(program: Command): Command {
     .option('--pgid <pgid>', 'only members of this process group')
     .option('--execd', 'only processes execd started')
     .action(async (_o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions & { user?: string; pgid?: string; execd?: boolean }>();
+      const o = optionsOf<CommonOptions & { user?: string; pgid?: string; execd?: boolean }>(self);
       const p = printerFor(o);
       const list = await clientFrom(o).processes({ user: id('user', o.user), pgid: id('pgid', o.pgid), execd: o.execd });
       if (p.json) return printJson(list);
@@ -53,7 +53,7 @@ export function registerExplain(program: Command): Command {
     .passThroughOptions();
   specOptions(cmd, { timeoutHelp: 'the timeout to ask for' });
   return cmd.action(async (argv: string[], _o, self: Command) => {
-    const o = self.optsWithGlobals<CommonOptions & SpecOptions>();
+    const o = optionsOf<CommonOptions & SpecOptions>(self);
     const p = printerFor(o);
     const decision = await clientFrom(o).policy.explain(specFrom(argv, o) as CommandSpec);
     process.exitCode = decision.allowed ? EXIT.OK : EXIT.REFUSED;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Job, JobState } from '../../client/index.js';
 import { UsageError } from '../exit.js';
 import { commandLine, fields, print, printJson, printerFor, size, state, table, type Printer } from '../output.js';
-import { clientFrom, type CommonOptions } from '../settings.js';
+import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
 
 const STATES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
 
@@ -26,7 +26,7 @@ export function registerJobs(program: Command): Command {
     .option('--cursor <cursor>', 'the next page (the nextCursor of --json)')
     .action(async (_o, self: Command) => {
       type JobsOptions = CommonOptions & { state?: string; queue?: string; limit?: string; cursor?: string };
-      const o = self.optsWithGlobals<JobsOptions>();
+      const o = optionsOf<JobsOptions>(self);
       if (o.state !== undefined && !STATES.includes(o.state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
       if (o.limit !== undefined && !/^\d+$/.test(o.limit)) throw new UsageError('--limit must be a number');
       const p = printerFor(o);
@@ -73,7 +73,7 @@ export function registerShow(program: Command): Command {
     .description("a job's state, command, exit status and output sizes")
     .argument('<id>', 'the job id')
     .action(async (id: string, _o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const p = printerFor(o);
       const job = await clientFrom(o).jobs.get(id);
       if (p.json) printJson(job);
@@ -87,7 +87,7 @@ export function registerCancel(program: Command): Command {
     .description('cancel a job (running: SIGTERM, then SIGKILL after the grace)')
     .argument('<id>', 'the job id')
     .action(async (id: string, _o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const p = printerFor(o);
       const job = await clientFrom(o).jobs.cancel(id);
       if (p.json) printJson(job);
@@ -102,7 +102,7 @@ export function registerSignal(program: Command): Command {
     .argument('<id>', 'the job id')
     .argument('<signal>', 'a signal name: SIGINT, INT, SIGUSR1…')
     .action(async (id: string, signal: string, _o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const name = signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`;
       await clientFrom(o).jobs.signal(id, name);
       if (printerFor(o).json) printJson({ id, signal: name });
@@ -115,7 +115,7 @@ export function registerRm(program: Command): Command {
     .description('forget finished jobs and their output')
     .argument('<ids...>', 'job ids')
     .action(async (ids: string[], _o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const client = clientFrom(o);
       for (const id of ids) await client.jobs.remove(id);
       if (printerFor(o).json) printJson({ removed: ids });
@@ -127,7 +127,7 @@ export function registerQueues(program: Command): Command {
     .command('queues')
     .description('the queues: workers, running, queued, capacity')
     .action(async (_o, self: Command) => {
-      const o = self.optsWithGlobals<CommonOptions>();
+      const o = optionsOf<CommonOptions>(self);
       const p = printerFor(o);
       const queues = await clientFrom(o).queues();
       if (p.json) return printJson(queues);

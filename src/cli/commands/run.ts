@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { outputBytes, type RunRequest } from '../../client/index.js';
 import { exitCodeOf } from '../exit.js';
 import { printJson, printerFor, write } from '../output.js';
-import { clientFrom, type CommonOptions } from '../settings.js';
+import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
 import { readStdin, specFrom, specOptions, type SpecOptions } from '../spec.js';
 
 interface RunOptions extends CommonOptions, SpecOptions {
@@ -20,7 +20,7 @@ export function registerRun(program: Command): Command {
     .passThroughOptions();
   specOptions(cmd, { timeoutHelp: 'timeout (server default: EXECD_TIMEOUT_MS)' });
   return cmd.action(async (argv: string[], _o: RunOptions, self: Command) => {
-    const o = self.optsWithGlobals<RunOptions>();
+    const o = optionsOf<RunOptions>(self);
     const client = clientFrom(o);
     const p = printerFor(o);
     const spec = { ...specFrom(argv, o), encoding: p.json && !o.base64 ? 'utf8' : 'base64' } as RunRequest;

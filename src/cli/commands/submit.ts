@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { JobRequest } from '../../client/index.js';
 import { attach } from '../attach.js';
 import { print, printJson, printerFor } from '../output.js';
-import { clientFrom, type CommonOptions } from '../settings.js';
+import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
 import { readStdin, specFrom, specOptions, type SpecOptions } from '../spec.js';
 
 interface SubmitOptions extends CommonOptions, SpecOptions {
@@ -26,7 +26,7 @@ export function registerSubmit(program: Command): Command {
     .passThroughOptions();
   specOptions(cmd, { timeoutHelp: 'timeout (0: none; default EXECD_JOB_TIMEOUT_MS)' });
   return cmd.action(async (argv: string[], _o: SubmitOptions, self: Command) => {
-    const o = self.optsWithGlobals<SubmitOptions>();
+    const o = optionsOf<SubmitOptions>(self);
     const client = clientFrom(o);
     const p = printerFor(o);
     const spec = specFrom(argv, o) as JobRequest;

@@ -3,7 +3,7 @@ import type { StreamName } from '../../client/index.js';
 import { attach } from '../attach.js';
 import { UsageError } from '../exit.js';
 import { printerFor } from '../output.js';
-import { clientFrom, type CommonOptions } from '../settings.js';
+import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
 
 interface TailOptions extends CommonOptions {
   offset?: string;
@@ -32,7 +32,7 @@ export function registerTail(program: Command): Command {
     .option('--stderr', 'only stderr')
     .option('--sig-proxy', 'Ctrl-C and SIGTERM go to the job instead of detaching')
     .action(async (id: string, _o: TailOptions, self: Command) => {
-      const o = self.optsWithGlobals<TailOptions>();
+      const o = optionsOf<TailOptions>(self);
       const client = clientFrom(o);
       const both = offset(o.offset, '--offset');
       const offsets = { stdout: offset(o.stdoutOffset, '--stdout-offset') ?? both, stderr: offset(o.stderrOffset, '--stderr-offset') ?? both };
