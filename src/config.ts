@@ -108,6 +108,7 @@ export const envSchema = z.object({
   EXECD_QUEUE_CAPACITY: intString('EXECD_QUEUE_CAPACITY', 1).default(10000),
   EXECD_TIMEOUT_MS: intString('EXECD_TIMEOUT_MS', 1).default(60000),
   EXECD_JOB_TIMEOUT_MS: intString('EXECD_JOB_TIMEOUT_MS', 0, MAX_TIMEOUT_MS).default(DEFAULT_JOB_TIMEOUT_MS),
+  EXECD_JOB_MAX_ATTEMPTS: intString('EXECD_JOB_MAX_ATTEMPTS', 1, 100).default(10),
   EXECD_KILL_GRACE_MS: intString('EXECD_KILL_GRACE_MS', 0, 600000).default(2000),
   EXECD_MAX_OUTPUT_BYTES: intString('EXECD_MAX_OUTPUT_BYTES', 0).default(67108864),
   EXECD_MAX_SYNC_RUNS: intString('EXECD_MAX_SYNC_RUNS', 1).default(64),
@@ -177,6 +178,8 @@ export interface Config {
   syncTimeoutMs: number;
   /** Timeout of a job that gives none (EXECD_JOB_TIMEOUT_MS; 0 there: undefined, no default). A job's `timeoutMs: 0` asks for none. */
   jobTimeoutMs: number | undefined;
+  /** Most attempts a job gets, retries included (EXECD_JOB_MAX_ATTEMPTS): a larger retry.attempts is lowered to it. */
+  jobMaxAttempts: number;
   killGraceMs: number;
   maxOutputBytes: number;
   maxSyncRuns: number;
@@ -340,6 +343,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queueCapacity: e.EXECD_QUEUE_CAPACITY,
     syncTimeoutMs: e.EXECD_TIMEOUT_MS,
     jobTimeoutMs: e.EXECD_JOB_TIMEOUT_MS === 0 ? undefined : e.EXECD_JOB_TIMEOUT_MS,
+    jobMaxAttempts: e.EXECD_JOB_MAX_ATTEMPTS,
     killGraceMs: e.EXECD_KILL_GRACE_MS,
     maxOutputBytes: e.EXECD_MAX_OUTPUT_BYTES,
     maxSyncRuns: e.EXECD_MAX_SYNC_RUNS,

@@ -113,7 +113,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       checkTtySupport(app.services.runContext.spawner, runSpec);
       const key = request.headers['idempotency-key'];
       const ownerId = request.principal!.id;
-      capAttempts(spec, config.jobMaxAttempts);
+      capAttempts(spec, Math.min(config.jobMaxAttempts, grant.maxAttempts ?? Infinity));
       const submitted: SubmitRequest = { queue, spec, ownerId, grant, runAt: runAtOf(request.body) };
       if (key !== undefined) submitted.idempotencyKey = key;
       const { job, created } = await jobs.submit(submitted).catch(queueIn('body'));
@@ -293,7 +293,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
 };
 
 /** The CommandSpec part of a job request (a copy only when it names its queue: object rest is slow on a hot path). */
-/** A retry asking for more attempts than EXECD_JOB_MAX_ATTEMPTS gets that many (the Job's spec shows what holds). */
+/** A retry asking for more attempts than EXECD_JOB_MAX_ATTEMPTS or its policy rule's maxAttempts gets that many (the Job's spec shows what holds). */
 function capAttempts(spec: CommandSpec, max: number): void {
   const retry = (spec as { retry?: RetryRequest }).retry;
   if (retry && retry.attempts > max) (spec as { retry?: RetryRequest }).retry = { ...retry, attempts: max };

@@ -33,6 +33,12 @@ export const PolicyRule = z.strictObject({
   env: z.array(Pattern).optional(),
   maxTimeoutMs: z.int().min(1).max(MAX_TIMEOUT_MS).optional(),
   maxOutputBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  maxAttempts: z
+    .int()
+    .min(1)
+    .max(100)
+    .optional()
+    .meta({ description: 'Most attempts (retries included) of a job this rule admits: a larger retry.attempts is lowered to it (docs/jobs.md).' }),
   runAs: z.string().min(1).optional(),
   limits: ResourceLimits.optional(),
 });

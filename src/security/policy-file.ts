@@ -31,6 +31,7 @@ export interface CompiledRule {
   restricting: boolean;
   maxTimeoutMs: number | undefined;
   maxOutputBytes: number | undefined;
+  maxAttempts: number | undefined;
   runAs: RunAsUser | null;
   limits: ResourceLimits | undefined;
 }
@@ -67,6 +68,7 @@ function compileRule(rule: PolicyRule, path: string, index: number): CompiledRul
     restricting: rule.executables !== undefined || rule.args !== undefined || rule.commands !== undefined,
     maxTimeoutMs: rule.maxTimeoutMs,
     maxOutputBytes: rule.maxOutputBytes,
+    maxAttempts: rule.maxAttempts,
     runAs: rule.runAs === undefined ? null : resolveRunAs(rule.runAs, `${where} runAs`),
     limits: rule.limits,
   };

@@ -245,6 +245,7 @@ export class CommandPolicy {
       if (killGraceMs !== spec.killGraceMs) grant.killGraceMs = killGraceMs;
     }
     if (rule?.maxOutputBytes !== undefined && rule.maxOutputBytes < spec.maxOutputBytes) grant.maxOutputBytes = rule.maxOutputBytes;
+    if (rule?.maxAttempts !== undefined) grant.maxAttempts = rule.maxAttempts; // a job's retry.attempts is lowered to it (routes/jobs.ts)
     const limits = ceilLimits(spec.limits, rule?.limits);
     if (limits && rule?.limits) grant.limits = limits;
     return grant;

@@ -23,6 +23,8 @@ export interface Grant {
   killGraceMs?: number;
   maxOutputBytes?: number;
   limits?: ResourceLimits;
+  /** The rule's maxAttempts: a job's retry.attempts is lowered to it when it is queued. */
+  maxAttempts?: number;
 }
 
 /** The RunSpec a grant runs: its user, cwd, checked program file, ceilings and limits over what was asked. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,5 +136,21 @@ describe('retries and the queue', () => {
     expect(full.status).toBe(503);
     for (const id of ids) expect((await t.http.post(`/v1/jobs/${id}/cancel`).set(AUTH)).body.state).toBe('canceled');
     expect((await submit(t, { command: 'true', queue: 'solo' })).state).toMatch(/queued|running/);
+  });
+});
+
+describe('a policy rule caps attempts', () => {
+  it('maxAttempts lowers retry.attempts for the jobs the rule admits', async () => {
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(policy, 'rules:\n  - name: capped\n    shell: true\n    maxAttempts: 2\n');
+    const p = await startJobsApp({ EXECD_POLICY_FILE: policy });
+    try {
+      const job = await submit(p, { command: 'exit 1', retry: { attempts: 4, backoffMs: 0 } });
+      expect(job.maxAttempts).toBe(2);
+      const done = await settle(p, job.id);
+      expect(done.attempts.map((a) => a.state)).toEqual(['failed', 'failed']);
+    } finally {
+      await p.close();
+    }
   });
 });
