@@ -1,7 +1,9 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import { build } from 'esbuild';
+import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ExecdClient, ExecdError, parseBinaryFrame, type JobStreamEvent, type OutputEvent } from '../../src/client/index.js';
 import { ROOT } from '../helpers/server.js';
@@ -219,6 +221,62 @@ describe('the client alone', () => {
     const ev = parseBinaryFrame(frame);
     expect({ ...ev, data: [...ev.data] }).toEqual({ type: 'output', stream: 'stderr', offset: 2 ** 32 + 5, data: [0x68, 0x69] });
     expect(() => parseBinaryFrame(new Uint8Array([3, 0, 0, 0, 0, 0, 0, 0, 0]))).toThrow(ExecdError);
+  });
+
+  test('against a scripted server: overlapping frames trimmed, the resume asks the right offsets, a hole is a gap; base64 where binary is refused', async () => {
+    const asked: Record<string, string>[] = [];
+    const frame = (stream: 1 | 2, offset: number, data: string) => {
+      const b = Buffer.alloc(9 + data.length);
+      b[0] = stream;
+      b.writeBigUInt64BE(BigInt(offset), 1);
+      b.write(data, 9, 'latin1');
+      return b;
+    };
+    const wss = new WebSocketServer({ noServer: true });
+    const http = createServer((req, res) => {
+      // The probe after a refused handshake: this server has no binary frames.
+      res.writeHead(400, { 'content-type': 'application/problem+json' });
+      res.end(JSON.stringify({ status: 400, code: 'VALIDATION_FAILED', detail: 'encoding: invalid option', errors: [{ in: 'querystring', path: '/encoding' }] }));
+    });
+    http.on('upgrade', (req, socket, head) => {
+      const query = Object.fromEntries(new URL(req.url!, 'http://x').searchParams);
+      asked.push(query);
+      if (query.encoding === 'binary' && req.url!.includes('/old/')) return socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        if (req.url!.includes('/old/')) {
+          ws.send(JSON.stringify({ type: 'output', stream: 'stdout', offset: 0, encoding: 'base64', data: Buffer.from([0, 0xff]).toString('base64') }));
+        } else if (asked.length === 1) {
+          ws.send(frame(1, 0, 'hello'));
+          ws.send(frame(1, 3, 'lo wor')); // bytes 3..9: 3..5 came already
+          setTimeout(() => ws.terminate(), 50); // a drop, no close frame
+          return;
+        } else {
+          ws.send(frame(1, 7, 'orld')); // 7..11: only 9..11 are new
+          ws.send(frame(2, 0, 'E'));
+          ws.send(frame(1, 14, '!')); // 11..14 never came: a gap
+        }
+        ws.send(JSON.stringify({ type: 'exit', state: 'succeeded', exitCode: 0, signal: null, returncode: 0, timedOut: false }));
+        ws.close(1000);
+      });
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    try {
+      const fake = new ExecdClient({ url: `http://127.0.0.1:${(http.address() as { port: number }).port}`, token: TOKEN });
+      const show = (ev: JobStreamEvent) => (ev.type === 'output' ? `${ev.stream}@${ev.offset}:${Buffer.from(ev.data).toString('latin1')}` : ev.type === 'gap' ? `gap ${ev.stream} ${ev.from}-${ev.to}` : ev.type);
+      const events: string[] = [];
+      for await (const ev of fake.jobs.stream('new')) events.push(show(ev));
+      expect(events).toEqual(['stdout@0:hello', 'stdout@5: wor', 'stdout@9:ld', 'stderr@0:E', 'gap stdout 11-14', 'stdout@14:!', 'exit']);
+      expect(asked.map((q) => [q.encoding, q.stdoutOffset, q.stderrOffset])).toEqual([['binary', '0', '0'], ['binary', '9', '0']]);
+
+      const old: string[] = [];
+      for await (const ev of fake.jobs.stream('old')) old.push(show(ev));
+      expect(old).toEqual(['stdout@0:\u0000\u00ff', 'exit']);
+      expect(asked.slice(2).map((q) => q.encoding)).toEqual(['binary', 'base64']);
+    } finally {
+      wss.close();
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 
   test('bundles for a browser: no zod, no node: modules', async () => {
