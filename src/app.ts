@@ -10,7 +10,7 @@ import { registerUi } from './plugins/ui.js';
 import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
 import { RequestLogController } from './plugins/request-log.js';
-import { createServices, type Services } from './services/index.js';
+import { createServices, loadQueueBackend, type Services } from './services/index.js';
 import { Security } from './security/security.js';
 import type { Spawner } from './runner/index.js';
 import infoRoutes from './routes/info.js';
@@ -125,6 +125,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // Security first: its files are read now, so a bad one stops the start before any helper or directory exists.
   const security = new Security(config, app.log);
   app.decorate('security', security);
+  await loadQueueBackend(config); // BullMQ and ioredis only for EXECD_QUEUE_BACKEND=redis
   const services = createServices(config, { spawner: options.spawner, log: app.log });
   app.decorate('services', services);
   // Callback hooks on the hot path, here and in plugins/: an async hook costs a promise per request.

@@ -6,6 +6,7 @@ import { selectSpawner } from '../runner/native.js';
 import { RunTracker } from '../ops/tracker.js';
 import { SyncLimiter } from './limiter.js';
 import { createJobQueue, type JobQueue } from '../queue/index.js';
+export { loadQueueBackend } from '../queue/index.js';
 import { toJobRunSpec } from '../spec/run-spec.js';
 import { applyGrant } from '../security/admission.js';
 import { CommandNotAllowed } from '../security/errors.js';
