@@ -9,7 +9,7 @@ import { fixture, getJob, rawGet, settle, startJobsApp, submit } from '../helper
 let t: TestApp;
 const work = mkdtempSync(join(tmpdir(), 'execd-retry-'));
 beforeAll(async () => {
-  t = await startJobsApp({ EXECD_QUEUES: 'default:2,solo:1', EXECD_JOB_MAX_ATTEMPTS: '5', EXECD_QUEUE_CAPACITY: '3' });
+  t = await startJobsApp({ EXECD_QUEUES: 'default:2,solo:1', EXECD_JOB_MAX_ATTEMPTS: '5', EXECD_QUEUE_CAPACITY: '6' });
 });
 afterAll(async () => {
   await t.close();
@@ -124,14 +124,38 @@ describe('retries and the queue', () => {
     expect(readFileSync(file, 'utf8').trim().split('\n')).toEqual(['a', 'b', 'c', 'a']);
   });
 
+  it('retries never run more than the queue\'s concurrency at once, and every retry runs', async () => {
+    const file = join(work, 'intervals.log');
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const marker = join(work, `tried-${i}`);
+      const command = `'${fixture('interval.sh')}' '${file}' ${i} 0.1; [ -e '${marker}' ] || { touch '${marker}'; exit 1; }`;
+      ids.push((await submit(t, { command, retry: { attempts: 2, backoffMs: 50, backoff: 'fixed' } })).id);
+    }
+    for (const id of ids) expect((await settle(t, id)).attempts.map((a) => a.state)).toEqual(['failed', 'succeeded']);
+    const events = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [kind, , ns] = line.split(' ');
+        return { at: BigInt(ns!), delta: kind === 'start' ? 1 : -1 };
+      })
+      .sort((a, b) => (a.at === b.at ? a.delta - b.delta : a.at < b.at ? -1 : 1));
+    expect(events.length).toBe(24); // 6 jobs × 2 attempts × start and end
+    let now = 0;
+    let peak = 0;
+    for (const e of events) peak = Math.max(peak, (now += e.delta));
+    expect(peak).toBe(2);
+  });
+
   it('capacity counts jobs waiting a retry: a full queue answers 503', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 6; i++) {
       ids.push((await submit(t, { command: 'exit 1', queue: 'solo', retry: { attempts: 2, backoffMs: 60_000 } })).id);
     }
     for (const id of ids) expect((await waitState(id, 'scheduled')).state).toBe('scheduled');
     const queues = await t.http.get('/v1/queues').set(AUTH);
-    expect(queues.body.find((q: { name: string }) => q.name === 'solo').scheduled).toBe(3);
+    expect(queues.body.find((q: { name: string }) => q.name === 'solo').scheduled).toBe(6);
     const full = await t.http.post('/v1/jobs').set(AUTH).send({ command: 'true', queue: 'solo' });
     expect(full.status).toBe(503);
     for (const id of ids) expect((await t.http.post(`/v1/jobs/${id}/cancel`).set(AUTH)).body.state).toBe('canceled');

@@ -240,6 +240,10 @@ export class MemoryBackend implements JobBackend {
   private promote(job: MemoryJob): void {
     this.unschedule(job);
     if (job.state !== 'scheduled' || job.removed) return;
+    if (job.runAt !== null && Date.now() < job.runAt) {
+      this.schedule(job); // a timer may fire a millisecond early: never before its time
+      return;
+    }
     transition(job, 'queued');
     job.runAt = null;
     const lane = this.lanes.get(job.queue)!;
