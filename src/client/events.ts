@@ -1,6 +1,6 @@
 import { ExecdError } from './errors.js';
 import { request, type Transport } from './http.js';
-import { SocketReader, sleep } from './socket.js';
+import { SocketReader, sleep, socketAuth } from './socket.js';
 import type { ClientEvent } from './types.js';
 
 /**
@@ -16,7 +16,7 @@ export async function* jobEvents(
   let delay = 100;
   let connectedBefore = false;
   while (!opts.signal?.aborted) {
-    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}/v1/events`, t.token === undefined ? [] : [`bearer.${t.token}`]);
+    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}/v1/events`, socketAuth(t.token));
     const abort = () => socket.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     try {

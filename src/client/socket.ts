@@ -1,3 +1,5 @@
+import { ExecdError } from './errors.js';
+
 /**
  * A WebSocket (the global one: browsers and Node 22) read as a sequence: `next()` gives each message in
  * order, then one `close`. The WebSocket API has no way to stop reading, so messages wait here until read;
@@ -22,8 +24,9 @@ export class SocketReader {
   private paused = false;
   readonly open: Promise<boolean>;
 
-  constructor(url: string, protocols: string[], private readonly maxBuffered = Infinity) {
-    this.ws = new WebSocket(url, protocols);
+  constructor(url: string, auth: SocketAuth, private readonly maxBuffered = Infinity) {
+    // Node's WebSocket (undici) takes {headers} where browsers take only subprotocols.
+    this.ws = new WebSocket(url, auth as string[]);
     this.ws.binaryType = 'arraybuffer';
     this.open = new Promise((resolve) => {
       this.ws.addEventListener('open', () => ((this.opened = true), resolve(true)));
@@ -75,6 +78,27 @@ export class SocketReader {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(1000);
     this.ended(1000, 'closed by the client');
   }
+}
+
+/** The second argument of `new WebSocket`: subprotocols, or (Node) headers. */
+export type SocketAuth = string[] | { headers: Record<string, string> };
+
+const inNode = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+/** An HTTP token (RFC 9110): what a subprotocol may hold. */
+const SUBPROTOCOL_SAFE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * How a WebSocket carries the token: in Node, the Authorization header, as every HTTP request does; in a
+ * browser, which cannot set headers on a WebSocket, the subprotocol `bearer.<token>` (docs/websocket.md),
+ * which only takes a token of letters, digits and !#$%&'*+-.^_`|~.
+ */
+export function socketAuth(token: string | undefined): SocketAuth {
+  if (token === undefined) return [];
+  if (inNode) return { headers: { authorization: `Bearer ${token}` } };
+  if (!SUBPROTOCOL_SAFE.test(token)) {
+    throw new ExecdError(0, 'BAD_TOKEN', "a browser cannot send this token on a WebSocket: only letters, digits and !#$%&'*+-.^_`|~ fit a subprotocol");
+  }
+  return [`bearer.${token}`];
 }
 
 /** Wait `ms`, or less when the signal aborts. */

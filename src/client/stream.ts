@@ -1,7 +1,7 @@
 import { ExecdError } from './errors.js';
 import { fromBase64 } from './bytes.js';
 import { request, queryString, type Transport } from './http.js';
-import { SocketReader, sleep } from './socket.js';
+import { SocketReader, sleep, socketAuth } from './socket.js';
 import type { ErrorFrame, ExitFrame, GapFrame, JobStreamEvent, Offsets, OutputEvent, StreamName } from './types.js';
 
 /**
@@ -74,8 +74,7 @@ export async function* streamJob(t: Transport, id: string, opts: StreamOptions =
 
   while (!opts.signal?.aborted) {
     const query = queryString({ encoding, stdoutOffset: next.stdout, stderrOffset: next.stderr });
-    const protocols = t.token === undefined ? [] : [`bearer.${t.token}`];
-    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}${path}${query}`, protocols, opts.maxBufferedBytes ?? 8 << 20);
+    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}${path}${query}`, socketAuth(t.token), opts.maxBufferedBytes ?? 8 << 20);
     const abort = () => socket.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     let lastError: ErrorFrame | undefined;

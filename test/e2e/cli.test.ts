@@ -9,13 +9,24 @@ import { dropProxy, runCli, startCli } from './cli-helpers.js';
 // The `execd` command as a user runs it: a child process of bin/execd.js against a real server.
 
 let server: ServerProcess;
+/** A second server, whose policy allows only `true`. */
+let strict: ServerProcess;
 let env: Record<string, string>;
+const dir = mkdtempSync(join(tmpdir(), 'execd-cli-'));
 
 beforeAll(async () => {
-  server = await startServer({ EXECD_KILL_GRACE_MS: '300' });
+  writeFileSync(join(dir, 'policy.json'), JSON.stringify({ rules: [{ name: 'only-true', executables: ['true'] }] }));
+  [server, strict] = await Promise.all([
+    startServer({ EXECD_KILL_GRACE_MS: '300' }),
+    startServer({ EXECD_POLICY_FILE: join(dir, 'policy.json') }),
+  ]);
   env = { EXECD_URL: server.url, EXECD_TOKEN: SERVER_TOKEN };
 });
-afterAll(() => stopServer(server));
+afterAll(() => {
+  stopServer(server);
+  stopServer(strict);
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const text = (b: Buffer) => b.toString('utf8');
 
@@ -94,27 +105,19 @@ describe.concurrent('errors', () => {
   });
 
   test('a command the policy refuses (403): 65 and one line with the code and the rule; the token from --token-file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'execd-cli-'));
-    writeFileSync(join(dir, 'policy.json'), JSON.stringify({ rules: [{ name: 'only-true', executables: ['true'] }] }));
     writeFileSync(join(dir, 'token'), `${SERVER_TOKEN}\n`, { mode: 0o600 });
-    const strict = await startServer({ EXECD_POLICY_FILE: join(dir, 'policy.json') });
-    try {
-      const args = ['--url', strict.url, '--token-file', join(dir, 'token')];
-      const [refused, allowed, explained] = await Promise.all([
-        runCli(['run', ...args, '--', 'ls', '/'], {}),
-        runCli(['run', ...args, '--', 'true'], {}),
-        runCli(['explain', ...args, '--json', '--', 'ls'], {}),
-      ]);
-      expect(refused.code).toBe(65);
-      expect(text(refused.stderr)).toMatch(/^execd: COMMAND_NOT_ALLOWED: .*"only-true".*\n$/);
-      expect(refused.stdout.length).toBe(0);
-      expect(allowed.code).toBe(0);
-      expect(explained.code).toBe(65);
-      expect(JSON.parse(text(explained.stdout))).toMatchObject({ allowed: false, rule: 'only-true' });
-    } finally {
-      stopServer(strict);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const args = ['--url', strict.url, '--token-file', join(dir, 'token')];
+    const [refused, allowed, explained] = await Promise.all([
+      runCli(['run', ...args, '--', 'ls', '/'], {}),
+      runCli(['run', ...args, '--', 'true'], {}),
+      runCli(['explain', ...args, '--json', '--', 'ls'], {}),
+    ]);
+    expect(refused.code).toBe(65);
+    expect(text(refused.stderr)).toMatch(/^execd: COMMAND_NOT_ALLOWED: .*"only-true".*\n$/);
+    expect(refused.stdout.length).toBe(0);
+    expect(allowed.code).toBe(0);
+    expect(explained.code).toBe(65);
+    expect(JSON.parse(text(explained.stdout))).toMatchObject({ allowed: false, rule: 'only-true' });
   });
 });
 

@@ -240,7 +240,7 @@ describe('the client alone', () => {
     });
     http.on('upgrade', (req, socket, head) => {
       const query = Object.fromEntries(new URL(req.url!, 'http://x').searchParams);
-      asked.push(query);
+      asked.push({ ...query, authorization: req.headers.authorization ?? '', subprotocol: req.headers['sec-websocket-protocol'] ?? '' });
       if (query.encoding === 'binary' && req.url!.includes('/old/')) return socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
       wss.handleUpgrade(req, socket, head, (ws) => {
         if (req.url!.includes('/old/')) {
@@ -261,12 +261,15 @@ describe('the client alone', () => {
     });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     try {
-      const fake = new ExecdClient({ url: `http://127.0.0.1:${(http.address() as { port: number }).port}`, token: TOKEN });
+      // A token a subprotocol cannot carry (openssl rand -base64): Node sends it as a header.
+      const token = 'tok/with+base64=0123456789';
+      const fake = new ExecdClient({ url: `http://127.0.0.1:${(http.address() as { port: number }).port}`, token });
       const show = (ev: JobStreamEvent) => (ev.type === 'output' ? `${ev.stream}@${ev.offset}:${Buffer.from(ev.data).toString('latin1')}` : ev.type === 'gap' ? `gap ${ev.stream} ${ev.from}-${ev.to}` : ev.type);
       const events: string[] = [];
       for await (const ev of fake.jobs.stream('new')) events.push(show(ev));
       expect(events).toEqual(['stdout@0:hello', 'stdout@5: wor', 'stdout@9:ld', 'stderr@0:E', 'gap stdout 11-14', 'stdout@14:!', 'exit']);
       expect(asked.map((q) => [q.encoding, q.stdoutOffset, q.stderrOffset])).toEqual([['binary', '0', '0'], ['binary', '9', '0']]);
+      expect(asked.map((q) => [q.authorization, q.subprotocol])).toEqual([[`Bearer ${token}`, ''], [`Bearer ${token}`, '']]);
 
       const old: string[] = [];
       for await (const ev of fake.jobs.stream('old')) old.push(show(ev));

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ExecdError, fromBase64, type JobRequest } from '../../client/index.js';
-import { SocketReader } from '../../client/socket.js';
+import { SocketReader, socketAuth } from '../../client/socket.js';
 import { EXIT, exitCodeOf, spawnFailedCode } from '../exit.js';
 import { write } from '../output.js';
 import { clientFrom, tokenFrom, type CommonOptions } from '../settings.js';
@@ -44,7 +44,7 @@ async function exec(argv: string[], o: ExecOptions): Promise<number> {
   const job = await client.jobs.submit(spec);
   const token = tokenFrom(o, process.env);
   const url = `${client.url.replace(/^http/, 'ws')}/v1/jobs/${encodeURIComponent(job.id)}/stream?encoding=base64`;
-  const socket = new SocketReader(url, token === undefined ? [] : [`bearer.${token}`]);
+  const socket = new SocketReader(url, socketAuth(token)); // the Authorization header: any token, not only subprotocol-safe ones
   if (!(await socket.open)) throw new ExecdError(0, 'UNREACHABLE', `cannot open the stream of job ${job.id} (${url.replace(/\?.*/, '')})`);
 
   const raw = o.tty === true && o.interactive === true && local;
