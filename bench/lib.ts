@@ -51,6 +51,8 @@ export const TOKEN = 'bench-token-0123456789abcdef';
  */
 let built = false;
 export function execdMain(): string[] {
+  // A main.js built elsewhere (EXECD_BENCH_ENTRY=/tmp/x/dist/main.js): no build of dist/ here, whatever state the tree is in.
+  if (process.env.EXECD_BENCH_ENTRY) return [process.env.EXECD_BENCH_ENTRY];
   if (!built) {
     const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: new URL('..', import.meta.url).pathname, stdio: 'inherit' });
     if (r.status !== 0) throw new Error('npm run build failed');

@@ -1,27 +1,49 @@
 /**
- * WebSocket viewers benchmark (figures printed, not asserted), each against a
- * peer measured on the same machine in the same run:
- *  1. One viewer of GET /v1/jobs/{id}/stream receiving SIZE MiB of output, from
- *     job submission to its exit frame, against a plain Node process reading
- *     the same command's stdout: `head -c SIZE /dev/zero` with encoding=base64,
- *     `yes | head -c SIZE` (text, a newline every other byte) and log-like
- *     lines with encoding=utf8. Target ≥ 50 %. The figure is goodput: a
- *     viewer slower than the job skips bytes (gap frames), by design.
- *  2. Five viewers reading at 10 KB/s while a job writes BIG MiB: server RSS
- *     growth ≤ 64 MiB, and the job takes ≤ 1.5× its time with no viewer.
+ * WebSocket viewers against websocketd (the Debian package `websocketd`, which serves one command's
+ * stdout to each WebSocket client), measured in the same run, interleaved, median of ROUNDS, with exact
+ * byte counts checked on both sides (a fast wrong answer is a failure, and the run stops):
+ *  1. zeros: `head -c SIZE /dev/zero` (512 MiB), one viewer, execd encoding=binary against
+ *     `websocketd --binary`: MiB/s from submission (execd) or connection (websocketd) to the close,
+ *     exactly SIZE bytes, zero gap frames. Target ≥ 1.2×.
+ *  2. seq: `seq 1 LINES` (5,000,000 lines, 38,888,896 bytes), one viewer, execd encoding=utf8 against
+ *     websocketd's text mode (one message per line): lines/s. Target ≥ 20×.
+ *  3. replay: a finished SIZE job read by one viewer (encoding=binary) against `websocketd --binary`
+ *     serving `cat` of a file of the same bytes (in the page cache, as the job's spill file is). Target ≥ 1.0×.
+ *  4. slow: five viewers reading at 10 KB/s while a job writes BIG (1 GiB): server RSS growth ≤ 64 MiB,
+ *     and the job takes ≤ 1.5× its time alone (medians). The viewers get every byte they read (lag=wait),
+ *     and are cut when the job has ended.
  *
- *   npx tsx bench/stream.ts [sizeMiB=512] [bigMiB=1024] [rounds=1]   (a size of 0 skips that part)
- * EXECD_SPAWNER=child_process|native (default auto) picks execd's spawner.
+ *   npx tsx bench/stream.ts [--rounds 3] [--size-mib 512] [--lines 5000000] [--big-mib 1024] [--only zeros,seq,replay,slow]
+ * EXECD_SPAWNER=child_process|native (default auto) picks execd's spawner; EXECD_BENCH_ENTRY (bench/lib.ts)
+ * runs an already built dist/main.js.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
-import { postJson, rssBytes, startExecd, TOKEN } from './lib.js';
+import { freePort, postJson, rssBytes, startExecd, TOKEN } from './lib.js';
 
-const [SIZE_MIB = 512, BIG_MIB = 1024, ROUNDS = 1] = process.argv.slice(2).map(Number);
+const { values: opts } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    'size-mib': { type: 'string', default: '512' },
+    lines: { type: 'string', default: '5000000' },
+    'big-mib': { type: 'string', default: '1024' },
+    only: { type: 'string', default: 'zeros,seq,replay,slow' },
+  },
+});
+const ROUNDS = Number(opts.rounds);
 const MiB = 1024 * 1024;
+const SIZE = Number(opts['size-mib']) * MiB;
+const LINES = Number(opts.lines);
+const BIG = Number(opts['big-mib']) * MiB;
+const ONLY = new Set(opts.only.split(','));
 const AUTH = { authorization: `Bearer ${TOKEN}` };
+const WEBSOCKETD = process.env.WEBSOCKETD ?? '/usr/bin/websocketd';
 
 const execd = await startExecd({
   EXECD_QUEUES: 'default:2',
@@ -30,17 +52,7 @@ const execd = await startExecd({
 });
 const wsBase = execd.url.replace(/^http/, 'ws');
 const serverPid = execd.child.pid!;
-
-/** The plain peer: spawn the command and count its stdout bytes. */
-async function plainRead(command: string): Promise<{ ms: number; bytes: number; cpu: number }> {
-  const cpu0 = ownCpuSeconds();
-  const t0 = performance.now();
-  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let bytes = 0;
-  child.stdout.on('data', (c: Buffer) => (bytes += c.length));
-  await once(child, 'close');
-  return { ms: performance.now() - t0, bytes, cpu: ownCpuSeconds() - cpu0 };
-}
+const work = mkdtempSync(join(tmpdir(), 'execd-bench-stream-'));
 
 async function submit(command: string): Promise<string> {
   const res = await postJson(`${execd.url}/v1/jobs`, { command });
@@ -56,165 +68,275 @@ async function jobAfter(id: string): Promise<{ state: string; result: { duration
   }
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
-const ownCpuSeconds = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-};
-
 /** Forget a finished job and its output file (so its pages do not weigh on the next run). */
 const remove = (id: string) => fetch(`${execd.url}/v1/jobs/${id}`, { method: 'DELETE', headers: AUTH }).then((r) => r.arrayBuffer());
 
-const base64Bytes = (s: string) => (s.length / 4) * 3 - (s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0);
-
-interface Viewed {
+/** What one viewer received: output bytes, newlines, frames, gap frames; offsets are checked as they come. */
+interface Received {
   bytes: number;
-  /** Bytes read from the socket (frames, whole or not). */
-  socketBytes(): number;
-  gapBytes: number;
+  lines: number;
+  frames: number;
   gaps: number;
   exit: boolean;
-  ws: WebSocket;
-  closed: Promise<unknown>;
 }
 
-/** A viewer that parses every frame as a client would; `bytesPerSecond` paces its socket reads. */
-function view(id: string, encoding: 'utf8' | 'base64', bytesPerSecond?: number): Viewed {
+const countLines = (b: Buffer) => {
+  let n = 0;
+  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
+  return n;
+};
+
+/**
+ * One execd viewer: every frame parsed as a client would (binary header, or JSON). Offsets must be
+ * contiguous per stream. `bytesPerSecond` paces its socket reads; `onOpen` runs when it is open.
+ */
+function viewExecd(id: string, encoding: 'binary' | 'utf8', bytesPerSecond?: number): { ws: WebSocket; done: Promise<Received> } {
   const ws = new WebSocket(`${wsBase}/v1/jobs/${id}/stream?encoding=${encoding}`, { headers: AUTH, perMessageDeflate: false });
-  const v: Viewed = {
-    bytes: 0,
-    socketBytes: () => (ws as unknown as { _socket: import('node:net').Socket | null })._socket?.bytesRead ?? 0,
-    gapBytes: 0,
-    gaps: 0,
-    exit: false,
-    ws,
-    closed: once(ws, 'close'),
+  const r: Received = { bytes: 0, lines: 0, frames: 0, gaps: 0, exit: false };
+  const next = { stdout: 0, stderr: 0 };
+  let error: Error | null = null;
+  const check = (stream: 'stdout' | 'stderr', offset: number, n: number) => {
+    if (offset !== next[stream]) error ??= new Error(`${stream} frame at ${offset}, expected ${next[stream]}`);
+    next[stream] = offset + n;
   };
-  ws.on('message', (data) => {
-    const f = JSON.parse(String(data)) as { type: string; data?: string; encoding?: string; from?: number; to?: number };
-    if (f.type === 'output') v.bytes += f.encoding === 'base64' ? base64Bytes(f.data!) : Buffer.byteLength(f.data!);
-    else if (f.type === 'gap') {
-      v.gaps++;
-      v.gapBytes += f.to! - f.from!;
-    } else if (f.type === 'exit') v.exit = true;
+  ws.on('message', (data: Buffer, isBinary) => {
+    r.frames++;
+    if (isBinary) {
+      const n = data.length - 9;
+      check(data[0] === 1 ? 'stdout' : 'stderr', data.readUIntBE(1 + 2, 6) + data.readUInt16BE(1) * 2 ** 48, n);
+      r.bytes += n;
+      if (bytesPerSecond === undefined) r.lines += countLines(data.subarray(9));
+      return;
+    }
+    const f = JSON.parse(data.toString()) as { type: string; stream: 'stdout' | 'stderr'; offset: number; data: string };
+    if (f.type === 'output') {
+      const n = Buffer.byteLength(f.data);
+      check(f.stream, f.offset, n);
+      r.bytes += n;
+      let k = 0;
+      for (let i = f.data.indexOf('\n'); i !== -1; i = f.data.indexOf('\n', i + 1)) k++;
+      r.lines += k;
+    } else if (f.type === 'gap') r.gaps++;
+    else if (f.type === 'exit') r.exit = true;
   });
-  if (bytesPerSecond !== undefined) {
-    ws.once('open', () => {
-      const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
-      // After each chunk the socket rests as long as that chunk takes at the given rate.
-      socket.on('data', (chunk: Buffer) => {
-        socket.pause();
-        setTimeout(() => socket.resume(), (chunk.length / bytesPerSecond) * 1000).unref();
-      });
-    });
-  }
+  if (bytesPerSecond !== undefined) pace(ws, bytesPerSecond);
   ws.on('error', () => {});
-  return v;
+  const done = once(ws, 'close').then(() => {
+    if (error) throw error;
+    return r;
+  });
+  return { ws, done };
 }
 
-interface ViaExecd {
-  ms: number;
-  bytes: number;
-  gaps: number;
-  jobMs: number;
-  serverCpu: number;
-  clientCpu: number;
+/** Read the socket at `bytesPerSecond`: after each chunk it rests as long as that chunk takes at that rate. */
+function pace(ws: WebSocket, bytesPerSecond: number): void {
+  ws.once('open', () => {
+    const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.on('data', (chunk: Buffer) => {
+      socket.pause();
+      setTimeout(() => socket.resume(), (chunk.length / bytesPerSecond) * 1000).unref();
+    });
+  });
 }
 
-async function viaExecd(command: string, encoding: 'utf8' | 'base64'): Promise<ViaExecd> {
-  const cpu0 = cpuSeconds(serverPid);
-  const own0 = ownCpuSeconds();
+/** websocketd serving `argv` on a free loopback port (one process of it per client). */
+async function startWebsocketd(argv: string[], binary: boolean): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(WEBSOCKETD, [`--port=${port}`, '--address=127.0.0.1', `--binary=${binary}`, '--loglevel=error', ...argv], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = netConnect(port, '127.0.0.1', () => (s.end(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    if (i > 200 || child.exitCode !== null) throw new Error(`websocketd did not start (${WEBSOCKETD})`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    url: `ws://127.0.0.1:${port}/`,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+/** One websocketd client: binary messages are bytes; text messages are lines (websocketd strips the newline). */
+async function viaWebsocketd(url: string): Promise<{ ms: number } & Received> {
+  const t0 = performance.now();
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  const r: Received = { bytes: 0, lines: 0, frames: 0, gaps: 0, exit: true };
+  ws.on('message', (data: Buffer, isBinary) => {
+    r.frames++;
+    if (isBinary) {
+      r.bytes += data.length;
+    } else {
+      r.bytes += data.length + 1;
+      r.lines++;
+    }
+  });
+  ws.on('error', () => {});
+  await once(ws, 'close');
+  return { ms: performance.now() - t0, ...r };
+}
+
+/** A job to one execd viewer, from its submission to the close after its exit frame. */
+async function viaExecd(command: string, encoding: 'binary' | 'utf8'): Promise<{ ms: number } & Received> {
   const t0 = performance.now();
   const id = await submit(command);
-  const v = view(id, encoding);
-  await v.closed;
+  const r = await viewExecd(id, encoding).done;
   const ms = performance.now() - t0;
-  const serverCpu = cpuSeconds(serverPid) - cpu0;
-  const clientCpu = ownCpuSeconds() - own0;
-  if (!v.exit) throw new Error('the viewer closed before the exit frame');
-  const job = await jobAfter(id);
   await remove(id);
-  return { ms, bytes: v.bytes, gaps: v.gapBytes, jobMs: job.result?.durationMs ?? NaN, serverCpu, clientCpu };
+  return { ms, ...r };
 }
 
-/** The same job with nobody watching: its time and the server's CPU. */
-async function alone(command: string): Promise<{ jobMs: number; serverCpu: number }> {
-  const cpu0 = cpuSeconds(serverPid);
-  const id = await submit(command);
-  const job = await jobAfter(id);
-  const serverCpu = cpuSeconds(serverPid) - cpu0;
-  await remove(id);
-  return { jobMs: job.result!.durationMs, serverCpu };
-}
-
-const mibps = (bytes: number, ms: number) => `${(bytes / MiB / (ms / 1000)).toFixed(0).padStart(5)} MiB/s`;
-
-console.log(`bench/stream.ts: ${SIZE_MIB} MiB to one viewer, ${BIG_MIB} MiB with five slow viewers; spawner ${process.env.EXECD_SPAWNER ?? 'auto'}`);
-const size = SIZE_MIB * MiB;
-const cases: Array<[string, string, 'utf8' | 'base64']> = [
-  ['zeros, base64', `head -c ${size} /dev/zero`, 'base64'],
-  ['text (yes), utf8', `yes | head -c ${size}`, 'utf8'],
-  // A log-like text: one escaped character (the newline) per ~100 bytes instead of every other byte.
-  ['text (log lines), utf8', `yes '2024-05-01T12:00:00.000Z INFO worker-3 request completed status=200 durationMs=12 path=/v1/jobs' | head -c ${size}`, 'utf8'],
-];
-for (const [name, command, encoding] of SIZE_MIB > 0 ? cases : []) {
-  let best = 0;
-  for (let round = 0; round < ROUNDS; round++) {
-    const plain = await plainRead(command);
-    const quiet = await alone(command);
-    const viewed = await viaExecd(command, encoding);
-    if (plain.bytes !== size || viewed.bytes + viewed.gaps !== size) throw new Error(`byte counts: plain ${plain.bytes}, viewer ${viewed.bytes} + gaps ${viewed.gaps}`);
-    // Goodput: the bytes the viewer got (a viewer slower than the job skips some, by design) per second, from submission to the exit frame.
-    const ratio = viewed.bytes / viewed.ms / (size / plain.ms);
-    best = Math.max(best, ratio);
-    console.log(`${name}  round ${round + 1}`);
-    console.log(`  plain node reading stdout   ${(plain.ms / 1000).toFixed(2)} s  ${mibps(size, plain.ms)}  (reader CPU ${plain.cpu.toFixed(2)} s)`);
-    console.log(`  execd job, no viewer        ${(quiet.jobMs / 1000).toFixed(2)} s  ${mibps(size, quiet.jobMs)}  (server CPU ${quiet.serverCpu.toFixed(2)} s)`);
-    console.log(
-      `  execd job -> one viewer     ${(viewed.ms / 1000).toFixed(2)} s  ${mibps(viewed.bytes, viewed.ms)} received, ${((viewed.gaps / size) * 100).toFixed(1)} % skipped in gaps ` +
-        `(job ${(viewed.jobMs / 1000).toFixed(2)} s; server CPU ${viewed.serverCpu.toFixed(2)} s, viewer client CPU ${viewed.clientCpu.toFixed(2)} s): ${(ratio * 100).toFixed(1)} %`,
-    );
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+const expectExact = (who: string, got: Received, bytes: number, lines?: number) => {
+  if (got.bytes !== bytes || got.gaps !== 0 || (lines !== undefined && got.lines !== lines) || !got.exit) {
+    throw new Error(`${who}: ${got.bytes} bytes (want ${bytes}), ${got.lines} lines${lines === undefined ? '' : ` (want ${lines})`}, ${got.gaps} gaps, exit ${got.exit}`);
   }
-  console.log(`  best ratio ${(best * 100).toFixed(1)} % of plain (target ≥ 50 %)`);
+};
+
+interface Verdict {
+  name: string;
+  figure: string;
+  pass: boolean;
+}
+const verdicts: Verdict[] = [];
+
+/** Rounds of execd and websocketd, alternating which goes first. */
+async function compare(
+  name: string,
+  execdRun: () => Promise<{ ms: number } & Received>,
+  peerRun: () => Promise<{ ms: number } & Received>,
+  exact: { bytes: number; lines?: number },
+  rate: (r: { ms: number } & Received) => number,
+  unit: string,
+  target: number,
+): Promise<void> {
+  console.log(`${name}`);
+  const mine: number[] = [];
+  const theirs: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? (['execd', 'websocketd'] as const) : (['websocketd', 'execd'] as const);
+    for (const who of order) {
+      const r = who === 'execd' ? await execdRun() : await peerRun();
+      expectExact(who, r, exact.bytes, exact.lines);
+      (who === 'execd' ? mine : theirs).push(rate(r));
+      console.log(
+        `  round ${round + 1} ${who.padEnd(10)} ${(r.ms / 1000).toFixed(2).padStart(6)} s  ${rate(r).toFixed(0).padStart(9)} ${unit}` +
+          `  (${r.bytes} bytes, ${r.lines} lines, ${r.frames} frames, ${r.gaps} gaps)`,
+      );
+    }
+  }
+  const ratio = median(mine) / median(theirs);
+  verdicts.push({ name, figure: `${ratio.toFixed(2)}× websocketd (target ≥ ${target}×)`, pass: ratio >= target });
+  console.log(`  median execd ${median(mine).toFixed(0)} ${unit}, websocketd ${median(theirs).toFixed(0)} ${unit}: ${ratio.toFixed(2)}× (target ≥ ${target}×)`);
 }
 
-// 2. Five viewers at 10 KB/s while a job writes BIG MiB, against the same job alone (rounds interleaved).
-if (BIG_MIB === 0) {
+console.log(
+  `bench/stream.ts: ${ROUNDS} rounds; ${SIZE / MiB} MiB, seq 1 ${LINES}, ${BIG / MiB} MiB with five viewers at 10 KB/s; ` +
+    `spawner ${process.env.EXECD_SPAWNER ?? 'auto'}; ${WEBSOCKETD}`,
+);
+
+try {
+  if (ONLY.has('zeros')) {
+    const command = `head -c ${SIZE} /dev/zero`;
+    const peer = await startWebsocketd(['head', '-c', String(SIZE), '/dev/zero'], true);
+    try {
+      await compare(`1. ${SIZE / MiB} MiB of /dev/zero, one viewer, execd encoding=binary vs websocketd --binary`,
+        () => viaExecd(command, 'binary'), () => viaWebsocketd(peer.url), { bytes: SIZE }, (r) => mibps(r.bytes, r.ms), 'MiB/s', 1.2);
+    } finally {
+      await peer.stop();
+    }
+  }
+
+  if (ONLY.has('seq')) {
+    const bytes = seqBytes(LINES);
+    const peer = await startWebsocketd(['seq', '1', String(LINES)], false);
+    try {
+      await compare(`2. seq 1 ${LINES}, one viewer, execd encoding=utf8 vs websocketd text mode`,
+        () => viaExecd(`seq 1 ${LINES}`, 'utf8'), () => viaWebsocketd(peer.url), { bytes, lines: LINES }, (r) => r.lines / (r.ms / 1000), 'lines/s', 20);
+    } finally {
+      await peer.stop();
+    }
+  }
+
+  if (ONLY.has('replay')) {
+    const id = await submit(`head -c ${SIZE} /dev/zero`);
+    await jobAfter(id);
+    const file = join(work, 'zeros');
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn('/bin/sh', ['-c', `head -c ${SIZE} /dev/zero > '${file}'`], { stdio: 'inherit' });
+      c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`writing ${file} failed`))));
+    });
+    const peer = await startWebsocketd(['cat', file], true);
+    try {
+      await compare(`3. replay of a finished ${SIZE / MiB} MiB job, one viewer, execd encoding=binary vs websocketd --binary cat of the same bytes`,
+        async () => {
+          const t0 = performance.now();
+          const r = await viewExecd(id, 'binary').done;
+          return { ms: performance.now() - t0, ...r };
+        },
+        () => viaWebsocketd(peer.url), { bytes: SIZE }, (r) => mibps(r.bytes, r.ms), 'MiB/s', 1.0);
+    } finally {
+      await peer.stop();
+      await remove(id);
+      rmSync(file, { force: true });
+    }
+  }
+
+  if (ONLY.has('slow')) {
+    const big = `head -c ${BIG} /dev/zero`;
+    console.log(`4. ${BIG / MiB} MiB job, five viewers reading at 10 KB/s (encoding=binary), against the same job alone`);
+    const alone: number[] = [];
+    const viewed: number[] = [];
+    let worstGrowth = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const quietId = await submit(big);
+      const quiet = await jobAfter(quietId);
+      await remove(quietId);
+      alone.push(quiet.result!.durationMs);
+      const rss0 = rssBytes(serverPid);
+      let peak = rss0;
+      const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(serverPid))), 25);
+      const id = await submit(big);
+      const viewers = Array.from({ length: 5 }, () => viewExecd(id, 'binary', 10_000));
+      const job = await jobAfter(id);
+      clearInterval(sampler);
+      peak = Math.max(peak, rssBytes(serverPid));
+      const readBytes = viewers.map((v) => (v.ws as unknown as { _socket: import('node:net').Socket | null })._socket?.bytesRead ?? 0);
+      for (const v of viewers) v.ws.terminate();
+      await Promise.allSettled(viewers.map((v) => v.done));
+      await remove(id);
+      viewed.push(job.result!.durationMs);
+      worstGrowth = Math.max(worstGrowth, peak - rss0);
+      console.log(
+        `  round ${round + 1}: alone ${(quiet.result!.durationMs / 1000).toFixed(2)} s, with the viewers ${(job.result!.durationMs / 1000).toFixed(2)} s; ` +
+          `server RSS ${(rss0 / MiB).toFixed(0)} MiB before, peak ${(peak / MiB).toFixed(0)} MiB (+${((peak - rss0) / MiB).toFixed(1)}); ` +
+          `the viewers read ${Math.min(...readBytes)}–${Math.max(...readBytes)} bytes meanwhile`,
+      );
+    }
+    const ratio = median(viewed) / median(alone);
+    console.log(`  job time ${ratio.toFixed(2)}× its time alone (medians; target ≤ 1.5×); RSS growth ≤ ${(worstGrowth / MiB).toFixed(1)} MiB (target ≤ 64 MiB)`);
+    verdicts.push({ name: '4. job time with five slow viewers', figure: `${ratio.toFixed(2)}× its time alone (target ≤ 1.5×)`, pass: ratio <= 1.5 });
+    verdicts.push({ name: '4. server RSS growth', figure: `${(worstGrowth / MiB).toFixed(1)} MiB (target ≤ 64 MiB)`, pass: worstGrowth <= 64 * MiB });
+  }
+} finally {
   await execd.stop();
-  process.exit(0);
+  rmSync(work, { recursive: true, force: true });
 }
-const big = `head -c ${BIG_MIB * MiB} /dev/zero`;
-console.log(`${BIG_MIB} MiB job, five viewers at 10 KB/s`);
-let bestAlone = Infinity;
-let bestViewed = Infinity;
-let worstGrowth = 0;
-for (let round = 0; round < ROUNDS; round++) {
-  const quiet = await alone(big);
-  const rss0 = rssBytes(serverPid);
-  let peak = rss0;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(serverPid))), 25);
-  const id = await submit(big);
-  const viewers = Array.from({ length: 5 }, () => view(id, 'base64', 10_000));
-  const job = await jobAfter(id);
-  clearInterval(sampler);
-  peak = Math.max(peak, rssBytes(serverPid));
-  const slowest = viewers.reduce((a, v) => Math.min(a, v.socketBytes()), Infinity);
-  for (const v of viewers) v.ws.terminate();
-  await remove(id);
-  const ms = job.result!.durationMs;
-  bestAlone = Math.min(bestAlone, quiet.jobMs);
-  bestViewed = Math.min(bestViewed, ms);
-  worstGrowth = Math.max(worstGrowth, peak - rss0);
-  console.log(
-    `  round ${round + 1}: alone ${(quiet.jobMs / 1000).toFixed(2)} s, with the viewers ${(ms / 1000).toFixed(2)} s; ` +
-      `server RSS ${(rss0 / MiB).toFixed(0)} MiB before, peak ${(peak / MiB).toFixed(0)} MiB (+${((peak - rss0) / MiB).toFixed(1)}); ` +
-      `each viewer read ≥ ${(slowest / 1024).toFixed(0)} KiB meanwhile`,
-  );
+
+console.log('\nsummary');
+for (const v of verdicts) console.log(`  ${v.pass ? 'PASS' : 'FAIL'}  ${v.name}: ${v.figure}`);
+
+/** The byte length of `seq 1 n`. */
+function seqBytes(n: number): number {
+  let total = 0;
+  for (let digits = 1, lo = 1; lo <= n; digits++, lo *= 10) total += (Math.min(n, lo * 10 - 1) - lo + 1) * (digits + 1);
+  return total;
 }
-console.log(`  job time ${(bestViewed / bestAlone).toFixed(2)}× its time alone (best of each; target ≤ 1.5×); RSS growth ≤ ${(worstGrowth / MiB).toFixed(1)} MiB (target ≤ 64 MiB)`);
-await execd.stop();

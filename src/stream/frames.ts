@@ -36,11 +36,9 @@ export function putBinaryHeader(frame: Buffer, stream: StreamName, offset: numbe
   return frame;
 }
 
-/** A binary output frame of `bytes` (a copy: used when the bytes have no room for the header before them). */
-export function binaryOutputFrame(stream: StreamName, offset: number, bytes: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(BINARY_HEADER_BYTES + bytes.length);
-  bytes.copy(frame, BINARY_HEADER_BYTES);
-  return putBinaryHeader(frame, stream, offset);
+/** The header of a binary output frame alone (its bytes are sent after it: Outbox.sendParts). */
+export function binaryOutputHeader(stream: StreamName, offset: number): Buffer {
+  return putBinaryHeader(Buffer.allocUnsafe(BINARY_HEADER_BYTES), stream, offset);
 }
 
 export function stateFrame(job: Job): string {

@@ -1,13 +1,13 @@
 import type { RawData, WebSocket } from 'ws';
 import { ApiError, DomainError } from '../errors.js';
 import { apiCodeOf } from '../plugins/errors.js';
-import { isTerminal, type JobState, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
+import { isTerminal, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
 import { OutputRemovedError } from '../queue/log-subscription.js';
 import type { Job } from '../schemas/jobs.js';
 import { BINARY_HEADER_BYTES, ClientFrame, type LagPolicy, type StreamEncoding } from '../schemas/stream.js';
 import { canSee, hasScope, type Principal } from '../security/auth.js';
 import { isSignalName } from '../runner/index.js';
-import { base64OutputFrame, binaryOutputFrame, exitFrame, gapFrame, putBinaryHeader, stateFrame, textOutputFrame } from './frames.js';
+import { base64OutputFrame, binaryOutputHeader, exitFrame, gapFrame, putBinaryHeader, stateFrame, textOutputFrame } from './frames.js';
 import { streamMetrics } from './metrics.js';
 import { Utf8Framer } from './utf8-framer.js';
 import { MAX_INVALID_FRAMES, Viewer, type ViewerContext } from './viewer.js';
@@ -47,7 +47,15 @@ export const BINARY_FRAME_BYTES = 1024 * 1024;
 export const TEXT_FRAME_BYTES = 256 * 1024;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-const rank = (state: JobState): number => (state === 'queued' ? 0 : state === 'running' ? 1 : 2);
+/**
+ * State frames only move forward: scheduled < queued < running per attempt (a retried job waits and runs again:
+ * `attempt` counts the attempts started), then the terminal state.
+ */
+const rank = (job: Job): number => {
+  if (isTerminal(job.state)) return Number.MAX_SAFE_INTEGER;
+  if (job.state === 'running') return job.attempt * 4 - 1;
+  return job.attempt * 4 + (job.state === 'scheduled' ? 1 : 2);
+};
 
 /**
  * Where a viewer is, one of four:
@@ -138,8 +146,11 @@ export class JobViewer extends Viewer {
     // A terminal's stdin is a stream unless bytes were given (src/spec/run-spec.ts).
     this.streamStdin = typeof job.spec.stdin === 'object' || (!!job.spec.tty && job.spec.stdin === undefined);
     if (!isTerminal(job.state)) this.sendState(job);
-    // Live chunks of one turn go as one frame; binary frames get their header in the room left before the bytes.
-    const subscribeOptions = { chunkBytes: this.frameBytes, batch: true, headroom: this.options.encoding === 'binary' ? BINARY_HEADER_BYTES : 0 };
+    // Binary: each live chunk is a frame as it comes (its header sent before it, the bytes not copied), and a
+    // read from the log gets room for the header before its bytes. Text: the live chunks of one turn of the
+    // event loop are one frame (one JSON encoding for them all).
+    const binary = this.options.encoding === 'binary';
+    const subscribeOptions = { chunkBytes: this.frameBytes, batch: !binary, headroom: binary ? BINARY_HEADER_BYTES : 0 };
     for (const feed of this.feeds) {
       feed.replayEnd = output.end(feed.stream);
       feed.sub = output.subscribe(feed.stream, this.options.offsets[feed.stream], (event) => this.onLog(feed, event), subscribeOptions);
@@ -154,7 +165,7 @@ export class JobViewer extends Viewer {
   private sendState(job: Job): void {
     // A worker took the job but its process is not there yet: "running" is said once it is (the started event), with its pid.
     if (job.state === 'running' && job.pid === null) return;
-    const r = rank(job.state);
+    const r = rank(job);
     if (r <= this.sentRank) return;
     this.sentRank = r;
     this.outbox.send(stateFrame(job));
@@ -187,7 +198,7 @@ export class JobViewer extends Viewer {
     if (this.options.encoding === 'binary') {
       if (room !== undefined && data.length <= max) return this.outbox.send(putBinaryHeader(room, feed.stream, offset), true);
       for (let at = 0; at < data.length; at += max) {
-        this.outbox.send(binaryOutputFrame(feed.stream, offset + at, data.subarray(at, at + max)), true);
+        this.outbox.sendParts(binaryOutputHeader(feed.stream, offset + at), data.length <= max ? data : data.subarray(at, at + max));
       }
       return;
     }

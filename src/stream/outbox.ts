@@ -10,6 +10,32 @@ export class SendBudget {
   }
 }
 
+/** The part of ws's Sender (ws 8) sendParts uses: its state (0: not compressing, nothing queued) and its last step. */
+interface RawSender {
+  _state?: number;
+  sendFrame?(list: Buffer[], cb?: (err?: Error | null) => void): void;
+}
+const SENDER_IDLE = 0;
+
+/** The header of one unmasked final binary WebSocket frame (RFC 6455 5.2) of `length` payload bytes, followed by `head`. */
+export function binaryFrameHeader(head: Buffer, length: number): Buffer {
+  const size = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(size + head.length);
+  out[0] = 0x82; // FIN, opcode 2 (binary)
+  if (size === 2) {
+    out[1] = length;
+  } else if (size === 4) {
+    out[1] = 126;
+    out.writeUInt16BE(length, 2);
+  } else {
+    out[1] = 127;
+    out.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2);
+    out.writeUInt32BE(length >>> 0, 6);
+  }
+  head.copy(out, size);
+  return out;
+}
+
 /** While the budget is exceeded, a viewer holding more than this is slow too. */
 export const FAIR_SHARE_BYTES = 64 * 1024;
 
@@ -54,6 +80,26 @@ export class Outbox {
     this.pending += n;
     this.budget.total += n;
     this.ws.send(data, { binary }, () => this.sent(n));
+  }
+
+  /**
+   * Send one binary frame made of `head` then `bytes`, without copying `bytes` into a new buffer: ws writes
+   * a frame from its own header and one buffer, so the frame header and `head` go as that header
+   * (ws's Sender.sendFrame, the step WebSocket#send ends in). Where that step is not there as expected
+   * (another ws version), the two are joined and sent the documented way.
+   */
+  sendParts(head: Buffer, bytes: Buffer): void {
+    if (!this.open) return;
+    const n = head.length + bytes.length;
+    this.pending += n;
+    this.budget.total += n;
+    const done = () => this.sent(n);
+    const sender = (this.ws as unknown as { _sender?: RawSender })._sender;
+    if (sender?._state === SENDER_IDLE && typeof sender.sendFrame === 'function') {
+      sender.sendFrame([binaryFrameHeader(head, n), bytes], done);
+    } else {
+      this.ws.send(Buffer.concat([head, bytes], n), { binary: true }, done);
+    }
   }
 
   /** Call `onDrain` once the buffer has drained (now, if it has). */
