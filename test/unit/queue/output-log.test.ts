@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -175,6 +175,124 @@ describe('OutputLog', () => {
     log.dispose();
     await waitFor(() => s.events.length > 0);
     expect(s.events.at(-1)?.type).toBe('error');
+  });
+});
+
+/** Descriptors this process holds open on `file` now. */
+function openFds(file: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === file) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+describe('LogSubscription options (WebSocket viewers)', () => {
+  it('batch: the live chunks of one turn are one event, delivered in that turn; a lone chunk too', async () => {
+    const { log } = newLog(1 << 20);
+    const events: LogEvent[] = [];
+    log.subscribe(0, (e) => events.push(e), { batch: true });
+    await new Promise((r) => setImmediate(r));
+    log.append(b('ab'));
+    log.append(b('cd'));
+    log.append(b('e'));
+    expect(events).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([{ type: 'data', offset: 0, data: b('abcde'), room: b('abcde') }]);
+    log.append(b('f'));
+    await new Promise((r) => setImmediate(r));
+    expect(events.at(-1)).toEqual({ type: 'data', offset: 5, data: b('f') }); // one chunk: no copy
+    log.close();
+    expect(events.at(-1)).toEqual({ type: 'end', end: 6, truncated: false, dropped: 0 });
+  });
+
+  it('batch: a batch reaching chunkBytes goes at once; pause gives the batched bytes back (delivered from the log on resume)', async () => {
+    const { log } = newLog(1 << 20);
+    const s = collect(log, 0);
+    s.sub.close();
+    const events: LogEvent[] = [];
+    const sub = log.subscribe(0, (e) => events.push(e), { batch: true, chunkBytes: 4 });
+    await new Promise((r) => setImmediate(r));
+    log.append(b('abc'));
+    log.append(b('def')); // 6 >= 4: at once
+    expect(events).toEqual([{ type: 'data', offset: 0, data: b('abcdef'), room: b('abcdef') }]);
+    log.append(b('gh'));
+    sub.pause(); // before the turn ends: "gh" goes back to the log
+    expect(sub.next).toBe(6);
+    await new Promise((r) => setImmediate(r));
+    expect(events.length).toBe(1);
+    log.append(b('ij'));
+    sub.resume();
+    log.close();
+    await waitFor(() => events.at(-1)?.type === 'end');
+    const text = events.flatMap((e) => (e.type === 'data' ? [e.data.toString()] : [])).join('');
+    expect(text).toBe('abcdefghij');
+  });
+
+  it('headroom: data read from the log (memory or file) and batches come with free bytes before them, in the same memory', async () => {
+    for (const memoryBytes of [1 << 20, 4]) {
+      const { log } = newLog(memoryBytes);
+      log.append(b('hello world'));
+      const events: LogEvent[] = [];
+      log.subscribe(0, (e) => events.push(e), { headroom: 9, chunkBytes: 5 });
+      await waitFor(() => events.length === 3);
+      for (const e of events) {
+        if (e.type !== 'data') throw new Error(e.type);
+        expect(e.room!.length).toBe(9 + e.data.length);
+        expect(e.room!.subarray(9).equals(e.data)).toBe(true);
+        e.room![9] = 0x2a; // the same memory
+        expect(e.data[0]).toBe(0x2a);
+      }
+      expect(events.map((e) => (e.type === 'data' ? e.offset : -1))).toEqual([0, 5, 10]);
+    }
+  });
+
+  it('catching up from the file: one descriptor kept open while behind, released at the live edge and on close; one chunk read ahead while paused', async () => {
+    const { log, file } = newLog(4);
+    log.append(Buffer.alloc(100, 1));
+    const writer = openFds(file); // the log's own, for its appends
+    let reads = 0;
+    const openReader = log.openReader.bind(log);
+    log.openReader = () => {
+      const reader = openReader();
+      return { read: (...args) => (reads++, reader.read(...args)), close: () => reader.close() };
+    };
+    const events: LogEvent[] = [];
+    let pauseNext = true;
+    const sub = log.subscribe(0, (e) => {
+      events.push(e);
+      if (pauseNext) {
+        pauseNext = false;
+        sub.pause();
+      }
+    }, { chunkBytes: 10 });
+    await waitFor(() => events.length === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events.length).toBe(1); // paused after the first chunk
+    expect(sub.next).toBe(10);
+    expect(reads).toBe(2); // that chunk, and the next one held for the resume: no more
+    expect(openFds(file)).toBe(writer + 1); // the file stays open (the chunk read ahead is held, not delivered)
+    sub.resume();
+    await waitFor(() => events.length === 10);
+    expect(events.map((e) => (e.type === 'data' ? e.offset : -1))).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(await waitFor(() => openFds(file) === writer)).toBe(true); // at the live edge: no descriptor of its own
+    log.append(Buffer.alloc(5, 2)); // live: handed over, not read
+    expect(events.at(-1)).toMatchObject({ type: 'data', offset: 100 });
+    sub.close();
+    log.dispose();
+  });
+
+  it('the end event counts the bytes dropped past the cap', async () => {
+    const { log } = newLog(1 << 20, 5);
+    log.append(b('abcdefgh'));
+    log.close();
+    const s = collect(log, 0);
+    await waitFor(s.ended);
+    expect(s.events.at(-1)).toEqual({ type: 'end', end: 5, truncated: true, dropped: 3 });
   });
 });
 

@@ -1,12 +1,15 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import type { FastifyBaseLogger } from 'fastify';
-import type { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { JobQueue } from '../../../src/queue/index.js';
 import { EventsViewer } from '../../../src/stream/events-viewer.js';
 import { originAllowed } from '../../../src/plugins/origin.js';
-import { FAIR_SHARE_BYTES, Outbox, SendBudget } from '../../../src/stream/outbox.js';
+import { binaryFrameHeader, FAIR_SHARE_BYTES, Outbox, SendBudget } from '../../../src/stream/outbox.js';
+import { binaryOutputHeader, putBinaryHeader } from '../../../src/stream/frames.js';
+import { waitFor } from '../../helpers/proc.js';
 import { incompleteTail, Utf8Framer } from '../../../src/stream/utf8-framer.js';
 import type { ViewerContext } from '../../../src/stream/viewer.js';
 
@@ -129,5 +132,62 @@ describe('bounded send buffers', () => {
     expect(b.overloaded).toBe(false);
     a.dispose();
     expect(budget.total).toBe(FAIR_SHARE_BYTES / 2);
+  });
+});
+
+describe('binary frames: Outbox.sendParts', () => {
+  it('a real ws client receives head + bytes as one binary message, for each size of WebSocket length field; the bytes are counted until written', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    await once(wss, 'listening');
+    const serverSide = once(wss, 'connection') as Promise<[WebSocket]>;
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    const got: Array<{ data: Buffer; isBinary: boolean }> = [];
+    client.on('message', (data: Buffer, isBinary) => got.push({ data, isBinary }));
+    const [ws] = await serverSide;
+    try {
+      const budget = new SendBudget(1 << 30);
+      const outbox = new Outbox(ws, 1 << 30, budget, () => {});
+      const sizes = [1, 116, 117, 65_526, 65_527, 1_000_000];
+      const sent = sizes.map((n, i) => ({ head: binaryOutputHeader('stderr', 2 ** 40 + i), bytes: Buffer.alloc(n, i + 1) }));
+      for (const { head, bytes } of sent) outbox.sendParts(head, bytes);
+      expect(outbox.bufferedBytes).toBe(sizes.reduce((a, n) => a + n + 9, 0));
+      expect(await waitFor(() => got.length === sizes.length)).toBe(true);
+      got.forEach(({ data, isBinary }, i) => {
+        expect(isBinary).toBe(true);
+        expect(data.equals(Buffer.concat([sent[i]!.head, sent[i]!.bytes]))).toBe(true);
+        expect([data[0], Number(data.readBigUInt64BE(1))]).toEqual([2, 2 ** 40 + i]);
+      });
+      expect(await waitFor(() => outbox.bufferedBytes === 0)).toBe(true);
+      expect(budget.total).toBe(0);
+    } finally {
+      client.close();
+      wss.close();
+    }
+  });
+
+  it('without the ws internals it expects, it joins head and bytes and sends them the documented way', () => {
+    const ws = new FakeSocket();
+    const outbox = new Outbox(ws as unknown as WebSocket, 1 << 20, new SendBudget(1 << 30), () => {});
+    outbox.sendParts(Buffer.from('ab'), Buffer.from('cd'));
+    expect(ws.sent).toEqual(['abcd']);
+    expect(outbox.bufferedBytes).toBe(4);
+    ws.flush();
+    expect(outbox.bufferedBytes).toBe(0);
+  });
+
+  it('binaryFrameHeader: RFC 6455 lengths (7-bit, 16-bit, 64-bit), FIN and opcode 2, unmasked', () => {
+    const head = Buffer.from([9]);
+    expect([...binaryFrameHeader(head, 125)]).toEqual([0x82, 125, 9]);
+    expect([...binaryFrameHeader(head, 126)]).toEqual([0x82, 126, 0, 126, 9]);
+    expect([...binaryFrameHeader(head, 65_535)]).toEqual([0x82, 126, 0xff, 0xff, 9]);
+    expect([...binaryFrameHeader(head, 65_536)]).toEqual([0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 9]);
+    expect([...binaryFrameHeader(head, 2 ** 32 + 5)]).toEqual([0x82, 127, 0, 0, 0, 1, 0, 0, 0, 5, 9]);
+  });
+
+  it('putBinaryHeader: stream byte, then the offset as uint64 big-endian up to 2^53', () => {
+    const frame = putBinaryHeader(Buffer.alloc(9), 'stdout', Number.MAX_SAFE_INTEGER);
+    expect(frame[0]).toBe(1);
+    expect(frame.readBigUInt64BE(1)).toBe(BigInt(Number.MAX_SAFE_INTEGER));
+    expect(binaryOutputHeader('stderr', 0x0102030405).toString('hex')).toBe('020000000102030405');
   });
 });
