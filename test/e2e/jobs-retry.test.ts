@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from '../../src/schemas/jobs.js';
 import { AUTH, type TestApp } from '../helpers/app.js';
 import { fixture, getJob, rawGet, settle, startJobsApp, submit } from '../helpers/jobs.js';
+import { connect, reassemble } from '../helpers/stream.js';
 
 let t: TestApp;
 const work = mkdtempSync(join(tmpdir(), 'execd-retry-'));
@@ -101,6 +102,18 @@ describe('retries', () => {
     expect(res.body.attempts.length).toBe(1);
     await new Promise((r) => setTimeout(r, 200));
     expect(readFileSync(file, 'utf8').trim()).toBe('1');
+  });
+
+  it('a WebSocket viewer sees each attempt wait and run, one output, then the final exit', async () => {
+    const job = await submit(t, { command: 'echo x; exit 1', delayMs: 100, retry: { attempts: 2, backoffMs: 100 } });
+    const ws = await connect(t, `/v1/jobs/${job.id}/stream`);
+    const { frames } = await ws.all();
+    const states = frames.filter((f) => f.type === 'state').map((f) => f.state);
+    expect(states[0]).toBe('scheduled');
+    expect(states.filter((s) => s === 'running')).toHaveLength(2);
+    expect(states.filter((s) => s === 'scheduled')).toHaveLength(2);
+    expect(reassemble(frames, 'stdout').bytes.toString()).toBe('x\nx\n');
+    expect(frames.at(-1)).toMatchObject({ type: 'exit', state: 'failed' });
   });
 
   it('rejects bad retry policies with 400', async () => {
