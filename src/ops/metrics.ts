@@ -166,8 +166,8 @@ export class Metrics {
     });
     const streamMetrics = sources.viewerCounters;
     mirroredCounter(this.registry, 'execd_ws_viewers_opened_total', 'WebSocket viewers opened (process-wide)', () => streamMetrics.viewersOpenedTotal);
-    mirroredCounter(this.registry, 'execd_ws_gaps_total', 'Gap frames sent to viewers too slow for the live output (process-wide)', () => streamMetrics.gapsTotal);
-    mirroredCounter(this.registry, 'execd_ws_gap_bytes_total', 'Output bytes those gaps skipped (process-wide)', () => streamMetrics.gapBytesTotal);
+    mirroredCounter(this.registry, 'execd_ws_gaps_total', 'Gap frames sent to WebSocket viewers: bytes not held (past maxOutputBytes, a full disk, removed) or skipped with lag=skip (process-wide)', () => streamMetrics.gapsTotal);
+    mirroredCounter(this.registry, 'execd_ws_gap_bytes_total', 'Output bytes those gaps named (process-wide)', () => streamMetrics.gapBytesTotal);
     mirroredCounter(this.registry, 'execd_ws_events_dropped_total', 'Events not sent to slow /v1/events viewers (process-wide)', () => streamMetrics.eventsDroppedTotal);
     mirroredCounter(this.registry, 'execd_ws_dead_viewers_total', 'Viewers cut by the heartbeat (process-wide)', () => streamMetrics.deadViewersTotal);
     this.shedCount = new Counter({ name: 'execd_requests_shed_total', help: 'Requests answered 503 because the event loop lagged (load shedding)', registers });

@@ -10,9 +10,9 @@ export const streamMetrics = {
   eventViewers: 0,
   /** Viewers opened (both endpoints). */
   viewersOpenedTotal: 0,
-  /** Gap frames sent: a slow viewer skipped to the live edge. */
+  /** Gap frames sent: bytes not held (past maxOutputBytes, a full disk, removed), or a lag=skip viewer skipped to the live edge. */
   gapsTotal: 0,
-  /** Bytes those gaps skipped. */
+  /** Bytes those gaps named. */
   gapBytesTotal: 0,
   /** Events not sent to slow /v1/events viewers (each run of them ends with a `lagged` frame). */
   eventsDroppedTotal: 0,

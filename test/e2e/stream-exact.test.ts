@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitFrame } from '../../src/schemas/stream.js';
-import type { TestApp } from '../helpers/app.js';
+import { TOKEN, type TestApp } from '../helpers/app.js';
 import { connect, reassemble, refusal, type Frame } from '../helpers/stream.js';
 import { rawGet, settle, startJobsApp, submit } from '../helpers/jobs.js';
 
@@ -130,5 +131,22 @@ describe('encoding=binary: client frames stay JSON text', () => {
       const v = await connect(t, `/v1/jobs/${job.id}/stream?${query}`);
       expect((await v.all()).code).toBe(1000);
     }
+  });
+});
+
+describe('docs/websocket.md', () => {
+  it("the binary frames snippet (ArrayBuffer, DataView) gets a job's exact bytes, run with Node's own WebSocket", async () => {
+    const code = /## Binary frames[\s\S]*?```js\n([\s\S]*?)```/.exec(readFileSync(new URL('../../docs/websocket.md', import.meta.url), 'utf8'))![1]!;
+    const tailBinary = new Function(`${code}; return tailBinary;`)() as (
+      base: string, token: string, id: string, onBytes: (stream: string, bytes: Uint8Array) => void, onEnd: (exit: Frame) => void,
+    ) => void;
+    const job = await submit(t, { command: 'head -c 3000000 /dev/urandom; printf "é€" >&2' });
+    const got: Record<string, Buffer[]> = { stdout: [], stderr: [] };
+    const exit = await new Promise<Frame>((resolve) =>
+      tailBinary(t.url, TOKEN, job.id, (stream, bytes) => got[stream]!.push(Buffer.from(bytes)), resolve),
+    );
+    expect(exit).toMatchObject({ type: 'exit', state: 'succeeded' });
+    expect(Buffer.concat(got.stdout!).equals(await output(job.id, 'stdout'))).toBe(true);
+    expect(Buffer.concat(got.stderr!).toString()).toBe('é€');
   });
 });
