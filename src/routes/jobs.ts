@@ -293,7 +293,10 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
 };
 
 /** The CommandSpec part of a job request (a copy only when it names its queue: object rest is slow on a hot path). */
-/** A retry asking for more attempts than EXECD_JOB_MAX_ATTEMPTS or its policy rule's maxAttempts gets that many (the Job's spec shows what holds). */
+/**
+ * A retry asking for more attempts than EXECD_JOB_MAX_ATTEMPTS or its policy rule's maxAttempts gets that many (the
+ * Job's spec shows what holds).
+ */
 function capAttempts(spec: CommandSpec, max: number): void {
   const retry = (spec as { retry?: RetryRequest }).retry;
   if (retry && retry.attempts > max) (spec as { retry?: RetryRequest }).retry = { ...retry, attempts: max };
