@@ -97,7 +97,9 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
           'an unknown queue is a 400. The command policy applies as for POST /v1/run: a refused command is 403 COMMAND_NOT_ALLOWED and is never queued; ' +
           'the run-as user, cwd, ceilings and limits it grants hold when the job starts. The job belongs to the submitting token: another token ' +
           'without `admin` gets 404 for it. `Idempotency-Key` (per token): the same key with the same body answers the same job with 200; with another body, 409 CONFLICT. ' +
-          'A queue holding EXECD_QUEUE_CAPACITY waiting jobs answers 503 QUEUE_FULL with Retry-After.',
+          'A queue holding EXECD_QUEUE_CAPACITY waiting jobs (queued and scheduled) answers 503 QUEUE_FULL with Retry-After. ' +
+          '`retry` runs it again after a failed, timed_out (or, when listed, lost) attempt, after a backoff, as the same job (`attempts`); ' +
+          '`notBefore`/`delayMs` keep it `scheduled` until then; `labels` tag it for `?label=` (docs/jobs.md).',
         headers: SubmitHeaders,
         body: JobRequest,
         response: { 200: Job, 202: Job, ...problems(...V1_ERRORS, 409) },
@@ -134,7 +136,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'List jobs, oldest first, a page at a time',
         description:
           "The token's own jobs (every job with `admin`). " +
-          'Filters `state` and `queue`; `limit` 1..1000 (default 100). Jobs come in the order they were accepted; pass `nextCursor` as `cursor` ' +
+          'Filters `state`, `queue` and `label=key=value` (repeatable, all must match); `limit` 1..1000 (default 100). Jobs come in the order they were accepted; pass `nextCursor` as `cursor` ' +
           'for the next page: each job still kept appears exactly once across pages, even while jobs are added and removed. ' +
           '`nextCursor` is null when nothing more matches now.',
         querystring: ListJobsQuery,

@@ -138,7 +138,9 @@ export const JobRequest = z
   .superRefine(oneDelay)
   .meta({
     id: 'JobRequest',
-    description: 'A CommandSpec plus the queue to run it on.',
+    description:
+      'A CommandSpec plus the queue to run it on, and the job-only options: `retry` (attempts with backoff), `notBefore` or `delayMs` ' +
+      '(a delayed start: `scheduled` until then), `labels` (to find it by), `notify` (a completion callback). docs/jobs.md.',
     examples: [{ command: 'for i in 1 2 3; do echo step $i; sleep 1; done', queue: 'default', timeoutMs: 60000 }],
   });
 export type JobRequest = z.infer<typeof JobRequest>;
