@@ -95,6 +95,9 @@ describe('retries', () => {
     const waiting = await waitState(job.id, 'scheduled');
     expect(waiting.state).toBe('scheduled');
     expect(waiting.attempt).toBe(1);
+    expect(waiting.pid).toBeNull();
+    expect(waiting.result).toBeNull(); // not terminal yet: the attempt's result is in attempts[]
+    expect(waiting.attempts[0]).toMatchObject({ state: 'failed', result: { returncode: 1 } });
     expect(Date.parse(waiting.runAt!)).toBeGreaterThan(Date.now() + 50_000);
     const res = await t.http.post(`/v1/jobs/${job.id}/cancel`).set(AUTH);
     expect(res.status).toBe(200);

@@ -215,6 +215,7 @@ export class MemoryBackend implements JobBackend {
     // Retried: scheduled for its backoff (no worker waits on it), then queued at the back of its queue.
     transition(job, 'scheduled', {}, now);
     job.runAt = now + delay;
+    job.pid = null; // its process is gone (attempts[] keeps how it ended)
     this.schedule(job);
     const { id: jobId, queue } = job;
     this.finishLog.info({ jobId, queue, state, attempt: job.attempt, retryInMs: delay, error: error?.code }, 'job attempt ended; retried');
