@@ -94,13 +94,14 @@ export class Metrics {
       });
     new Gauge<'queue' | 'state'>({
       name: 'execd_jobs',
-      help: 'Jobs now queued or running, by queue and state',
+      help: 'Jobs now scheduled (a delayed start, a retry in its backoff), queued or running, by queue and state',
       labelNames: ['queue', 'state'],
       registers,
       async collect() {
         const all = await queues();
         this.reset();
         for (const q of all) {
+          this.set({ queue: q.name, state: 'scheduled' }, q.scheduled);
           this.set({ queue: q.name, state: 'queued' }, q.queued);
           this.set({ queue: q.name, state: 'running' }, q.running);
         }
