@@ -59,7 +59,7 @@ export class TerminalView {
         if (this.follow) this.term.scrollToBottom();
         done();
       });
-    }, (cb) => requestAnimationFrame(() => cb()));
+    }, (cb) => setTimeout(cb, 0)); // a task per batch: input and rendering run between them
   }
 
   /** Output of a stream: shown when the view includes it, and kept (bounded) for a switch of view. */
@@ -113,9 +113,19 @@ export class TerminalView {
     return lines.join('\n');
   }
 
-  /** Bytes waiting to be drawn (the view is behind the stream by this much). */
+  /** The last line with text (cheap: what `tail -n 1` would show of the view). */
+  lastLine(): string {
+    const buf = this.term.buffer.active;
+    for (let i = buf.length - 1; i >= 0; i--) {
+      const s = buf.getLine(i)?.translateToString(true) ?? '';
+      if (s !== '') return s;
+    }
+    return '';
+  }
+
+  /** Bytes waiting to be drawn (the view is behind the stream by this much); 0 once everything received is drawn. */
   get backlog(): number {
-    return this.queue.pending;
+    return this.queue.pending + (this.queue.busy ? 1 : 0);
   }
 
   get skipped(): number {

@@ -1,6 +1,7 @@
 /**
  * Between a fast stream and a slow renderer: bytes are queued and written a bounded batch at a time, one
- * write in flight, each after the previous one was parsed and a frame drawn. A view that falls further behind
+ * write in flight, each in a task of its own after the previous one was parsed, so that input events get
+ * the main thread between batches. A view that falls further behind
  * than `maxPending` drops its oldest queued bytes (counted in `skipped`, announced by a marker line): the
  * page stays responsive and its memory bounded, and the download still has every byte. No DOM here.
  */
@@ -10,13 +11,14 @@ export class WriteQueue {
   pending = 0;
   skipped = 0;
   private unannounced = 0;
-  private busy = false;
+  /** A write is with the renderer (not yet parsed). */
+  busy = false;
   private scheduled = false;
 
   constructor(
     private readonly write: (data: Uint8Array, done: () => void) => void,
     private readonly schedule: (cb: () => void) => void,
-    private readonly batchBytes = 256 * 1024,
+    private readonly batchBytes = 32 * 1024,
     private readonly maxPending = 8 * 1024 * 1024,
     private readonly announce: (skipped: number) => Uint8Array = (n) =>
       new TextEncoder().encode(`\x1b[0m\r\n\x1b[7m ${n} bytes not drawn here (the view fell behind); Download has every byte \x1b[0m\r\n`),

@@ -188,7 +188,13 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
     addEventListener('offline', offline);
     addEventListener('online', online);
     // For the browser tests and for the curious: what the view shows, as text.
-    const exposed = { text: () => view.text(), backlog: () => view.backlog, offsets: t.offsets.next, encoding: () => t.encoding };
+    const exposed = {
+      text: () => view.text(),
+      lastLine: () => view.lastLine(),
+      backlog: () => view.backlog,
+      offsets: t.offsets.next,
+      encoding: () => t.encoding,
+    };
     (window as unknown as { execdTail?: unknown }).execdTail = exposed;
     return () => {
       removeEventListener('offline', offline);
