@@ -1,30 +1,171 @@
 /**
- * POST /v1/run {"argv":["/bin/true"]} against a raw in-process child_process.spawn
- * loop of /bin/true, at concurrency 1 and 8, same machine, same run.
- * Targets (issue "Foundation"): ≥ 85 % of the raw rate at 8, p50 within 1 ms of raw.
- *   npx tsx bench/run.ts [seconds-per-measurement]
+ * POST /v1/run {"argv":["/bin/true"]} against adnanh/webhook running /bin/true and a raw in-process
+ * child_process.spawn loop of /bin/true, at 1 and 8 connections, same machine, same run, rounds interleaved.
+ * Besides the rates it prints each server's CPU per run, from /proc: utime+stime of the server process
+ * (and, for execd, of its spawn helpers), without the commands' own CPU (that is the children's, and the
+ * same for both). CPU per run moves much less than the rates when the machine is shared.
+ * Targets: issue "Foundation": ≥ 85 % of the raw rate at 8, p50 within 1 ms of raw;
+ * issue 22: execd's CPU per run ≤ webhook's, and ≥ 1.15× webhook's rate at 8 connections.
+ *   npx tsx bench/run.ts [seconds-per-measurement=5] [rounds=3]
+ * (webhook: the Debian package `webhook`; without it its lines are left out.)
  */
-import { closedLoop, fmt, getJson, postJson, rawSpawnTrue, startExecd } from './lib.js';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closedLoop, freePort, getJson, postJson, rawSpawnTrue, startExecdReady, type LoopResult } from './lib.js';
 
 const seconds = Number(process.argv[2] ?? 5);
-const execd = await startExecd({ EXECD_MAX_SYNC_RUNS: '64', ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}) });
+const rounds = Number(process.argv[3] ?? 3);
+const CONNS = [1, 8] as const;
 const body = { argv: ['/bin/true'] };
-const check = await postJson(`${execd.url}/v1/run`, body);
-if (check.status !== 200) throw new Error(`execd answered ${check.status}: ${check.body}`);
 
-const info = JSON.parse((await getJson(`${execd.url}/v1/info`)).body) as { spawner: string };
-console.log(`bench/run.ts: ${seconds}s per measurement, spawner of execd: ${info.spawner} (EXECD_SPAWNER=${process.env.EXECD_SPAWNER ?? 'auto'})`);
-for (const c of [1, 8]) {
-  await closedLoop(c, 500, rawSpawnTrue); // warm-up
-  const raw = await closedLoop(c, seconds * 1000, rawSpawnTrue);
-  await closedLoop(c, 500, async () => void (await postJson(`${execd.url}/v1/run`, body)));
-  const api = await closedLoop(c, seconds * 1000, async () => {
-    const r = await postJson(`${execd.url}/v1/run`, body);
-    if (r.status !== 200) throw new Error(`status ${r.status}`);
-  });
-  console.log(`concurrency ${c}`);
-  console.log(`  raw spawn   ${fmt(raw)}`);
-  console.log(`  POST /run   ${fmt(api)}`);
-  console.log(`  ratio ${(api.rate / raw.rate * 100).toFixed(1)} % of raw (target ≥ 85 % at 8); p50 +${(api.p50 - raw.p50).toFixed(2)} ms (target ≤ 1 ms)`);
+/** utime+stime of a process in µs (USER_HZ = 100); 0 once it is gone. */
+function cpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return 0;
+  }
 }
-await execd.stop();
+
+/** The long-lived children of `pid` (execd's spawn helpers), with their names. */
+function children(pid: number): Array<{ pid: number; name: string }> {
+  const out: Array<{ pid: number; name: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push({ pid: Number(entry), name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  body: unknown;
+  /** The processes whose CPU is the server's: the server and its long-lived helpers. */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+function webhookBin(): string | null {
+  return spawnSync('sh', ['-c', 'command -v webhook'], { encoding: 'utf8' }).stdout.trim() || null;
+}
+
+async function startWebhook(bin: string, dir: string): Promise<Target> {
+  const hooks = join(dir, 'hooks.json');
+  // include-command-output-in-response: the answer comes after the command ends, as POST /v1/run's does.
+  writeFileSync(hooks, JSON.stringify([{ id: 'true', 'execute-command': '/bin/true', 'include-command-output-in-response': true }]));
+  const port = await freePort();
+  const child: ChildProcess = spawn(bin, ['-hooks', hooks, '-ip', '127.0.0.1', '-port', String(port)], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}/hooks/true`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode}`);
+    if ((await postJson(url, {}).catch(() => null))?.status === 200) break;
+    if (i > 200) throw new Error('webhook did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name: 'webhook',
+    url,
+    body: {},
+    pids: () => [child.pid!],
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
+async function startExecdTarget(): Promise<Target> {
+  // Default settings, logging at info (an audit line per run) to /dev/null, as webhook logs its lines at its default level.
+  const env: Record<string, string> = { EXECD_LOG_LEVEL: 'info' };
+  if (process.env.EXECD_SPAWNER) env.EXECD_SPAWNER = process.env.EXECD_SPAWNER;
+  if (process.env.BENCH_NODE_OPTIONS) env.NODE_OPTIONS = process.env.BENCH_NODE_OPTIONS; // V8 flags to compare
+  const execd = await startExecdReady(env);
+  const check = await postJson(`${execd.url}/v1/run`, body);
+  if (check.status !== 200) throw new Error(`execd answered ${check.status}: ${check.body}`);
+  const info = JSON.parse((await getJson(`${execd.url}/v1/info`)).body) as { spawner: string };
+  const pid = execd.child.pid!;
+  const helpers = children(pid).map((c) => c.pid); // the spawn helpers, started with the server
+  return { name: `execd [${info.spawner}]`, url: `${execd.url}/v1/run`, body, pids: () => [pid, ...helpers], stop: () => execd.stop() };
+}
+
+interface Sample extends LoopResult {
+  cpuUs: number;
+}
+
+async function measure(t: Target, c: number): Promise<Sample> {
+  const op = async () => {
+    const r = await postJson(t.url, t.body);
+    if (r.status !== 200) throw new Error(`${t.name}: status ${r.status} ${r.body}`);
+  };
+  await closedLoop(c, 500, op); // warm-up
+  const cpu0 = t.pids().reduce((s, p) => s + cpuMicros(p), 0);
+  const r = await closedLoop(c, seconds * 1000, op);
+  const cpu1 = t.pids().reduce((s, p) => s + cpuMicros(p), 0);
+  return { ...r, cpuUs: (cpu1 - cpu0) / r.ops };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+};
+
+const dir = mkdtempSync(join(tmpdir(), 'execd-bench-run-'));
+const bin = webhookBin();
+const targets: Target[] = [];
+const samples = new Map<string, Sample[]>();
+const add = (key: string, s: Sample) => samples.set(key, [...(samples.get(key) ?? []), s]);
+const med = (key: string, f: (s: Sample) => number) => median((samples.get(key) ?? []).map(f));
+try {
+  if (bin) targets.push(await startWebhook(bin, dir));
+  else console.log('webhook is not installed (Debian package `webhook`): its lines are left out');
+  const execd = await startExecdTarget();
+  targets.push(execd);
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`bench/run.ts: node ${process.version}, ${seconds}s per measurement, median of ${rounds} interleaved rounds, load ${load}, ${new Date().toISOString()}`);
+  console.log(`  RSS after start-up and one run: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
+  for (let round = 1; round <= rounds; round++) {
+    for (const c of CONNS) {
+      await closedLoop(c, 300, rawSpawnTrue);
+      const raw = await closedLoop(c, seconds * 1000, rawSpawnTrue);
+      add(`raw@${c}`, { ...raw, cpuUs: NaN });
+      for (const t of targets) add(`${t.name}@${c}`, await measure(t, c));
+    }
+    process.stdout.write(`  round ${round}/${rounds} done\n`);
+  }
+  const row = (key: string, label: string) =>
+    `  ${label.padEnd(26)}${med(key, (s) => s.rate).toFixed(0).padStart(6)}/s  p50 ${med(key, (s) => s.p50).toFixed(2).padStart(6)} ms  ` +
+    `p99 ${med(key, (s) => s.p99).toFixed(2).padStart(6)} ms` +
+    (key.startsWith('raw') ? '' : `  server CPU ${med(key, (s) => s.cpuUs).toFixed(0).padStart(4)} µs/run`);
+  for (const c of CONNS) {
+    console.log(`concurrency ${c}`);
+    console.log(row(`raw@${c}`, 'raw child_process.spawn'));
+    for (const t of targets) console.log(row(`${t.name}@${c}`, t.name === 'webhook' ? 'webhook POST /hooks/true' : `${t.name} POST /v1/run`));
+    const e = `${execd.name}@${c}`;
+    console.log(`  execd/raw ${(med(e, (s) => s.rate) / med(`raw@${c}`, (s) => s.rate) * 100).toFixed(1)} % (target ≥ 85 % at 8); p50 +${(med(e, (s) => s.p50) - med(`raw@${c}`, (s) => s.p50)).toFixed(2)} ms (target ≤ 1 ms)`);
+    if (bin) {
+      console.log(`  execd/webhook ${(med(e, (s) => s.rate) / med(`webhook@${c}`, (s) => s.rate)).toFixed(2)}× req/s (target ≥ 1.15× at 8); ` +
+        `CPU per run ${(med(e, (s) => s.cpuUs) / med(`webhook@${c}`, (s) => s.cpuUs)).toFixed(2)}× webhook's (target ≤ 1)`);
+    }
+  }
+  console.log(`  RSS after the runs: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
+} finally {
+  await Promise.all(targets.map((t) => t.stop()));
+  rmSync(dir, { recursive: true, force: true });
+}

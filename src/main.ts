@@ -6,6 +6,7 @@ import { buildApp, LOG_REDACT } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { recoverPreviousInstances, registerInstance, type RecoveryReport } from './ops/recovery.js';
 import { setDumpable } from './runner/native-helper.js';
+import { IDLE_TRIM_DEFAULTS, startIdleTrim } from './services/idle-trim.js';
 
 /** Settings (and files they name) that fail: one line on stderr, exit 2. */
 function refuse(err: unknown): never {
@@ -101,6 +102,12 @@ async function main(): Promise<void> {
   } finally {
     listened();
   }
+  // At rest, the heap a burst grew is given back (services/idle-trim.ts).
+  startIdleTrim({
+    ...IDLE_TRIM_DEFAULTS,
+    onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms }) =>
+      app.log.debug({ heapBefore, heapAfter, rssBefore, rssAfter, ms: Math.round(ms) }, 'idle: memory given back'),
+  });
 }
 
 /** Recovery, the instance record, listening, and the start-up lines. */
