@@ -48,7 +48,13 @@ class EventHub {
   }
 
   private open(): void {
-    const ws = new WebSocket(wsUrl('/v1/events'), bearerProtocols());
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(wsUrl('/v1/events'), bearerProtocols());
+    } catch {
+      this.running = false; // a token a browser cannot send as a subprotocol: no live events (the job page says why)
+      return;
+    }
     this.ws = ws;
     ws.onopen = () => {
       this.failures = 0;

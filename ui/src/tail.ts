@@ -156,7 +156,14 @@ export class OutputTail {
   start(): void {
     if (this.done || this.socket) return;
     this.status(this.failures === 0 ? 'connecting' : 'reconnecting', '');
-    const ws = this.o.connect(this.o.wsUrl(this.path()), this.o.protocols());
+    let ws: SocketLike;
+    try {
+      ws = this.o.connect(this.o.wsUrl(this.path()), this.o.protocols());
+    } catch (err) {
+      // A browser throws SyntaxError for a subprotocol that is not an HTTP token (a token with / = , : @ or a space).
+      this.refuse(`the WebSocket could not be opened (${(err as Error).message}): a browser can send only tokens of letters, digits and !#$%&'*+-.^_\`|~`);
+      return;
+    }
     ws.binaryType = 'arraybuffer';
     this.socket = ws;
     let opened = false;

@@ -220,6 +220,24 @@ describe('OutputTail: resume after a drop', () => {
     }
   });
 
+  it('a token the browser cannot send as a subprotocol stops the tail with a reason, not an exception', () => {
+    const statuses: [TailStatus, string][] = [];
+    const tail = new OutputTail({
+      jobId: 'j',
+      connect: () => {
+        throw new SyntaxError("The subprotocol 'bearer.a/b' is invalid.");
+      },
+      probe: async () => ({ status: 200, body: {} }),
+      wsUrl: (p) => p,
+      protocols: () => ['bearer.a/b'],
+      listener: { output: () => undefined, gap: () => undefined, status: (s, d) => statuses.push([s, d]) },
+    });
+    tail.start();
+    expect(statuses.at(-1)![0]).toBe('refused');
+    expect(statuses.at(-1)![1]).toContain('letters, digits');
+    expect(tail.ended).toBe(true);
+  });
+
   it('keeps retrying, with a growing delay, while execd is unreachable', async () => {
     const h = harness({ status: 503, body: {} });
     h.tail.start();

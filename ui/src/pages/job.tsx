@@ -290,6 +290,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
         <button id="download-stdout" onClick={() => void download('stdout')}>Download stdout</button>
         <button id="download-stderr" onClick={() => void download('stderr')}>Download stderr</button>
       </div>
+      {status.s === 'refused' && <ErrorLine text={`The live tail stopped: ${status.detail}`} />}
       {gaps.length > 0 && (
         <ul class="gaps" id="gaps">{gaps.map((g) => <li>{g}</li>)}</ul>
       )}
