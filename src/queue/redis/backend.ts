@@ -58,6 +58,8 @@ export class RedisBackend implements JobBackend<RedisClaim> {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly host: string;
   private readonly instance: string;
+  /** Set by close: no more BullMQ queues are made, no more promotions. */
+  private closing = false;
 
   constructor(
     private readonly config: Config,
@@ -216,6 +218,7 @@ export class RedisBackend implements JobBackend<RedisClaim> {
   }
 
   async close(drained: Promise<void>): Promise<void> {
+    this.closing = true;
     this.conns.markClosing();
     await drained;
     for (const t of this.timers) clearInterval(t);
@@ -253,6 +256,7 @@ export class RedisBackend implements JobBackend<RedisClaim> {
    * between a retry's decision and its add is made good. START runs each attempt once only.
    */
   private async promote(): Promise<void> {
+    if (this.closing) return;
     let due;
     try {
       due = await this.scripts.promote(Date.now(), this.queueNames);
@@ -264,8 +268,9 @@ export class RedisBackend implements JobBackend<RedisClaim> {
     }
   }
 
-  private deliver(queue: string, id: string, attempt: number): Promise<unknown> {
-    const bull = this.bullQueues.get(queue) ?? this.ownQueue(queue);
+  private async deliver(queue: string, id: string, attempt: number): Promise<unknown> {
+    const bull = this.bullQueues.get(queue) ?? (this.closing ? null : this.ownQueue(queue));
+    if (!bull) throw new Error('this node is closing'); // (its connections are going: no new one)
     const jobId = attempt <= 1 ? id : `${id}.${attempt}`;
     return bull.add('job', { id }, { jobId, attempts: 1, removeOnComplete: true, removeOnFail: true });
   }
