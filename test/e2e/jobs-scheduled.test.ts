@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUTH, type TestApp } from '../helpers/app.js';
+import { AUTH, ON_REDIS, type TestApp } from '../helpers/app.js';
 import { fixture, settle, startJobsApp, submit } from '../helpers/jobs.js';
 
 let t: TestApp;
@@ -90,5 +90,21 @@ describe('delayed start', () => {
     writeFileSync(gate, 'go');
     for (const j of [blocker, early, late]) expect((await settle(t, j.id)).state).toBe('succeeded');
     expect(readFileSync(file, 'utf8').trim().split('\n')).toEqual(['early', 'late']);
+  });
+
+  // Memory: scheduled jobs die with the process like queued ones; on Redis they stay for the other nodes (docs/redis.md).
+  it.skipIf(ON_REDIS)('a shutdown cancels scheduled jobs (SHUTTING_DOWN), and one in its retry backoff', async () => {
+    const s = await startJobsApp();
+    try {
+      const later = await submit(s, { command: 'true', delayMs: 60_000 });
+      const retried = await submit(s, { command: 'exit 1', retry: { attempts: 3, backoffMs: 60_000 } });
+      for (let i = 0; i < 200 && (await s.app.services.jobs.get(retried.id))?.state !== 'scheduled'; i++) await new Promise((r) => setTimeout(r, 20));
+      await s.app.services.jobs.drain();
+      for (const id of [later.id, retried.id]) {
+        expect(await s.app.services.jobs.get(id)).toMatchObject({ state: 'canceled', error: { code: 'SHUTTING_DOWN' } });
+      }
+    } finally {
+      await s.close();
+    }
   });
 });
