@@ -214,6 +214,15 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     await expect.poll(async () => (await api(`/v1/jobs/${id}`)).body.state, { timeout: 10_000 }).toBe('canceled');
     await ended(page);
     await expect(page.locator('#cancel').count()).resolves.toBe(0);
+    // The label filter shows what the API's does.
+    const web = await submit({ argv: ['true'], labels: { team: 'web' } });
+    await submit({ argv: ['true'], labels: { team: 'db' } });
+    const { body: byLabel } = await api<{ items: { id: string }[] }>('/v1/jobs?label=team%3Dweb');
+    await page.goto(`${server.url}/ui/#/jobs?label=team%3Dweb`);
+    await page.locator(`#jobs tr[data-job="${web}"]`).waitFor();
+    expect(await page.locator('#jobs tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job')))).toEqual(
+      byLabel.items.map((j) => j.id).reverse(),
+    );
     // The state filter: only canceled jobs, this one among them.
     await page.goto(`${server.url}/ui/#/jobs`);
     await page.locator('#filter-state').selectOption('canceled');

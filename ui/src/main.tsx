@@ -117,7 +117,7 @@ function App() {
   const query = new URLSearchParams(route[route.length - 1]);
   let body;
   if (page === 'jobs' && arg) body = <JobPage key={arg} id={arg} who={who} />;
-  else if (page === 'jobs') body = <Jobs key={query.toString()} who={who} queue={query.get('queue') ?? ''} state={query.get('state') ?? ''} />;
+  else if (page === 'jobs') body = <Jobs key={query.toString()} who={who} queue={query.get('queue') ?? ''} state={query.get('state') ?? ''} label={query.get('label') ?? ''} />;
   else if (page === 'run') body = <RunPage who={who} />;
   else if (page === 'processes') body = <Processes />;
   else body = <Overview who={who} />;

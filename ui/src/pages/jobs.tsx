@@ -20,7 +20,7 @@ interface JobList {
  * time; the walk follows its cursors to the end and keeps the last KEPT (bounded memory), and `more` says
  * whether older ones were left out.
  */
-async function newestJobs(state: string, queue: string): Promise<{ items: Job[]; more: boolean }> {
+async function newestJobs(state: string, queue: string, labels: string[]): Promise<{ items: Job[]; more: boolean }> {
   let kept: Job[] = [];
   let more = false;
   let cursor: string | null = null;
@@ -28,6 +28,7 @@ async function newestJobs(state: string, queue: string): Promise<{ items: Job[];
     const params = new URLSearchParams({ limit: String(KEPT) });
     if (state) params.set('state', state);
     if (queue) params.set('queue', queue);
+    for (const l of labels) params.append('label', l);
     if (cursor) params.set('cursor', cursor);
     const l: JobList = await api<JobList>(`/v1/jobs?${params}`);
     kept = kept.concat(l.items);
@@ -42,7 +43,16 @@ async function newestJobs(state: string, queue: string): Promise<{ items: Job[];
 }
 
 /** Jobs, newest first, filtered by state and queue, a page at a time (the API's cursor); rows change live from /v1/events. */
-export function Jobs({ state, queue }: { who: Whoami; state: string; queue: string }) {
+/** `k=v k2=v2` as the API's label filters. */
+const labelFilters = (text: string): string[] => text.split(/\s+/).filter((l) => l.includes('='));
+const hasLabels = (job: Job, filters: string[]): boolean =>
+  filters.every((f) => {
+    const eq = f.indexOf('=');
+    return job.labels?.[f.slice(0, eq)] === f.slice(eq + 1);
+  });
+
+export function Jobs({ state, queue, label }: { who: Whoami; state: string; queue: string; label: string }) {
+  const labels = labelFilters(label);
   const [list, setList] = useState<{ items: Job[]; more: boolean } | null>(null);
   const [page, setPage] = useState(0);
   const [queues, setQueues] = useState<string[]>([]);
@@ -55,7 +65,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
   useEffect(() => {
     let stopped = false;
     const load = () =>
-      newestJobs(state, queue).then(
+      newestJobs(state, queue, labels).then(
         (l) => !stopped && (setList(l), setError('')),
         (e: Error) => setError(e.message),
       );
@@ -74,7 +84,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
           return { ...l, items };
         }
         // A new job belongs at the top when it matches the filters.
-        const matches = (!state || job.state === state) && (!queue || job.queue === queue);
+        const matches = (!state || job.state === state) && (!queue || job.queue === queue) && hasLabels(job, labels);
         if (matches && (ev.type === 'queued' || state)) return { ...l, items: [job, ...l.items].slice(0, KEPT) };
         return l;
       });
@@ -83,11 +93,11 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
       stopped = true;
       off();
     };
-  }, [state, queue]);
+  }, [state, queue, label]);
 
-  const setFilter = (key: 'state' | 'queue', value: string) => {
-    const q = new URLSearchParams({ state, queue, [key]: value });
-    for (const k of ['state', 'queue']) if (!q.get(k)) q.delete(k);
+  const setFilter = (key: 'state' | 'queue' | 'label', value: string) => {
+    const q = new URLSearchParams({ state, queue, label, [key]: value });
+    for (const k of ['state', 'queue', 'label']) if (!q.get(k)) q.delete(k);
     location.hash = `#/jobs${q.size ? `?${q}` : ''}`;
   };
 
@@ -108,6 +118,11 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
             {queues.map((q) => <option value={q}>{q}</option>)}
           </select>
         </label>
+        <label>
+          labels{' '}
+          <input id="filter-label" class="mono" size={18} placeholder="key=value …" value={label}
+            onChange={(e) => setFilter('label', (e.currentTarget as HTMLInputElement).value.trim())} />
+        </label>
         <span class="spacer" />
         {list && (
           <span class="muted">
@@ -121,7 +136,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
       <ErrorLine text={error} />
       <table class="grid" id="jobs">
         <thead>
-          <tr><th>job</th><th>state</th><th>queue</th><th>command</th><th>created</th><th>took</th><th>exit</th></tr>
+          <tr><th>job</th><th>state</th><th>queue</th><th>command</th><th>labels</th><th>created</th><th>took</th><th>exit</th></tr>
         </thead>
         <tbody>
           {list?.items.slice(page * PAGE, (page + 1) * PAGE).map((j) => (
@@ -130,6 +145,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
               <td><StateBadge state={j.state} /></td>
               <td>{j.queue}</td>
               <td class="mono cmd">{commandLine(j.spec)}</td>
+              <td class="labels">{Object.entries(j.labels ?? {}).map(([k, v]) => <span class="tag">{k}={v}</span>)}</td>
               <td title={j.createdAt}>{ago(j.createdAt)}</td>
               <td>{j.startedAt ? duration((j.finishedAt ? Date.parse(j.finishedAt) : Date.now()) - Date.parse(j.startedAt)) : ''}</td>
               <td>{j.result ? (j.result.signal ?? j.result.exitCode) : ''}</td>
@@ -137,7 +153,7 @@ export function Jobs({ state, queue }: { who: Whoami; state: string; queue: stri
           ))}
         </tbody>
       </table>
-      {list && list.items.length === 0 && <p class="muted">No jobs{state || queue ? ' match' : ' yet'}.</p>}
+      {list && list.items.length === 0 && <p class="muted">No jobs{state || queue || label ? ' match' : ' yet'}.</p>}
     </section>
   );
 }
