@@ -179,8 +179,9 @@ export class JobViewer extends Viewer {
     } else if (event.type === 'end') {
       const tail = feed.framer?.flush();
       if (tail) this.outbox.send(textOutputFrame(feed.stream, tail.offset, tail.bytes));
-      // Bytes past the cap (or a full disk) were never kept: the stream's last frame says so.
-      if (event.dropped > 0) this.sendGap(feed.stream, event.end, event.end + event.dropped);
+      // Bytes past the cap (or a full disk) were never kept: the stream's last frame says so (from this viewer's offset, if later).
+      const from = Math.max(event.end, feed.sub?.next ?? 0);
+      if (event.end + event.dropped > from) this.sendGap(feed.stream, from, event.end + event.dropped);
       feed.ended = true;
       if (this.feeds.every((f) => f.ended)) void this.finish();
     } else if (event.error instanceof OutputRemovedError) {

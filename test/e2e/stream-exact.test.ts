@@ -99,6 +99,11 @@ describe('gap frames: only for bytes not held', () => {
       expect(all.slice(gapAt + 1).some((f) => f.type === 'output' && f.stream === 'stdout')).toBe(false);
       expect(ExitFrame.parse(all.at(-1))).toMatchObject({ truncated: { stdout: true, stderr: false }, truncatedReason: { stdout: 'max_output', stderr: null } });
     }
+    // a viewer starting past the bytes kept: the gap starts at its own offset; one past the end of what was written has none
+    const past = await connect(t, `/v1/jobs/${job.id}/stream?offset=80000`);
+    expect(reassemble((await past.all()).frames, 'stdout', 80_000).gaps).toEqual([{ type: 'gap', stream: 'stdout', from: 80_000, to: 100_000 }]);
+    const beyond = await connect(t, `/v1/jobs/${job.id}/stream?offset=100000`);
+    expect((await beyond.all()).frames.filter((f) => f.type === 'gap')).toEqual([]);
   });
 });
 
