@@ -326,7 +326,7 @@ describe.skipIf(!present)(`the dashboard in headless Chromium${present ? '' : ` 
     // From the first lines drawn (the page's own start is not the subject) until the last, and a few keys after.
     // A cheap probe (the last line): reading the whole buffer would itself hold the main thread.
     const lastLine = () => page.evaluate(() => (window as any).execdTail.lastLine() as string);
-    await expect.poll(lastLine, { timeout: 10_000, intervals: [20] }).not.toBe('');
+    await expect.poll(lastLine, { timeout: 10_000, interval: 20 }).not.toBe('');
     const started = Date.now();
     let typed = 0;
     let whileDrawing = 0;
