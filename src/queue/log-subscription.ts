@@ -56,6 +56,17 @@ export interface SubscribeOptions {
   batch?: boolean;
   /** Bytes kept free before the data of events the subscription assembles (`room`): a frame header. */
   headroom?: number;
+  /**
+   * Memory for the chunk read ahead while paused: a chunk is read ahead only once `tryReserve` granted its
+   * size, which goes back (`release`) when the chunk is delivered or dropped. Without it, no read-ahead.
+   */
+  readAhead?: ReadAheadBudget;
+}
+
+/** Where a subscription reserves the memory of its read-ahead (see SubscribeOptions.readAhead). */
+export interface ReadAheadBudget {
+  tryReserve(bytes: number): boolean;
+  release(bytes: number): void;
 }
 
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
@@ -80,6 +91,8 @@ export class LogSubscription {
   private reader: LogReader | null = null;
   /** A chunk read while paused, delivered first on resume (if still where the subscriber is). */
   private ahead: { offset: number; buf: Buffer } | null = null;
+  /** Bytes reserved for the chunk read ahead (or being read ahead). */
+  private aheadReserved = 0;
   /** Live chunks of this turn not yet delivered (batch): they start at `position - batchBytes`. */
   private batchParts: Buffer[] = [];
   private batchBytes = 0;
@@ -87,6 +100,7 @@ export class LogSubscription {
   private readonly chunkBytes: number;
   private readonly batch: boolean;
   private readonly headroom: number;
+  private readonly readAhead: ReadAheadBudget | null;
 
   constructor(
     private readonly log: LogSource,
@@ -100,6 +114,7 @@ export class LogSubscription {
     this.chunkBytes = Math.max(1, options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
     this.batch = options.batch ?? false;
     this.headroom = options.headroom ?? 0;
+    this.readAhead = options.readAhead ?? null;
     queueMicrotask(() => void this.pump());
   }
 
@@ -134,7 +149,7 @@ export class LogSubscription {
     this.unbatch();
     const from = this.position;
     this.position = Math.max(this.position, this.log.end);
-    this.ahead = null;
+    this.dropAhead();
     return { from, to: this.position };
   }
 
@@ -221,29 +236,33 @@ export class LogSubscription {
     try {
       for (;;) {
         if (this.done) return;
+        if (this.ahead !== null && this.ahead.offset !== this.position) this.dropAhead(); // skipped meanwhile
+        if (this.paused) break; // the chunk read ahead, if any, stays held
         let got = this.ahead;
-        this.ahead = null;
-        if (got === null || got.offset !== this.position) {
-          if (this.paused || this.position >= this.log.end) break;
+        if (got !== null) {
+          this.dropAhead(); // delivered now: its memory moves to the subscriber's buffer
+        } else {
+          if (this.position >= this.log.end) break;
           const at = this.position;
           got = { offset: at, buf: await this.read(at) };
           if (this.done) return;
+          if (got.offset !== this.position) continue; // skipped meanwhile
+          if (this.paused) {
+            if (this.reserveAhead(got.buf.length)) this.ahead = got; // paused meanwhile: held, if memory allows
+            continue;
+          }
         }
-        if (got.offset !== this.position) continue; // skipped meanwhile
         if (got.buf.length <= this.headroom) break;
-        if (this.paused) {
-          this.ahead = got; // the one chunk held for the subscriber while it drains
-          break;
-        }
         const data = got.buf.subarray(this.headroom);
         this.position = got.offset + data.length;
         this.emit({ type: 'data', offset: got.offset, data, room: this.headroom > 0 ? got.buf : undefined });
-        // Paused by that chunk: read the next one now, while the subscriber drains.
-        if (this.paused && !this.done && this.position < this.log.end) {
+        // Paused by that chunk: read the next one now, while the subscriber drains (if memory allows).
+        const next = this.headroom + Math.min(this.chunkBytes, this.log.end - this.position);
+        if (this.paused && !this.done && this.position < this.log.end && this.reserveAhead(next)) {
           const at = this.position;
           const buf = await this.read(at);
           if (this.done) return;
-          this.ahead = { offset: at, buf };
+          if (this.aheadReserved > 0) this.ahead = { offset: at, buf }; // else skipped meanwhile: dropped
         }
       }
     } catch (err) {
@@ -255,6 +274,7 @@ export class LogSubscription {
     } finally {
       this.pumping = false;
     }
+    if (this.ahead === null) this.dropAhead(); // no chunk held: no memory reserved for one
     if (this.position >= this.log.end && this.ahead === null) this.releaseReader(); // live: the file is not needed
     this.maybeEnd();
   }
@@ -274,6 +294,22 @@ export class LogSubscription {
     }
   }
 
+  /** Reserve the memory of one chunk read ahead; false: none is read ahead. */
+  private reserveAhead(bytes: number): boolean {
+    if (this.readAhead === null || this.aheadReserved > 0) return false;
+    if (!this.readAhead.tryReserve(bytes)) return false;
+    this.aheadReserved = bytes;
+    return true;
+  }
+
+  /** Forget the chunk read ahead, and give its memory back. */
+  private dropAhead(): void {
+    this.ahead = null;
+    if (this.aheadReserved === 0) return;
+    this.readAhead?.release(this.aheadReserved);
+    this.aheadReserved = 0;
+  }
+
   private releaseReader(): void {
     this.reader?.close();
     this.reader = null;
@@ -282,7 +318,7 @@ export class LogSubscription {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.ahead = null;
+    this.dropAhead();
     this.batchParts = [];
     this.batchBytes = 0;
     this.releaseReader();

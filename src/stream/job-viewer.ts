@@ -2,7 +2,7 @@ import type { RawData, WebSocket } from 'ws';
 import { ApiError, DomainError } from '../errors.js';
 import { apiCodeOf } from '../plugins/errors.js';
 import { isTerminal, type LogEvent, type LogSubscription, type StreamName } from '../queue/index.js';
-import { OutputRemovedError } from '../queue/log-subscription.js';
+import { OutputRemovedError, type ReadAheadBudget } from '../queue/log-subscription.js';
 import type { Job } from '../schemas/jobs.js';
 import { BINARY_HEADER_BYTES, ClientFrame, type LagPolicy, type StreamEncoding } from '../schemas/stream.js';
 import { canSee, hasScope, type Principal } from '../security/auth.js';
@@ -92,6 +92,22 @@ export class JobViewer extends Viewer {
   private inputBusy = 0;
   /** Most output bytes in one frame: a catch-up read or a batch of live chunks is one frame. */
   private readonly frameBytes: number;
+  /** A chunk of the log is held, read ahead while the send buffer drains (one per viewer, whichever stream). */
+  private aheadHeld = false;
+  /** The read-ahead's memory counts in the send budget of all viewers (EXECD_WS_TOTAL_BUFFER_BYTES). */
+  private readonly readAhead: ReadAheadBudget = {
+    tryReserve: (bytes) => {
+      const budget = this.ctx.budget;
+      if (this.aheadHeld || budget.total + bytes > budget.limit) return false;
+      this.aheadHeld = true;
+      budget.total += bytes;
+      return true;
+    },
+    release: (bytes) => {
+      this.aheadHeld = false;
+      this.ctx.budget.total -= bytes;
+    },
+  };
 
   constructor(
     ws: WebSocket,
@@ -150,7 +166,12 @@ export class JobViewer extends Viewer {
     // read from the log gets room for the header before its bytes. Text: the live chunks of one turn of the
     // event loop are one frame (one JSON encoding for them all).
     const binary = this.options.encoding === 'binary';
-    const subscribeOptions = { chunkBytes: this.frameBytes, batch: !binary, headroom: binary ? BINARY_HEADER_BYTES : 0 };
+    const subscribeOptions = {
+      chunkBytes: this.frameBytes,
+      batch: !binary,
+      headroom: binary ? BINARY_HEADER_BYTES : 0,
+      readAhead: this.readAhead,
+    };
     for (const feed of this.feeds) {
       feed.replayEnd = output.end(feed.stream);
       feed.sub = output.subscribe(feed.stream, this.options.offsets[feed.stream], (event) => this.onLog(feed, event), subscribeOptions);

@@ -263,26 +263,62 @@ describe('LogSubscription options (WebSocket viewers)', () => {
     };
     const events: LogEvent[] = [];
     let pauseNext = true;
+    let reserved = 0;
+    const readAhead = { tryReserve: (n: number) => ((reserved += n), true), release: (n: number) => void (reserved -= n) };
     const sub = log.subscribe(0, (e) => {
       events.push(e);
       if (pauseNext) {
         pauseNext = false;
         sub.pause();
       }
-    }, { chunkBytes: 10 });
+    }, { chunkBytes: 10, readAhead });
     await waitFor(() => events.length === 1);
     await new Promise((r) => setTimeout(r, 50));
     expect(events.length).toBe(1); // paused after the first chunk
     expect(sub.next).toBe(10);
     expect(reads).toBe(2); // that chunk, and the next one held for the resume: no more
+    expect(reserved).toBe(10); // the memory of the one held
     expect(openFds(file)).toBe(writer + 1); // the file stays open (the chunk read ahead is held, not delivered)
     sub.resume();
     await waitFor(() => events.length === 10);
     expect(events.map((e) => (e.type === 'data' ? e.offset : -1))).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(reserved).toBe(0); // given back once delivered
     expect(await waitFor(() => openFds(file) === writer)).toBe(true); // at the live edge: no descriptor of its own
     log.append(Buffer.alloc(5, 2)); // live: handed over, not read
     expect(events.at(-1)).toMatchObject({ type: 'data', offset: 100 });
     sub.close();
+    log.dispose();
+  });
+
+  it('no read-ahead without memory for it: a refused reservation, or none offered; a held chunk gives its memory back when skipped or closed', async () => {
+    const { log } = newLog(4);
+    log.append(Buffer.alloc(100, 1));
+    for (const readAhead of [undefined, { tryReserve: () => false, release: () => {} }]) {
+      let reads = 0;
+      const openReader = log.openReader.bind(log);
+      log.openReader = () => {
+        const reader = openReader();
+        return { read: (...args) => (reads++, reader.read(...args)), close: () => reader.close() };
+      };
+      const events: LogEvent[] = [];
+      const sub = log.subscribe(0, (e) => (events.push(e), sub.pause()), { chunkBytes: 10, readAhead });
+      await waitFor(() => events.length === 1);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(reads).toBe(1);
+      sub.close();
+      log.openReader = openReader;
+    }
+    let reserved = 0;
+    const readAhead = { tryReserve: (n: number) => ((reserved += n), true), release: (n: number) => void (reserved -= n) };
+    for (const end of ['skip', 'close'] as const) {
+      const events: LogEvent[] = [];
+      const sub = log.subscribe(0, (e) => (events.push(e), sub.pause()), { chunkBytes: 10, readAhead });
+      await waitFor(() => reserved === 10);
+      if (end === 'skip') expect(sub.skip()).toEqual({ from: 10, to: 100 });
+      else sub.close();
+      expect(reserved).toBe(0);
+      sub.close();
+    }
     log.dispose();
   });
 
