@@ -10,6 +10,7 @@ import { registerUi } from './plugins/ui.js';
 import { acceptEmptyBodies } from './plugins/empty-body.js';
 import { registerAuth } from './plugins/auth.js';
 import { RequestLogController } from './plugins/request-log.js';
+import { lazyChildLogger } from './log.js';
 import { createServices, loadQueueBackend, type Services } from './services/index.js';
 import { Security } from './security/security.js';
 import type { Spawner } from './runner/index.js';
@@ -90,6 +91,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new RequestLogController(), // one line per request (plugins/request-log.ts)
+    childLoggerFactory: lazyChildLogger, // request.log's pino child only when a line goes through it (log.ts)
     bodyLimit: config.bodyLimit,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
