@@ -116,8 +116,10 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
       if (!stdin || spec.stdin !== 'stream' || stdin.writableEnded || stdin.destroyed) return false;
       const s = stdin;
       stdinFlushed = new Promise<void>((resolve) => {
-        s.write(data, () => resolve());
-        s.once('close', resolve);
+        // One 'close' listener per write while it is pending, not for the stream's life (a terminal's keystrokes are a write each).
+        const flushed = () => (s.off('close', flushed), resolve());
+        s.write(data, flushed);
+        s.once('close', flushed);
       });
       return true;
     },
