@@ -17,7 +17,7 @@ export type Style = keyof typeof SGR;
 export const paint = (p: Printer, style: Style, text: string): string => (p.color ? `\x1b[${SGR[style]}m${text}\x1b[0m` : text);
 
 const STATE_STYLE: Record<string, Style> = {
-  queued: 'dim', running: 'blue', succeeded: 'green', failed: 'red', timed_out: 'yellow', canceled: 'yellow', lost: 'red',
+  scheduled: 'cyan', queued: 'dim', running: 'blue', succeeded: 'green', failed: 'red', timed_out: 'yellow', canceled: 'yellow', lost: 'red',
 };
 export const state = (p: Printer, s: string): string => paint(p, STATE_STYLE[s] ?? 'bold', s);
 

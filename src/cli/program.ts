@@ -32,7 +32,7 @@ Settings:
 Exit status:
   run, submit --follow and tail exit with the command's status: its exit code,
   128+n when signal n ended it, 124 when it timed out, 126/127 when it could not
-  start (127: not found), 125 when it ended without a status (canceled while queued).
+  start (127: not found), 125 when it ended without a status (canceled before it started).
   Otherwise: 0 done, 64 usage error, 65 refused by the server (4xx),
   69 server unreachable or unavailable (5xx), 130 detached with Ctrl-C.
 

@@ -64,3 +64,73 @@ export async function readStdin(): Promise<Buffer> {
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** The job-only options of submit: labels, retries, a delayed start, a completion callback (docs/jobs.md, docs/notify.md). */
+export interface JobOptions {
+  label?: string[];
+  retry?: string;
+  backoff?: string;
+  backoffKind?: string;
+  retryOn?: string;
+  delay?: string;
+  notBefore?: string;
+  notify?: string;
+}
+
+const RETRY_ON = ['failed', 'timed_out', 'lost'];
+
+export function jobOptions(cmd: Command): Command {
+  return cmd
+    .option('-l, --label <k=v>', 'a label to find the job by (repeatable): execd jobs -l k=v', collect)
+    .option('--retry <attempts>', 'attempts in all, the first included (--retry 3: up to 2 retries)')
+    .option('--backoff <duration>', 'with --retry: wait before the first retry (default 1s)')
+    .addOption(new Option('--backoff-kind <kind>', 'with --retry: exponential doubles the wait each retry (default), fixed keeps it').choices(['exponential', 'fixed']))
+    .option('--retry-on <states>', `with --retry: the outcomes retried, comma-separated (${RETRY_ON.join(',')}; default failed,timed_out)`)
+    .option('--delay <duration>', 'scheduled: queued only after this long')
+    .option('--not-before <time>', 'scheduled: queued only at this ISO 8601 time (2030-01-01T12:00:00Z)')
+    .option('--notify <url>', "POST the Job to this URL when it ends (the server's EXECD_NOTIFY_ALLOW must list it)");
+}
+
+/** A `k=v` of --label: split at the first `=` (values may hold `=`); the server checks the rest. */
+export function labelPair(kv: string, option = '--label'): [string, string] {
+  const eq = kv.indexOf('=');
+  if (eq <= 0) throw new UsageError(`${option} wants key=value (got ${JSON.stringify(kv)})`);
+  return [kv.slice(0, eq), kv.slice(eq + 1)];
+}
+
+/** The JobRequest fields of these options. */
+export function jobFields(o: JobOptions): Record<string, unknown> {
+  const job: Record<string, unknown> = {};
+  if (o.label && o.label.length > 0) {
+    const pairs = o.label.map((kv) => labelPair(kv));
+    const dup = pairs.find(([k], i) => pairs.findIndex(([other]) => other === k) !== i);
+    if (dup) throw new UsageError(`--label ${dup[0]} is given twice`);
+    job.labels = Object.fromEntries(pairs);
+  }
+  if (o.retry === undefined) {
+    const stray = [o.backoff && '--backoff', o.backoffKind && '--backoff-kind', o.retryOn && '--retry-on'].find(Boolean);
+    if (stray) throw new UsageError(`${stray} needs --retry N`);
+  } else {
+    if (!/^\d+$/.test(o.retry) || Number(o.retry) < 1) throw new UsageError(`--retry must be a number of attempts, 1 or more (got ${JSON.stringify(o.retry)})`);
+    const retry: Record<string, unknown> = { attempts: Number(o.retry) };
+    if (o.backoff !== undefined) retry.backoffMs = parseDuration(o.backoff, '--backoff');
+    if (o.backoffKind !== undefined) retry.backoff = o.backoffKind;
+    if (o.retryOn !== undefined) {
+      const on = o.retryOn.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      const bad = on.find((s) => !RETRY_ON.includes(s));
+      if (bad !== undefined || on.length === 0) throw new UsageError(`--retry-on takes ${RETRY_ON.join(', ')}, comma-separated (got ${JSON.stringify(o.retryOn)})`);
+      retry.on = [...new Set(on)];
+    }
+    job.retry = retry;
+  }
+  if (o.delay !== undefined && o.notBefore !== undefined) throw new UsageError('give --delay or --not-before, not both');
+  if (o.delay !== undefined) job.delayMs = parseDuration(o.delay, '--delay');
+  if (o.notBefore !== undefined) {
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(o.notBefore) || Number.isNaN(Date.parse(o.notBefore))) {
+      throw new UsageError(`--not-before must be an ISO 8601 time such as 2030-01-01T12:00:00Z (got ${JSON.stringify(o.notBefore)})`);
+    }
+    job.notBefore = o.notBefore;
+  }
+  if (o.notify !== undefined) job.notify = { url: o.notify };
+  return job;
+}

@@ -4,10 +4,10 @@ import { exitOf, followJob, type FollowOptions } from './follow.js';
 import { json, request, type Transport } from './http.js';
 import { streamJob, type StreamOptions } from './stream.js';
 import {
-  isTerminal,
+  isTerminal, labelParams,
   type CallRequest, type CheckOutputRequest, type ClientEvent, type CommandSpec, type CompletedProcess, type Info, type Job, type JobList,
-  type JobRequest, type JobState, type JobStreamEvent, type PolicyDecision, type Process, type ProcessList, type QueueInfo, type RunRequest,
-  type RunResult, type StreamName, type SubprocessRunRequest,
+  type JobRequest, type JobState, type JobStreamEvent, type LabelQuery, type PolicyDecision, type Process, type ProcessList, type QueueInfo,
+  type RunRequest, type RunResult, type StreamName, type SubprocessRunRequest,
 } from './types.js';
 
 export interface ClientOptions {
@@ -60,9 +60,9 @@ export class ExecdClient {
     return json(this.t, '/v1/queues');
   }
 
-  /** GET /v1/events: every job's lifecycle, reconnecting (see jobEvents). */
-  events(opts: { signal?: AbortSignal } = {}): AsyncGenerator<ClientEvent, void, undefined> {
-    return jobEvents(this.t, opts);
+  /** GET /v1/events: every job's lifecycle, reconnecting (see jobEvents); `label` keeps only jobs with all those labels. */
+  events(opts: { signal?: AbortSignal; label?: LabelQuery } = {}): AsyncGenerator<ClientEvent, void, undefined> {
+    return jobEvents(this.t, { signal: opts.signal, label: labelParams(opts.label) });
   }
 
   /** GET /healthz: true when the server answers at all (no token needed). */
@@ -95,9 +95,12 @@ export class ExecdClient {
     get: (id: string, opts: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Job> =>
       json(this.t, `/v1/jobs/${encodeURIComponent(id)}`, { query: { waitMs: opts.waitMs }, signal: opts.signal }),
 
-    /** GET /v1/jobs: one page; pass nextCursor as cursor for the next. */
-    list: (query: { state?: JobState; queue?: string; limit?: number; cursor?: string } = {}): Promise<JobList> =>
-      json(this.t, '/v1/jobs', { query }),
+    /**
+     * GET /v1/jobs: one page; pass nextCursor as cursor for the next. `label` ({team: 'web'} or 'team=web' strings): only jobs
+     * with every one of those labels.
+     */
+    list: (query: { state?: JobState; queue?: string; limit?: number; cursor?: string; label?: LabelQuery } = {}): Promise<JobList> =>
+      json(this.t, '/v1/jobs', { query: { ...query, label: labelParams(query.label) } }),
 
     /** Long-poll until the job is terminal; ExecdError TIMEOUT (status 0) when timeoutMs passes first. */
     wait: async (id: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Job> => {
@@ -110,7 +113,7 @@ export class ExecdClient {
       }
     },
 
-    /** POST /v1/jobs/{id}/cancel: queued → canceled at once; running → SIGTERM, SIGKILL after the grace. */
+    /** POST /v1/jobs/{id}/cancel: scheduled or queued → canceled at once (no more retries); running → SIGTERM, SIGKILL after the grace. */
     cancel: (id: string): Promise<Job> => json(this.t, `/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }),
 
     /** POST /v1/jobs/{id}/signal: signal the job's process group. */

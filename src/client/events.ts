@@ -1,5 +1,5 @@
 import { ExecdError } from './errors.js';
-import { request, type Transport } from './http.js';
+import { queryString, request, type Transport } from './http.js';
 import { SocketReader, sleep, socketAuth } from './socket.js';
 import type { ClientEvent } from './types.js';
 
@@ -10,13 +10,14 @@ import type { ClientEvent } from './types.js';
  */
 export async function* jobEvents(
   t: Transport,
-  opts: { signal?: AbortSignal; maxAttempts?: number } = {},
+  opts: { signal?: AbortSignal; maxAttempts?: number; label?: readonly string[] } = {},
 ): AsyncGenerator<ClientEvent, void, undefined> {
   let failures = 0;
   let delay = 100;
   let connectedBefore = false;
+  const query = queryString({ label: opts.label });
   while (!opts.signal?.aborted) {
-    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}/v1/events`, socketAuth(t.token));
+    const socket = new SocketReader(`${t.url.replace(/^http/, 'ws')}/v1/events${query}`, socketAuth(t.token));
     const abort = () => socket.close();
     opts.signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -37,7 +38,7 @@ export async function* jobEvents(
         if (item.opened && item.code === 1008) throw new ExecdError(401, 'UNAUTHORIZED', item.reason || 'the token was revoked');
         if (!item.opened) {
           // The handshake's refusal, asked again over HTTP (a 400 there is only "send an upgrade").
-          await request(t, '/v1/events', { signal: opts.signal }).catch((err: unknown) => {
+          await request(t, '/v1/events', { signal: opts.signal, query: { label: opts.label } }).catch((err: unknown) => {
             if (err instanceof ExecdError && err.refused && err.status !== 400 && err.status !== 429) throw err;
           });
           if (++failures >= (opts.maxAttempts ?? 8)) throw new ExecdError(0, 'UNREACHABLE', `cannot open ${t.url}/v1/events`);

@@ -9,14 +9,18 @@ export interface Transport {
 export interface RequestOptions {
   method?: string;
   body?: unknown;
-  query?: Record<string, string | number | boolean | undefined>;
+  /** Query parameters; an array is the parameter repeated (?label=a=1&label=b=2). */
+  query?: Record<string, string | number | boolean | readonly string[] | undefined>;
   headers?: Record<string, string>;
   signal?: AbortSignal;
 }
 
 export function queryString(query: RequestOptions['query'] = {}): string {
   const params = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+  for (const [k, v] of Object.entries(query)) {
+    if (Array.isArray(v)) for (const item of v as readonly string[]) params.append(k, item);
+    else if (v !== undefined) params.set(k, String(v));
+  }
   const s = params.toString();
   return s ? `?${s}` : '';
 }

@@ -7,5 +7,5 @@ export { ExecdError } from './errors.js';
 export { fromBase64, toBase64, outputBytes, concatBytes } from './bytes.js';
 export { parseBinaryFrame, type StreamOptions } from './stream.js';
 export type { FollowOptions } from './follow.js';
-export { isTerminal, TERMINAL_STATES } from './types.js';
+export { isTerminal, labelParams, TERMINAL_STATES } from './types.js';
 export type * from './types.js';

@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ROOT, SERVER_TOKEN, startServer, stopServer, type ServerProcess } from '../helpers/server.js';
@@ -17,7 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'execd-cli-'));
 beforeAll(async () => {
   writeFileSync(join(dir, 'policy.json'), JSON.stringify({ rules: [{ name: 'only-true', executables: ['true'] }] }));
   [server, strict] = await Promise.all([
-    startServer({ EXECD_KILL_GRACE_MS: '300' }),
+    startServer({ EXECD_KILL_GRACE_MS: '300', EXECD_NOTIFY_ALLOW: 'http://127.0.0.1', EXECD_NOTIFY_SECRET: 'cli-test-notify-secret-0123456789abcdef' }),
     startServer({ EXECD_POLICY_FILE: join(dir, 'policy.json') }),
   ]);
   env = { EXECD_URL: server.url, EXECD_TOKEN: SERVER_TOKEN };
@@ -249,5 +250,144 @@ describe('help and completion', () => {
     execFileSync('bash', ['-n'], { input: bash.stdout }); // throws on a syntax error
     const words = execFileSync('bash', ['-c', `${text(bash.stdout)}\nCOMP_WORDS=(execd su); COMP_CWORD=1; _execd; echo "\${COMPREPLY[@]}"`]);
     expect(String(words).trim()).toBe('submit');
+  });
+});
+
+describe.concurrent('labels, retries, delayed starts, provenance, callbacks', () => {
+  const unique = () => `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const submit = async (args: string[]) => {
+    const r = await runCli(['submit', ...args], env);
+    expect(r.code, text(r.stderr)).toBe(0);
+    return text(r.stdout).trim();
+  };
+
+  test('submit -l labels; jobs -l filters (repeatable, ANDed) and shows a LABELS column; show lists labels and the node', async () => {
+    const run = unique();
+    const web = await submit(['-l', `run=${run}`, '--label', 'team=web', '-l', 'expr=a=b', '--', 'true']);
+    const db = await submit(['-l', `run=${run}`, '-l', 'team=db', '--', 'true']);
+    await Promise.all([web, db].map((id) => server.api(`/v1/jobs/${id}?waitMs=10000`)));
+    const [both, onlyWeb, byValue, none, table] = await Promise.all([
+      runCli(['jobs', '--json', '-l', `run=${run}`], env),
+      runCli(['jobs', '--json', '-l', `run=${run}`, '-l', 'team=web'], env),
+      runCli(['jobs', '--json', '-l', 'expr=a=b', '-l', `run=${run}`], env), // split at the first =
+      runCli(['jobs', '--json', '-l', `run=${run}`, '-l', 'team=ops'], env),
+      runCli(['jobs', '-l', `run=${run}`, '-l', 'team=web'], env),
+    ]);
+    const ids = (r: { stdout: Buffer }) => (JSON.parse(text(r.stdout)) as { items: { id: string }[] }).items.map((j) => j.id).sort();
+    expect(ids(both)).toEqual([web, db].sort());
+    expect(ids(onlyWeb)).toEqual([web]);
+    expect(ids(byValue)).toEqual([web]);
+    expect(ids(none)).toEqual([]);
+    expect(text(table.stdout)).toMatch(/^ID +STATE +QUEUE +CREATED +EXIT +LABELS +COMMAND\n/);
+    expect(text(table.stdout)).toContain(`run=${run} team=web expr=a=b  true`);
+
+    const [show, info] = await Promise.all([runCli(['show', web], env), runCli(['info', '--json'], env)]);
+    const node = (JSON.parse(text(info.stdout)) as { node: string }).node;
+    expect(node).toMatch(/\S/);
+    expect(text(show.stdout)).toMatch(new RegExp(`^labels +run=${run} team=web expr=a=b$`, 'm'));
+    expect(text(show.stdout)).toMatch(new RegExp(`^node +${node}$`, 'm'));
+    expect(text(show.stdout)).toMatch(/^attempt +1\/1$/m);
+    expect(text((await runCli(['info'], env)).stdout)).toMatch(new RegExp(`^node +${node}$`, 'm'));
+  });
+
+  test('--retry 2 --backoff 50ms: tail writes both attempts and exits with the last one\'s code; show lists each attempt', async () => {
+    const id = await submit(['--retry', '2', '--backoff', '50ms', '--backoff-kind', 'fixed', '--', 'sh', '-c', 'echo try; exit 3']);
+    const r = await runCli(['tail', id], env);
+    expect([text(r.stdout), r.code]).toEqual(['try\ntry\n', 3]);
+    const job = JSON.parse(text((await runCli(['show', id, '--json'], env)).stdout));
+    expect(job).toMatchObject({ state: 'failed', attempt: 2, maxAttempts: 2, spec: { retry: { attempts: 2, backoffMs: 50, backoff: 'fixed' } } });
+    expect(job.attempts).toHaveLength(2);
+    expect(job.attempts.map((a: { state: string; output: object }) => [a.state, a.output])).toEqual([
+      ['failed', { stdout: 0, stderr: 0 }],
+      ['failed', { stdout: 4, stderr: 0 }],
+    ]);
+    expect(Date.parse(job.attempts[1].startedAt) - Date.parse(job.attempts[0].finishedAt)).toBeGreaterThanOrEqual(45);
+    const shown = text((await runCli(['show', id], env)).stdout);
+    expect(shown).toMatch(/^state +failed$/m);
+    expect(shown).toMatch(/^attempt +2\/2$/m);
+    expect(shown).toMatch(/^retry +fixed backoff from 50 ms, on failed, timed_out$/m);
+    expect(shown).toMatch(/^# +NODE +HOST +STATE +EXIT +STARTED +FINISHED +STDOUT@ +STDERR@$/m);
+    expect(shown).toMatch(new RegExp(`^1 +${job.attempts[0].node} +${job.attempts[0].host} +failed +3 +.+ +0 +0$`, 'm'));
+    expect(shown).toMatch(new RegExp(`^2 +${job.attempts[1].node} +\\S+ +failed +3 +.+ +4 +0$`, 'm'));
+  });
+
+  test('--delay: the job is scheduled (jobs -s scheduled, show says when it runs), and cancel ends it before it ever runs', async () => {
+    const run = unique();
+    const id = await submit(['--delay', '30s', '-l', `run=${run}`, '--', 'true']);
+    const [listed, shown] = await Promise.all([runCli(['jobs', '--json', '-s', 'scheduled', '-l', `run=${run}`], env), runCli(['show', id], env)]);
+    expect((JSON.parse(text(listed.stdout)) as { items: { id: string; state: string }[] }).items.map((j) => [j.id, j.state])).toEqual([[id, 'scheduled']]);
+    expect(text(shown.stdout)).toMatch(/^state +scheduled$/m);
+    const runAt = /^run at +(\S+)$/m.exec(text(shown.stdout))?.[1];
+    expect(Date.parse(runAt!) - Date.now()).toBeGreaterThan(20_000);
+    const canceled = await runCli(['cancel', id], env);
+    expect([text(canceled.stdout), canceled.code]).toEqual([`${id} canceled\n`, 0]);
+    const job = JSON.parse(text((await runCli(['show', id, '--json'], env)).stdout));
+    expect(job).toMatchObject({ state: 'canceled', attempt: 0, attempts: [], runAt: null });
+    // --not-before in the past queues it at once.
+    const now = await submit(['--not-before', new Date(Date.now() - 1000).toISOString(), '--follow', '--', 'true']);
+    expect(now).toBe('');
+  });
+
+  test('--notify: the callback is delivered and show says so; a host the server does not allow is refused (65)', async () => {
+    const got: string[] = [];
+    const receiver: Server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d));
+      req.on('end', () => (got.push(body), res.end('ok')));
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+      const id = JSON.parse(text((await runCli(['submit', '--json', '--notify', url, '--', 'true'], env)).stdout)).id as string;
+      await expect.poll(() => got.length, { timeout: 10_000 }).toBe(1);
+      expect(JSON.parse(got[0]!)).toMatchObject({ id, state: 'succeeded' });
+      let shown = '';
+      await expect.poll(async () => (shown = text((await runCli(['show', id], env)).stdout)), { timeout: 5000 }).toMatch(/^notify +delivered/m);
+      expect(shown).toMatch(new RegExp(`^notify +delivered ${url} \\(1 try, last HTTP 200, at \\S+\\)$`, 'm'));
+      const refused = await runCli(['submit', '--notify', 'https://example.com/hook', '--', 'true'], env);
+      expect(refused.code).toBe(65);
+      expect(text(refused.stderr)).toMatch(/^execd: FORBIDDEN: .*EXECD_NOTIFY_ALLOW.*\n$/);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  });
+
+  test('usage errors (64, nothing submitted): a label without =, retry options without --retry, --delay with --not-before…', async () => {
+    const run = unique();
+    const bad = await Promise.all(
+      [
+        ['submit', '--label', 'team', '--', 'true'],
+        ['submit', '-l', '=web', '--', 'true'],
+        ['submit', '-l', 'team=a', '-l', 'team=b', '--', 'true'],
+        ['jobs', '-l', 'team'],
+        ['submit', '--backoff', '1s', '--', 'true'],
+        ['submit', '--retry', '0', '--', 'true'],
+        ['submit', '--retry', '2', '--retry-on', 'failed,canceled', '--', 'true'],
+        ['submit', '--retry', '2', '--backoff-kind', 'linear', '--', 'true'],
+        ['submit', '--delay', '1s', '--not-before', '2030-01-01T00:00:00Z', '--', 'true'],
+        ['submit', '--not-before', 'tomorrow', '--', 'true'],
+        ['jobs', '-s', 'waiting'],
+      ].map((args) => runCli(args[0] === 'submit' ? ['submit', '-l', `run=${run}`, ...args.slice(1)] : args, env)),
+    );
+    for (const r of bad) expect([r.code, text(r.stdout)], text(r.stderr)).toEqual([64, '']);
+    expect(bad.map((r) => text(r.stderr).split('\n')[0])).toEqual([
+      'execd: --label wants key=value (got "team") (see execd help)',
+      'execd: --label wants key=value (got "=web") (see execd help)',
+      'execd: --label team is given twice (see execd help)',
+      'execd: --label wants key=value (got "team") (see execd help)',
+      'execd: --backoff needs --retry N (see execd help)',
+      'execd: --retry must be a number of attempts, 1 or more (got "0") (see execd help)',
+      'execd: --retry-on takes failed, timed_out, lost, comma-separated (got "failed,canceled") (see execd help)',
+      expect.stringContaining("option '--backoff-kind <kind>' argument 'linear' is invalid"),
+      'execd: give --delay or --not-before, not both (see execd help)',
+      expect.stringContaining('execd: --not-before must be an ISO 8601 time'),
+      expect.stringContaining('execd: --state must be one of scheduled, queued'),
+    ]);
+    expect(JSON.parse(text((await runCli(['jobs', '--json', '-l', `run=${run}`], env)).stdout)).items).toEqual([]);
+    // A key the server does not take is its 400: refused, one line.
+    const upper = await runCli(['jobs', '-l', 'Team=web'], env);
+    expect(upper.code).toBe(65);
+    expect(text(upper.stderr)).toMatch(/^execd: VALIDATION_FAILED: .*label.*\n$/);
   });
 });

@@ -215,6 +215,48 @@ describe('the rest of the API', () => {
   });
 });
 
+describe('labels, retries and delayed starts', () => {
+  test('jobs.list({label}) ANDs its labels (an object or k=v strings); events({label}) yields only those jobs', async () => {
+    const run = `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const abort = new AbortController();
+    const events = client.events({ signal: abort.signal, label: { run, team: 'web' } });
+    const first = events.next(); // connects
+    await new Promise((r) => setTimeout(r, 200));
+    const db = await client.jobs.submit({ argv: ['true'], labels: { run, team: 'db' } });
+    const web = await client.jobs.submit({ argv: ['true'], labels: { run, team: 'web', expr: 'a=b' } });
+    const seen: string[] = [];
+    for (let ev = await first; !ev.done; ev = await events.next()) {
+      if ('job' in ev.value) seen.push(`${ev.value.type} ${ev.value.job.id}`);
+      if (seen.includes(`finished ${web.id}`)) break;
+    }
+    abort.abort();
+    expect(seen).toEqual([`queued ${web.id}`, `started ${web.id}`, `finished ${web.id}`]);
+    await client.jobs.wait(db.id, { timeoutMs: 10_000 });
+    const ids = async (label: Parameters<typeof client.jobs.list>[0]) => (await client.jobs.list(label)).items.map((j) => j.id).sort();
+    expect(await ids({ label: { run } })).toEqual([db.id, web.id].sort());
+    expect(await ids({ label: [`run=${run}`, 'team=web'] })).toEqual([web.id]);
+    expect(await ids({ label: `run=${run}`, state: 'succeeded', limit: 1 })).toHaveLength(1);
+    expect(await ids({ label: { run, expr: 'a=b' } })).toEqual([web.id]);
+    expect(await ids({ label: { run, team: 'ops' } })).toEqual([]);
+    await expect(client.jobs.list({ label: 'no-equals' })).rejects.toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+  });
+
+  test('a retried job: attempts in the Job, one output; a delayed job is scheduled with runAt until canceled', async () => {
+    const job = await client.jobs.submit({ command: 'echo try; exit 3', retry: { attempts: 2, backoffMs: 50, backoff: 'fixed' } });
+    const done = await client.jobs.wait(job.id, { timeoutMs: 10_000 });
+    expect(done).toMatchObject({ state: 'failed', attempt: 2, maxAttempts: 2, result: { exitCode: 3 } });
+    expect(done.attempts.map((a) => [a.attempt, a.state, a.result?.exitCode, a.output.stdout])).toEqual([[1, 'failed', 3, 0], [2, 'failed', 3, 4]]);
+    expect(Buffer.from((await client.jobs.output(job.id)).data).toString()).toBe('try\ntry\n');
+
+    const later = await client.jobs.submit({ argv: ['true'], delayMs: 30_000 });
+    expect(later.state).toBe('scheduled');
+    expect(Date.parse(later.runAt!) - Date.now()).toBeGreaterThan(20_000);
+    expect((await client.jobs.list({ state: 'scheduled' })).items.map((j) => j.id)).toContain(later.id);
+    expect(await client.jobs.cancel(later.id)).toMatchObject({ state: 'canceled', attempt: 0 });
+    expect((await client.info()).node).toBe(done.node);
+  });
+});
+
 describe('the client alone', () => {
   test('binary frames: stream byte, uint64 big-endian offset, then the bytes', () => {
     const frame = new Uint8Array([2, 0, 0, 0, 1, 0, 0, 0, 5, 0x68, 0x69]);

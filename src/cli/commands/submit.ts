@@ -3,9 +3,9 @@ import type { JobRequest } from '../../client/index.js';
 import { attach } from '../attach.js';
 import { print, printJson, printerFor } from '../output.js';
 import { clientFrom, optionsOf, type CommonOptions } from '../settings.js';
-import { readStdin, specFrom, specOptions, type SpecOptions } from '../spec.js';
+import { jobFields, jobOptions, readStdin, specFrom, specOptions, type JobOptions, type SpecOptions } from '../spec.js';
 
-interface SubmitOptions extends CommonOptions, SpecOptions {
+interface SubmitOptions extends CommonOptions, SpecOptions, JobOptions {
   queue?: string;
   key?: string;
   interactive?: boolean;
@@ -25,11 +25,12 @@ export function registerSubmit(program: Command): Command {
     .option('--sig-proxy', 'with --follow: Ctrl-C and SIGTERM go to the job instead')
     .passThroughOptions();
   specOptions(cmd, { timeoutHelp: 'timeout (0: none; default EXECD_JOB_TIMEOUT_MS)' });
+  jobOptions(cmd);
   return cmd.action(async (argv: string[], _o: SubmitOptions, self: Command) => {
     const o = optionsOf<SubmitOptions>(self);
     const client = clientFrom(o);
     const p = printerFor(o);
-    const spec = specFrom(argv, o) as JobRequest;
+    const spec = { ...specFrom(argv, o), ...jobFields(o) } as JobRequest;
     if (o.queue !== undefined) spec.queue = o.queue;
     if (o.interactive) Object.assign(spec, { stdin: (await readStdin()).toString('base64'), stdinEncoding: 'base64' });
     const job = await client.jobs.submit(spec, { idempotencyKey: o.key });
