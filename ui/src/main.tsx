@@ -9,6 +9,7 @@ import { Jobs } from './pages/jobs';
 import { JobPage } from './pages/job';
 import { RunPage } from './pages/run';
 import { Processes } from './pages/processes';
+import { NewTerminalButton } from './pages/new-terminal';
 
 /** Routes live in the fragment (#/jobs/ID): the server serves one page, and nothing secret is in a URL. */
 function useRoute(): string[] {
@@ -74,6 +75,7 @@ function Nav({ who, page, onLogout }: { who: Whoami; page: string; onLogout: () 
         {link('#/run', 'run', 'Run', can(who, 'run') || can(who, 'jobs:write'))}
         {link('#/processes', 'processes', 'Processes', can(who, 'processes'))}
       </nav>
+      <NewTerminalButton who={who} />
       <span class="who" title={`scopes: ${who.scopes.join(', ')}`}>
         token <b>{who.id}</b>
       </span>

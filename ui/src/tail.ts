@@ -209,7 +209,7 @@ export class OutputTail {
     this.start();
   }
 
-  /** Send stdin (a job created with "stdin": {"stream": true}) as UTF-8; false when not connected. */
+  /** Send stdin (a job created with "stdin": {"stream": true}, or on a terminal: keystrokes) as UTF-8; false when not connected. */
   sendStdin(data: string, eof = false): boolean {
     const ws = this.socket;
     if (!ws || ws.readyState !== 1) return false;
@@ -217,6 +217,14 @@ export class OutputTail {
     if (data !== '') frame.data = bytesToBase64(this.text.encode(data)); // base64 on binary and base64 connections alike
     if (eof) frame.eof = true;
     ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Set the window size of a job on a terminal (`{"type":"resize"}`, docs/tty.md); false when not connected. */
+  sendResize(cols: number, rows: number): boolean {
+    const ws = this.socket;
+    if (!ws || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify({ type: 'resize', cols, rows }));
     return true;
   }
 

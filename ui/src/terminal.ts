@@ -19,11 +19,23 @@ const SWALLOWED_OSC = [
   104, 105, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 133, 777, 1337,
 ];
 
+/** Where an interactive terminal's keystrokes and window size go (a tty job's WebSocket). */
+export interface TerminalInput {
+  /** Keystrokes (and xterm's answers to the program's terminal queries), as text. */
+  data(text: string): void;
+  /** The terminal's size in cells, after a fit changed it (debounced). */
+  resize(cols: number, rows: number): void;
+}
+
+/** How long a run of window resizes settles before the new size is sent (a drag sends dozens). */
+export const RESIZE_DEBOUNCE_MS = 150;
+
 /**
- * A read-only terminal that shows a job's output as a terminal would (colors, carriage-return progress bars).
+ * A terminal that shows a job's output as a terminal would (colors, carriage-return progress bars).
  * Bytes are queued and handed to xterm.js a bounded batch at a time (WriteQueue), so a flood of output
- * never blocks the page; scrollback is bounded. Nothing typed here goes anywhere (the tty issue will add an
- * input path); xterm's answers to terminal queries are dropped for the same reason.
+ * never blocks the page; scrollback is bounded. Read-only unless `interactive()` is called (a job on a
+ * pseudo-terminal, docs/tty.md): until then nothing typed here goes anywhere, and xterm's answers to terminal
+ * queries are dropped.
  */
 export class TerminalView {
   readonly term: Terminal;
@@ -34,10 +46,15 @@ export class TerminalView {
   private view: View = 'both';
   follow = true;
   private readonly resize = () => this.fitNow();
+  private resizeTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(host: HTMLElement, scrollback = 5000) {
+  /**
+   * `tty`: the output comes from a pseudo-terminal, whose line discipline already turns \n into \r\n (and a
+   * full-screen program's bare \n means "down one line", not "new line"), so no conversion.
+   */
+  constructor(host: HTMLElement, scrollback = 5000, tty = false) {
     this.term = new Terminal({
-      convertEol: true, // pipes carry \n alone; a terminal's line discipline would add the \r
+      convertEol: !tty, // pipes carry \n alone; a terminal's line discipline would add the \r
       disableStdin: true,
       scrollback,
       cursorBlink: false,
@@ -60,6 +77,42 @@ export class TerminalView {
         done();
       });
     }, (cb) => setTimeout(cb, 0)); // a task per batch: input and rendering run between them
+  }
+
+  /**
+   * Make the terminal a tty job's keyboard and screen: what is typed (and pasted) goes to `input.data`, and each
+   * change of size the fit makes (the window resized) to `input.resize`, debounced. Output stays rendered by
+   * xterm only, with the same OSC sequences swallowed. Mouse reports in X10 mode (xterm's onBinary) are not sent.
+   */
+  interactive(input: TerminalInput): void {
+    this.term.options.disableStdin = false;
+    this.term.options.cursorBlink = true;
+    this.term.options.cursorStyle = 'block';
+    this.term.options.cursorInactiveStyle = 'outline';
+    this.term.onData((text) => input.data(text));
+    this.term.onResize(({ cols, rows }) => {
+      if (this.resizeTimer !== null) clearTimeout(this.resizeTimer);
+      this.resizeTimer = setTimeout(() => {
+        this.resizeTimer = null;
+        input.resize(cols, rows);
+      }, RESIZE_DEBOUNCE_MS);
+    });
+  }
+
+  /** Back to read-only (the job ended): keys go nowhere, the cursor stops blinking. */
+  endInput(): void {
+    this.term.options.disableStdin = true;
+    this.term.options.cursorBlink = false;
+    this.term.blur();
+  }
+
+  /** The terminal's size in cells. */
+  get size(): { cols: number; rows: number } {
+    return { cols: this.term.cols, rows: this.term.rows };
+  }
+
+  focus(): void {
+    this.term.focus();
   }
 
   /** Output of a stream: shown when the view includes it, and kept (bounded) for a switch of view. */
@@ -142,6 +195,7 @@ export class TerminalView {
 
   dispose(): void {
     removeEventListener('resize', this.resize);
+    if (this.resizeTimer !== null) clearTimeout(this.resizeTimer);
     this.queue.clear();
     this.term.dispose();
   }

@@ -256,4 +256,17 @@ describe('OutputTail: resume after a drop', () => {
     expect(h.tail.sendStdin('hi\n', true)).toBe(true);
     expect(JSON.parse(h.sockets[0]!.sent[0]!)).toEqual({ type: 'stdin', data: Buffer.from('hi\n').toString('base64'), eof: true });
   });
+
+  it('a resize goes as a frame (a job on a terminal); keystrokes are UTF-8 in base64; nothing is sent while disconnected', () => {
+    const h = harness();
+    h.tail.start();
+    expect(h.tail.sendResize(120, 40)).toBe(false);
+    h.sockets[0]!.open();
+    expect(h.tail.sendResize(120, 40)).toBe(true);
+    expect(h.tail.sendStdin('\x03é')).toBe(true);
+    expect(h.sockets[0]!.sent.map((f) => JSON.parse(f))).toEqual([
+      { type: 'resize', cols: 120, rows: 40 },
+      { type: 'stdin', data: Buffer.from('\x03é').toString('base64') },
+    ]);
+  });
 });

@@ -15,8 +15,18 @@ async function probe(path: string): Promise<{ status: number; body: Record<strin
   return { status: res.status, body };
 }
 
+/** The `tty` of a job's spec as its size, or null (no terminal). */
+export function ttySize(spec: Job['spec']): { cols: number; rows: number } | null {
+  const tty = spec.tty as unknown;
+  if (!tty) return null;
+  if (tty === true) return { cols: 80, rows: 24 };
+  const { cols, rows } = tty as { cols?: unknown; rows?: unknown };
+  return typeof cols === 'number' && typeof rows === 'number' ? { cols, rows } : null;
+}
+
 function Spec({ job }: { job: Job }) {
-  const { argv, command, env, stdin, ...rest } = job.spec;
+  const { argv, command, env, stdin, tty, ...rest } = job.spec;
+  const size = ttySize(job.spec);
   return (
     <dl class="facts" id="spec">
       {argv && (
@@ -37,6 +47,12 @@ function Spec({ job }: { job: Job }) {
         <>
           <dt>env</dt>
           <dd class="mono">{Object.keys(env).join(' ')} <span class="muted">(values never shown)</span></dd>
+        </>
+      )}
+      {tty !== undefined && tty !== false && (
+        <>
+          <dt>tty</dt>
+          <dd id="spec-tty">a terminal{size ? `, ${size.cols}×${size.rows} (columns × rows) at the start` : ''}; stdin is what is typed</dd>
         </>
       )}
       {stdin !== undefined && (
@@ -146,11 +162,24 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
   const [signal, setSignal] = useState('SIGINT');
   const [stdin, setStdin] = useState('');
   const [notice, setNotice] = useState('');
+  /** The job runs on a terminal (its spec has "tty"): null until the job is loaded. */
+  const [tty, setTty] = useState<boolean | null>(null);
+  const [termSize, setTermSize] = useState<{ cols: number; rows: number } | null>(null);
   const host = useRef<HTMLDivElement>(null);
   const term = useRef<TerminalView | null>(null);
   const tail = useRef<OutputTail | null>(null);
 
-  const reload = () => api<Job>(`/v1/jobs/${encodeURIComponent(id)}`).then(setJob, (e: Error) => setError(e.message));
+  const reload = () =>
+    api<Job>(`/v1/jobs/${encodeURIComponent(id)}`).then(
+      (j) => {
+        setJob(j);
+        setTty((known) => known ?? ttySize(j.spec) !== null);
+      },
+      (e: Error) => {
+        setError(e.message);
+        setTty((known) => known ?? false); // the tail says why (refused) as for any job
+      },
+    );
 
   useEffect(() => {
     void reload();
@@ -159,10 +188,16 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
     });
   }, [id]);
 
+  // The terminal waits for the job: a tty job's output needs no \n conversion, and its terminal takes input.
   useEffect(() => {
-    const view = new TerminalView(host.current!);
+    if (tty === null) return;
+    const view = new TerminalView(host.current!, 5000, tty);
     term.current = view;
-    const t = new OutputTail({
+    // Keys and resizes need jobs:write (the server refuses them otherwise): a read-only token watches.
+    const input = tty && can(who, 'jobs:write');
+    let running = false;
+    let focused = false;
+    const t: OutputTail = new OutputTail({
       jobId: id,
       connect: (url, protocols) => new WebSocket(url, protocols) as unknown as SocketLike,
       probe,
@@ -175,13 +210,40 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
           view.marker(text, stream);
           setGaps((g) => [...g, text]);
         },
-        state: () => void reload(),
-        exit: () => void reload(),
+        state: (f) => {
+          void reload();
+          running = f.state === 'running';
+          if (!input || !running) return;
+          // On each (re)connection the first frame is the state: the terminal gets the size of this window.
+          const { cols, rows } = view.size;
+          t.sendResize(cols, rows);
+          setTermSize({ cols, rows });
+          if (!focused) {
+            focused = true;
+            view.focus();
+          }
+        },
+        exit: () => {
+          running = false;
+          if (input) view.endInput();
+          void reload();
+        },
         error: (code, detail) => setNotice(`${code}: ${detail}`),
         status: (s, detail) => setStatus({ s, detail }),
       },
     });
     tail.current = t;
+    if (input) {
+      view.interactive({
+        data: (text) => {
+          if (!t.sendStdin(text)) setNotice(t.ended ? 'the job has ended: keys go nowhere' : 'not connected: keys not sent');
+        },
+        resize: (cols, rows) => {
+          setTermSize({ cols, rows });
+          if (running) t.sendResize(cols, rows);
+        },
+      });
+    }
     t.start();
     const offline = () => t.disconnect();
     const online = () => t.reconnect();
@@ -194,6 +256,8 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
       backlog: () => view.backlog,
       offsets: t.offsets.next,
       encoding: () => t.encoding,
+      tty,
+      size: () => view.size,
     };
     (window as unknown as { execdTail?: unknown }).execdTail = exposed;
     return () => {
@@ -204,7 +268,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
       term.current = null;
       tail.current = null;
     };
-  }, [id]);
+  }, [id, tty]);
 
   const act = async (what: 'cancel' | 'signal') => {
     setNotice('');
@@ -239,7 +303,11 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
 
   const running = job !== null && !TERMINAL.has(job.state);
   const writable = can(who, 'jobs:write');
-  const streamedStdin = job !== null && typeof job.spec.stdin === 'object' && job.spec.stdin !== null;
+  const streamedStdin = job !== null && typeof job.spec.stdin === 'object' && job.spec.stdin !== null && !tty;
+  // Closing a terminal's input hangs it up (SIGHUP), as closing a terminal window does (docs/tty.md).
+  const hangUp = () => {
+    if (!tail.current?.sendStdin('', true)) setNotice('not connected: not hung up');
+  };
 
   return (
     <section class="job">
@@ -257,6 +325,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
               {SIGNALS.map((s) => <option value={s}>{s}</option>)}
             </select>
             <button id="send-signal" onClick={() => void act('signal')}>Send signal</button>
+            {tty && <button id="hangup" onClick={hangUp} title="close the terminal: SIGHUP to its session">Hang up</button>}
           </div>
         )}
         {notice && <p class="notice" id="notice">{notice}</p>}
@@ -264,7 +333,12 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
 
       <div class="toolbar tail-bar">
         <span class={`status status-${status.s}`} id="tail-status" title={status.detail}>{status.s}</span>
-        <select id="view" value={view} onChange={(e) => {
+        {tty && (
+          <span class="muted" id="tty-size" title="the terminal's size, columns × rows; it follows this window">
+            terminal{termSize ? ` ${termSize.cols}×${termSize.rows}` : ''}{running && writable ? ': click it and type' : ''}
+          </span>
+        )}
+        {!tty && <select id="view" value={view} onChange={(e) => {
           const v = (e.currentTarget as HTMLSelectElement).value as View;
           setView(v);
           term.current?.setView(v);
@@ -272,7 +346,7 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
           <option value="both">stdout + stderr</option>
           <option value="stdout">stdout</option>
           <option value="stderr">stderr</option>
-        </select>
+        </select>}
         <label>
           <input type="checkbox" id="follow" checked={follow} onChange={(e) => {
             const on = (e.currentTarget as HTMLInputElement).checked;
@@ -286,9 +360,9 @@ export function JobPage({ id, who }: { id: string; who: Whoami }) {
         <button onClick={() => term.current?.find(search, true)} title="previous match">↑</button>
         <button onClick={() => term.current?.find(search)} title="next match">↓</button>
         <span class="spacer" />
-        {job && <span class="muted">{bytes(job.outputBytes.stdout)} out, {bytes(job.outputBytes.stderr)} err</span>}
-        <button id="download-stdout" onClick={() => void download('stdout')}>Download stdout</button>
-        <button id="download-stderr" onClick={() => void download('stderr')}>Download stderr</button>
+        {job && <span class="muted">{bytes(job.outputBytes.stdout)} out{tty ? '' : `, ${bytes(job.outputBytes.stderr)} err`}</span>}
+        <button id="download-stdout" onClick={() => void download('stdout')}>{tty ? 'Download output' : 'Download stdout'}</button>
+        {!tty && <button id="download-stderr" onClick={() => void download('stderr')}>Download stderr</button>}
       </div>
       {status.s === 'refused' && <ErrorLine text={`The live tail stopped: ${status.detail}`} />}
       {gaps.length > 0 && (
