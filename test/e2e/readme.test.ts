@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,5 +115,41 @@ describe('README quick tour', () => {
     expect(stdout).toContain(`"pid":${server!.child.pid}`); // /v1/info is this server
     expect(stdout).toMatch(/"items":\[\{"pid":1,/); // the host's processes, not only execd's
     expect(requests.some((r) => r.method === 'POST' && /\/v1\/jobs\/[^/]+\/signal$/.test(r.url) && r.status === 202)).toBe(true);
+  }, 120_000);
+});
+
+describe('README quick tour with the execd command', () => {
+  let server: ServerProcess | undefined;
+  const bin = mkdtempSync(join(tmpdir(), 'execd-readme-bin-'));
+  beforeAll(async () => {
+    server = await startServer({ EXECD_INSTANCE_DIR: tempInstanceDir(), EXECD_QUEUES: 'default:2' });
+    // `execd` on PATH as `npm link` would put it: the repository's bin, from the sources (never a stale dist/).
+    writeFileSync(join(bin, 'execd'), `#!/bin/sh\nEXECD_CLI_FROM_SOURCE=1 exec node ${JSON.stringify(join(ROOT, 'bin/execd.js'))} "$@"\n`);
+    chmodSync(join(bin, 'execd'), 0o755);
+  });
+  afterAll(async () => {
+    await stopServer(server);
+    rmSync(bin, { recursive: true, force: true });
+  });
+
+  it('runs pasted into bash top to bottom: each step succeeds and says what its comment says', async () => {
+    const script = sectionBlocks(README, 'Quick tour with the `execd` command').map((b) => b.code).join('\n');
+    const env = {
+      PATH: `${bin}:${process.env.PATH}`,
+      HOME: process.env.HOME ?? '/root',
+      LANG: 'C.UTF-8',
+      EXECD_URL: server!.url,
+      EXECD_TOKEN: SERVER_TOKEN,
+    };
+    const { code, stdout, stderr } = await runBash(script, env, 90_000);
+    const context = `exit ${code}\n--- stderr\n${stderr.slice(-1500)}\n--- stdout\n${stdout.slice(-1500)}`;
+    expect(code, context).toBe(0);
+    expect(stdout, context).toContain(String(server!.child.pid)); // execd info is this server
+    expect(stdout).toMatch(/^\s+2 b$/m); // sort | uniq -c of the piped stdin
+    expect(stdout).toMatch(/^out\nexit status 3$/m); // the command's status as execd's own
+    expect(stderr).toMatch(/^err$/m); // and its stderr on stderr
+    expect(stdout).toMatch(/^step 1\nstep 2\nstep 3$/m); // tail: every line, once
+    expect(stdout).toMatch(/canceled/);
+    expect(stdout).toMatch(/^building\nexit status 4$/m);
   }, 120_000);
 });
