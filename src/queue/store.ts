@@ -99,10 +99,16 @@ export class JobStore<J extends StoredJob> {
     this.options.onRemove(job);
   }
 
-  /** Up to `limit` jobs with seq > `afterSeq` matching `filter`, and whether more match. */
-  list(filter: ListFilter, afterSeq: number, limit: number): { items: J[]; more: boolean } {
+  /**
+   * Up to `limit` jobs matching `filter`, and whether more match: oldest first with seq > `from`, or (desc)
+   * newest first with seq < `from` (Infinity: from the newest).
+   */
+  list(filter: ListFilter, from: number, limit: number, order: 'asc' | 'desc' = 'asc'): { items: J[]; more: boolean } {
     const items: J[] = [];
-    for (let i = this.firstAfter(afterSeq); i < this.ordered.length; i++) {
+    const desc = order === 'desc';
+    // seqs are whole numbers: the last one below `from` sits just before the first one above from - 1
+    const step = desc ? -1 : 1;
+    for (let i = desc ? this.firstAfter(from - 1) - 1 : this.firstAfter(from); i >= 0 && i < this.ordered.length; i += step) {
       const job = this.ordered[i]!;
       if (job.removed || (filter.state && job.state !== filter.state) || (filter.queue && job.queue !== filter.queue)) continue;
       if (filter.owner !== undefined && job.ownerId !== filter.owner) continue;

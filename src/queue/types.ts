@@ -33,7 +33,10 @@ export interface JobQueue {
   get(id: string): Promise<Job | undefined>;
   /** The token id that owns the job (null: none, admins only); undefined for an unknown id. */
   ownerOf(id: string): Promise<string | null | undefined>;
-  /** Ascending acceptance order; a cursor continues after the last job of the previous page, so every job is listed once. */
+  /**
+   * Acceptance order, oldest first (or newest first with `order: 'desc'`); a cursor continues past the last job of the
+   * previous page in the same order, so every job is listed once.
+   */
   list(request: ListRequest): Promise<JobList>;
   /**
    * Queued: canceled at once. Running: the group gets SIGTERM, SIGKILL after the grace; resolves once the job is
@@ -90,13 +93,18 @@ export interface Submitted {
   created: boolean;
 }
 
+export type ListOrder = 'asc' | 'desc';
+
 export interface ListRequest {
   state?: JobState;
   queue?: string;
   /** Only the jobs of this token id; undefined lists every job (admin). */
   owner?: string | undefined;
   limit: number;
-  cursor?: string;
+  /** Default asc (oldest first). */
+  order?: ListOrder | undefined;
+  /** The backend's own position (digits): the nextCursor of a page in the same order. */
+  cursor?: string | undefined;
   /** Only jobs with every one of these labels (key, value). */
   labels?: readonly (readonly [string, string])[] | undefined;
 }

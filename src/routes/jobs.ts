@@ -14,7 +14,9 @@ import {
   JobIdParams,
   JobList,
   JobRequest,
+  cursorOf,
   labelFilters,
+  listCursor,
   ListJobsQuery,
   OutputQuery,
   QueueInfo,
@@ -133,21 +135,25 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'listJobs',
         tags: TAGS,
-        summary: 'List jobs, oldest first, a page at a time',
+        summary: 'List jobs, oldest (or newest) first, a page at a time',
         description:
           "The token's own jobs (every job with `admin`). " +
-          'Filters `state`, `queue` and `label=key=value` (repeatable, all must match); `limit` 1..1000 (default 100). Jobs come in the order they were accepted; pass `nextCursor` as `cursor` ' +
-          'for the next page: each job still kept appears exactly once across pages, even while jobs are added and removed. ' +
+          'Filters `state`, `queue` and `label=key=value` (repeatable, all must match); `limit` 1..1000 (default 100). Jobs come in the order they were accepted, ' +
+          'oldest first, or newest first with `order=desc`; pass `nextCursor` as `cursor` ' +
+          'for the next page: each job still kept appears exactly once across pages, even while jobs are added and removed (a newest-first walk ' +
+          'does not go back for jobs accepted after its first page). A cursor continues in the order of its page; with the other `order` it is a 400. ' +
           '`nextCursor` is null when nothing more matches now.',
         querystring: ListJobsQuery,
         response: { 200: JobList, ...problems(...V1_ERRORS) },
       },
     },
     async (request) => {
-      const { state, queue, limit, cursor, label } = request.query;
+      const { state, queue, limit, label } = request.query;
       const owner = ownerFilter(request.principal!);
       const labels = labelFilters(label);
-      return jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, cursor, labels }).catch(queueIn('querystring'));
+      const { order, position } = listCursor(request.query.order, request.query.cursor);
+      const page = await jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, order, cursor: position, labels }).catch(queueIn('querystring'));
+      return { ...page, nextCursor: cursorOf(order, page.nextCursor) };
     },
   );
 

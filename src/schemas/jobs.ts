@@ -259,16 +259,54 @@ export function labelFilters(q: string | string[] | undefined): [string, string]
   return (Array.isArray(q) ? q : [q]).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)]);
 }
 
-export const ListJobsQuery = z.strictObject({
-  state: JobState.optional(),
-  queue: QueueName.optional(),
-  limit: intQuery(1, MAX_LIST_LIMIT).optional().meta({ description: `1..${MAX_LIST_LIMIT}, default ${DEFAULT_LIST_LIMIT}.` }),
-  cursor: z.string().regex(/^[0-9]{1,16}$/, 'not a cursor from this server').optional().meta({ description: 'nextCursor of the previous page.' }),
-  label: z
-    .union([LabelFilter, z.array(LabelFilter).max(MAX_LABELS)])
-    .optional()
-    .meta({ description: 'key=value: only jobs with this label; repeat it for several (all must match).' }),
-});
+/**
+ * A list cursor carries the order of its page: a newest-first (desc) page's starts with `d`, an oldest-first one's is
+ * digits only (as before order existed). Without `order` a cursor continues in its own order; with the other one it is a 400.
+ */
+export function listCursor(order: 'asc' | 'desc' | undefined, cursor: string | undefined): { order: 'asc' | 'desc'; position?: string } {
+  if (cursor === undefined) return { order: order ?? 'asc' };
+  return cursor.startsWith('d') ? { order: 'desc', position: cursor.slice(1) } : { order: 'asc', position: cursor };
+}
+/** The nextCursor of a page in this order, from the backend's position. */
+export const cursorOf = (order: 'asc' | 'desc', position: string | null): string | null =>
+  position === null || order === 'asc' ? position : `d${position}`;
+
+function cursorInOrder(q: { order?: 'asc' | 'desc' | undefined; cursor?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (q.order === undefined || q.cursor === undefined) return;
+  const own = listCursor(undefined, q.cursor).order;
+  if (own !== q.order) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['cursor'],
+      message: `this cursor continues an order=${own} list, not order=${q.order}: pass it with order=${own} (or without order), or start again without a cursor`,
+    });
+  }
+}
+
+export const ListJobsQuery = z
+  .strictObject({
+    state: JobState.optional(),
+    queue: QueueName.optional(),
+    limit: intQuery(1, MAX_LIST_LIMIT).optional().meta({ description: `1..${MAX_LIST_LIMIT}, default ${DEFAULT_LIST_LIMIT}.` }),
+    order: z
+      .enum(['asc', 'desc'])
+      .optional()
+      .meta({
+        description:
+          'asc (default): oldest first; desc: newest first (acceptance order). A cursor carries its order: with a cursor `order` may be left out, ' +
+          'and the other order is a 400.',
+      }),
+    cursor: z
+      .string()
+      .regex(/^d?[0-9]{1,16}$/, 'not a cursor from this server')
+      .optional()
+      .meta({ description: 'nextCursor of the previous page; it continues in that page\'s order.' }),
+    label: z
+      .union([LabelFilter, z.array(LabelFilter).max(MAX_LABELS)])
+      .optional()
+      .meta({ description: 'key=value: only jobs with this label; repeat it for several (all must match).' }),
+  })
+  .superRefine(cursorInOrder);
 
 export const GetJobQuery = z.strictObject({
   waitMs: intQuery(0, MAX_WAIT_MS)

@@ -110,8 +110,9 @@ export class MemoryBackend implements JobBackend {
     return this.store.get(id)?.ownerId;
   }
 
-  async list({ state, queue, owner, limit, cursor, labels }: ListRequest): Promise<JobList> {
-    const { items, more } = this.store.list({ state, queue, owner, labels }, cursor === undefined ? 0 : Number(cursor), limit);
+  async list({ state, queue, owner, limit, order = 'asc', cursor, labels }: ListRequest): Promise<JobList> {
+    const from = cursor === undefined ? (order === 'desc' ? Infinity : 0) : Number(cursor);
+    const { items, more } = this.store.list({ state, queue, owner, labels }, from, limit, order);
     return { items: items.map((j) => this.toView(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
   }
 

@@ -38,18 +38,23 @@ export class Reads {
     return { state: state ?? null, node: node ?? null, attempt: attempt ?? null };
   }
 
-  list({ state, queue, owner, limit, cursor, labels }: ListRequest): Promise<JobList> {
+  /** A page in acceptance order (seq, the score of P:jobs), oldest or (desc) newest first; the cursor is the last seq passed. */
+  list({ state, queue, owner, limit, order = 'asc', cursor, labels }: ListRequest): Promise<JobList> {
+    const desc = order === 'desc';
     const matches = (r: StoredRecord | null): r is StoredRecord =>
       r !== null && !r.unconfirmed && (state === undefined || r.state === state) && (queue === undefined || r.queue === queue) &&
       (owner === undefined || r.ownerId === owner) && hasLabels(r.spec, labels);
     return this.conns.call(async () => {
       const items: Job[] = [];
       const queued: { at: number; record: StoredRecord }[] = [];
-      let after = cursor === undefined ? 0 : Number(cursor);
+      // asc: the seqs above `after`; desc: the seqs below it (+inf: from the newest)
+      let after = cursor === undefined ? (desc ? Infinity : 0) : Number(cursor);
       let scanned = 0;
       const page = Math.min(1000, Math.max(100, limit * 2));
       for (;;) {
-        const ids = await this.conns.cmd.zrangebyscore(this.key('jobs'), `(${after}`, '+inf', 'WITHSCORES', 'LIMIT', 0, page);
+        const ids = desc
+          ? await this.conns.cmd.zrevrangebyscore(this.key('jobs'), after === Infinity ? '+inf' : `(${after}`, '-inf', 'WITHSCORES', 'LIMIT', 0, page)
+          : await this.conns.cmd.zrangebyscore(this.key('jobs'), `(${after}`, '+inf', 'WITHSCORES', 'LIMIT', 0, page);
         if (ids.length === 0) return { items, nextCursor: null };
         const pipeline = this.conns.cmd.pipeline();
         for (let i = 0; i < ids.length; i += 2) pipeline.hmget(this.key('job', ids[i]!), ...FIELDS);
