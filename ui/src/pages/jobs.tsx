@@ -6,8 +6,9 @@ import { ErrorLine, StateBadge } from './common';
 
 const STATES = ['', 'scheduled', 'queued', 'running', 'succeeded', 'failed', 'timed_out', 'canceled', 'lost'];
 const PAGE = 50;
-/** The newest this many matching jobs are kept for the list (GET /v1/jobs answers oldest first: the list walks it to the end). */
+/** The newest this many matching jobs are kept for the list (GET /v1/jobs?order=desc, newest first). */
 const KEPT = 1000;
+/** Pages of one load at most: a filtered page on the Redis backend may stop short (its scan is bounded) with a cursor. */
 const MAX_PAGES = 20;
 
 interface JobList {
@@ -16,30 +17,24 @@ interface JobList {
 }
 
 /**
- * The newest matching jobs, newest first. The API lists in the order jobs were accepted, a cursor page at a
- * time; the walk follows its cursors to the end and keeps the last KEPT (bounded memory), and `more` says
- * whether older ones were left out.
+ * The newest matching jobs, newest first: GET /v1/jobs?order=desc, following its cursor only until KEPT are
+ * here (a page can hold fewer than asked while more match); `more` says whether older ones were left out.
  */
 async function newestJobs(state: string, queue: string, labels: string[]): Promise<{ items: Job[]; more: boolean }> {
-  let kept: Job[] = [];
-  let more = false;
+  const kept: Job[] = [];
   let cursor: string | null = null;
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const params = new URLSearchParams({ limit: String(KEPT) });
+  for (let page = 0; page < MAX_PAGES && kept.length < KEPT; page++) {
+    const params = new URLSearchParams({ order: 'desc', limit: String(KEPT - kept.length) });
     if (state) params.set('state', state);
     if (queue) params.set('queue', queue);
     for (const l of labels) params.append('label', l);
     if (cursor) params.set('cursor', cursor);
     const l: JobList = await api<JobList>(`/v1/jobs?${params}`);
-    kept = kept.concat(l.items);
-    if (kept.length > KEPT) {
-      more = true;
-      kept = kept.slice(kept.length - KEPT);
-    }
+    kept.push(...l.items);
     cursor = l.nextCursor;
-    if (!cursor || l.items.length === 0) break;
+    if (!cursor) break;
   }
-  return { items: kept.reverse(), more };
+  return { items: kept, more: cursor !== null };
 }
 
 /** Jobs, newest first, filtered by state and queue, a page at a time (the API's cursor); rows change live from /v1/events. */
