@@ -109,6 +109,15 @@ describe.skipIf(skipReason !== null)(`the dashboard's terminal in headless Chrom
     const done = await (await fetch(`${server.url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
     expect(done).toMatchObject({ state: 'failed', result: { exitCode: 3, returncode: 3 } });
   }, 30_000);
+
+  it('the Run form runs a command on a terminal when "on a terminal (tty)" is ticked', async () => {
+    await page.goto(`${server.url}/ui/#/run`);
+    await page.locator('#command-input').fill('test -t 1 && echo "on-a-tty $(stty size)"');
+    await page.locator('#tty-input').check();
+    await expect.poll(() => page.locator('#policy').textContent()).toContain('allowed');
+    await page.locator('#run-now').click();
+    await expect.poll(() => page.locator('#run-result').textContent()).toContain('on-a-tty 24 80');
+  });
 });
 
 describe.skipIf(!existsSync(CHROMIUM))(`"New terminal" is not offered where it cannot work${existsSync(CHROMIUM) ? '' : ` (skipped: no ${CHROMIUM})`}`, () => {
@@ -146,6 +155,13 @@ describe.skipIf(!existsSync(CHROMIUM))(`"New terminal" is not offered where it c
     const p = await header(server, TOKEN, '#no-terminal');
     expect(await p.locator('#new-terminal').count()).toBe(0);
     expect(await p.locator('#no-terminal').getAttribute('title')).toContain('child_process');
+    // Asked for anyway (the Run form's tty box), the server says why not: 422 SPAWN_FAILED.
+    await p.goto(`${server.url}/ui/#/run`);
+    await p.locator('#command-input').fill('tty');
+    await p.locator('#tty-input').check();
+    await expect.poll(() => p.locator('#policy').textContent()).toContain('allowed');
+    await p.locator('#run-now').click();
+    await expect.poll(() => p.locator('.run .error').textContent()).toMatch(/422 SPAWN_FAILED: .*needs the native spawner/);
     const viewer = await header(server, READ_TOKEN, '');
     await viewer.locator('#queues').waitFor(); // the overview has loaded: the header is as it stays
     expect(await viewer.locator('#new-terminal, #no-terminal').count()).toBe(0);

@@ -28,6 +28,8 @@ interface Form {
   stdin: string;
   timeoutMs: string;
   queue: string;
+  /** On a pseudo-terminal (docs/tty.md): output live and in colour, one stream; a job's page can then be typed into. */
+  tty: boolean;
 }
 
 /** The CommandSpec a form describes; a line of env that is not NAME=value is an error. */
@@ -45,6 +47,7 @@ export function specOf(f: Form): { spec: Record<string, unknown>; error: string 
   }
   if (Object.keys(env).length) spec.env = env;
   if (f.stdin !== '') spec.stdin = f.stdin;
+  if (f.tty) spec.tty = true;
   if (f.timeoutMs.trim()) {
     const n = Number(f.timeoutMs);
     if (!Number.isInteger(n) || n < 0) return { spec, error: 'timeout: a whole number of milliseconds' };
@@ -55,7 +58,7 @@ export function specOf(f: Form): { spec: Record<string, unknown>; error: string 
 
 /** Run a command now (POST /v1/run) or submit it as a job; POST /v1/policy/explain says first whether it may run, and why. */
 export function RunPage({ who }: { who: Whoami }) {
-  const [f, setF] = useState<Form>({ mode: 'shell', command: '', argv: '', cwd: '', env: '', stdin: '', timeoutMs: '', queue: 'default' });
+  const [f, setF] = useState<Form>({ mode: 'shell', command: '', argv: '', cwd: '', env: '', stdin: '', timeoutMs: '', queue: 'default', tty: false });
   const [queues, setQueues] = useState<string[]>([]);
   const [decision, setDecision] = useState<Decision | null>(null);
   const [result, setResult] = useState<RunResult | null>(null);
@@ -128,6 +131,9 @@ export function RunPage({ who }: { who: Whoami }) {
         <label>stdin <textarea class="mono" rows={2} value={f.stdin} onInput={set('stdin')} /></label>
         <div class="row">
           <label>timeout (ms) <input value={f.timeoutMs} onInput={set('timeoutMs')} placeholder="server default" size={10} /></label>
+          <label title="a pseudo-terminal: output line by line and in colour, stderr merged into stdout; a job's page can be typed into">
+            <input type="checkbox" id="tty-input" checked={f.tty} onChange={(e) => setF({ ...f, tty: (e.currentTarget as HTMLInputElement).checked })} /> on a terminal (tty)
+          </label>
           {can(who, 'jobs:write') && (
             <label>
               queue{' '}
