@@ -254,6 +254,12 @@ describe('labels, retries and delayed starts', () => {
     expect((await client.jobs.list({ state: 'scheduled' })).items.map((j) => j.id)).toContain(later.id);
     expect(await client.jobs.cancel(later.id)).toMatchObject({ state: 'canceled', attempt: 0 });
     expect((await client.info()).node).toBe(done.node);
+
+    // A stream opened while the job is scheduled waits for it, then has its output and exit.
+    const soon = await client.jobs.submit({ command: 'echo late', delayMs: 300 });
+    const seen: string[] = [];
+    for await (const ev of client.jobs.stream(soon.id)) seen.push(ev.type === 'output' ? Buffer.from(ev.data).toString() : ev.type === 'state' ? ev.state : ev.type);
+    expect(seen.filter((e) => e !== 'queued' && e !== 'running' && e !== 'scheduled' && e !== 'succeeded')).toEqual(['late\n', 'exit']);
   });
 });
 
