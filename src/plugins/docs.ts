@@ -20,11 +20,15 @@ const Home = z
     docs: z.string().meta({ description: 'The API, browsable (Swagger UI).' }),
     openapi: z.string().meta({ description: 'The API document.' }),
     health: z.string(),
+    ui: z.string().nullable().meta({ description: 'The dashboard (null when EXECD_UI=false).' }),
   })
   .meta({ id: 'Home' });
 
-/** OpenAPI 3.1 from the zod schemas, served at /openapi.json, with a UI at /docs; `GET /` points there. */
-export async function registerDocs(app: FastifyInstance): Promise<void> {
+/**
+ * OpenAPI 3.1 from the zod schemas, served at /openapi.json, with a UI at /docs; `GET /` points a browser to the
+ * dashboard (`ui`: its path, or null when it is off), else to /docs.
+ */
+export async function registerDocs(app: FastifyInstance, ui: string | null): Promise<void> {
   await app.register(fastifySwagger, {
     openapi: OPENAPI_INFO,
     transform: jsonSchemaTransform,
@@ -33,20 +37,20 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true, transformStaticCSP: withoutUpgrade });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  const home = { name: 'execd' as const, version: OPENAPI_INFO.info.version, docs: '/docs', openapi: '/openapi.json', health: '/healthz' };
+  const home = { name: 'execd' as const, version: OPENAPI_INFO.info.version, docs: '/docs', openapi: '/openapi.json', health: '/healthz', ui };
   app.get(
     '/',
     {
       schema: {
         operationId: 'home',
         tags: ['operations'],
-        summary: 'Where to go: a browser is redirected to /docs, anything else gets these links as JSON',
+        summary: 'Where to go: a browser is redirected to the dashboard (/ui/; /docs when it is off), anything else gets these links as JSON',
         security: [],
-        response: { 200: Home, 302: z.null().meta({ description: 'To /docs (a client that accepts text/html)' }) },
+        response: { 200: Home, 302: z.null().meta({ description: 'To /ui/, or /docs when the dashboard is off (a client that accepts text/html)' }) },
       },
     },
     async (request, reply) => {
-      if (request.headers.accept?.includes('text/html')) return reply.redirect('/docs', 302);
+      if (request.headers.accept?.includes('text/html')) return reply.redirect(ui ?? '/docs', 302);
       return home;
     },
   );

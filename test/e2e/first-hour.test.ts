@@ -52,10 +52,10 @@ describe('answers a newcomer reads with curl', () => {
     }
   });
 
-  it('GET / points to /docs: a redirect for a browser, links as JSON otherwise', async () => {
+  it('GET / points a browser to the dashboard (/docs when it is off), links as JSON otherwise', async () => {
     const html = await t.http.get('/').set('accept', 'text/html,application/xhtml+xml');
     expect(html.status).toBe(302);
-    expect(html.headers.location).toBe('/docs');
+    expect(html.headers.location).toBe('/ui/');
     const json = await t.http.get('/');
     expect(json.status).toBe(200);
     expect(json.body).toMatchObject({ name: 'execd', version: '0.1.0', docs: '/docs', openapi: '/openapi.json' });

@@ -47,6 +47,9 @@ describe('/ui/', () => {
     try {
       expect((await app.inject({ url: '/ui/' })).statusCode).toBe(404);
       expect((await app.inject({ url: '/ui/app.js' })).statusCode).toBe(404);
+      // A browser at / goes to the API's docs instead of the dashboard, and the links say there is none.
+      expect((await app.inject({ url: '/', headers: { accept: 'text/html' } })).headers.location).toBe('/docs');
+      expect((await app.inject({ url: '/' })).json()).toMatchObject({ ui: null });
     } finally {
       await app.close();
     }
