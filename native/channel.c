@@ -49,6 +49,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NAPI_VERSION 8
@@ -388,6 +389,9 @@ typedef struct watch_list {
   /* One async context for every exit and output callback, made when the addon loads (outside
      any request): one per child and per pipe cost an async resource each, for no use. */
   napi_async_context async;
+  /* Readers resting (see on_pipe_event): the timer gives them back their EPOLLIN. */
+  uv_timer_t *rest_timer;
+  reader *resting;
 } watch_list;
 
 static void close_readers(watch_list *list);
@@ -543,15 +547,58 @@ struct reader {
   int fd;
   bool js_alive; /* the external wrapping it has not been finalized */
   bool finished; /* off every list, not on the free list: freed by the finalizer */
+  bool grown; /* the pipe was asked for PIPE_BYTES */
+  bool rests; /* off EPOLLIN until the rest timer fires (on the list's resting list) */
+  reader *next_resting;
+  uint64_t last_data_ns; /* when the last read that got bytes ended */
 };
 
-#define READ_CHUNK 65536
-static _Thread_local char read_buf[READ_CHUNK];
+/*
+ * A fast writer (`head -c 1G /dev/zero` writes 8 KiB at a time) used to wake us
+ * for each of its writes: an epoll turn, a JS call, a Buffer, a file write and a
+ * socket write per 8 KiB. Now:
+ * - a pipe found holding READ_GROW bytes or more is enlarged to PIPE_BYTES
+ *   (F_SETPIPE_SZ; refused above /proc/sys/fs/pipe-max-size or the user's pipe
+ *   quota: it then stays as it is), once;
+ * - each read asks FIONREAD how much is there and reads it, up to READ_MAX,
+ *   straight into a new Buffer of that size (no copy);
+ * - bytes that come within REST_NS of the last ones make the reader rest off
+ *   EPOLLIN for REST_MS (a timer), so the pipe fills meanwhile and the next
+ *   read takes a large chunk. A line after a quiet spell is read at once; the
+ *   most a chunk of a busy stream waits is REST_MS (plus the loop's lag). A
+ *   hang-up is reported even while resting (epoll always reports EPOLLHUP).
+ */
+#define READ_SMALL 65536
+#define READ_MAX (1u << 20)
+#define READ_GROW (32u << 10)
+#define PIPE_BYTES (1 << 20)
+#define REST_NS 1000000ull
+#define REST_MS 1
+static _Thread_local char read_buf[READ_SMALL];
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void unrest(reader *r) {
+  if (!r->rests) return;
+  r->rests = false;
+  for (reader **p = &r->list->resting; *p; p = &(*p)->next_resting) {
+    if (*p == r) {
+      *p = r->next_resting;
+      break;
+    }
+  }
+  r->next_resting = NULL;
+}
 
 /* Stop reading and close the fd; `report` tells JS (null) first. Idempotent. */
 static void finish_reader(reader *r, bool report) {
   if (r->dead) return;
   watch_list *list = r->list;
+  unrest(r);
   r->dead = true;
   if (r->prev) r->prev->next = r->next;
   else list->readers = r->next;
@@ -595,26 +642,90 @@ static void close_readers(watch_list *list) {
   while (list->readers) finish_reader(list->readers, false);
 }
 
+/* Hand one chunk to JS; `buf` is a Buffer of exactly its bytes (or NULL: copy them from `data`). */
+static void deliver(reader *r, napi_value buf, const char *data, size_t n) {
+  napi_env env = r->list->env;
+  napi_value chunk = buf;
+  if (chunk || napi_create_buffer_copy(env, n, data, NULL, &chunk) == napi_ok) call_from_loop(env, r->callback, r->list->async, 1, &chunk);
+}
+
+static void on_rest_timer(uv_timer_t *timer) {
+  watch_list *list = timer->data;
+  if (!list) return;
+  while (list->resting) {
+    reader *r = list->resting;
+    list->resting = r->next_resting;
+    r->next_resting = NULL;
+    r->rests = false;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = r;
+    epoll_ctl(list->epfd, EPOLL_CTL_MOD, r->fd, &ev);
+  }
+}
+
+/* Take the reader off EPOLLIN for REST_MS (it stays registered: a hang-up still comes through). */
+static void rest(reader *r) {
+  watch_list *list = r->list;
+  if (r->rests || !list->rest_timer) return;
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.data.ptr = r;
+  if (epoll_ctl(list->epfd, EPOLL_CTL_MOD, r->fd, &ev) != 0) return;
+  r->rests = true;
+  r->next_resting = list->resting;
+  list->resting = r;
+  if (!uv_is_active((uv_handle_t *)list->rest_timer)) uv_timer_start(list->rest_timer, on_rest_timer, REST_MS, 0);
+}
+
 static void on_pipe_event(reader *r) {
-  /* As libuv's streams: read until a short read (the set is level-triggered), a bounded number of times. */
+  napi_env env = r->list->env;
+  bool got = false;
+  /* Read what is there (the set is level-triggered), a bounded number of times. */
   for (int i = 0; i < 16 && !r->dead; i++) {
-    ssize_t n = read(r->fd, read_buf, READ_CHUNK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    int avail = 0;
+    if (ioctl(r->fd, FIONREAD, &avail) != 0) avail = 0;
+    if (avail >= (int)READ_GROW && !r->grown) {
+      r->grown = true;
+      fcntl(r->fd, F_SETPIPE_SZ, PIPE_BYTES); /* a pty or a refusal: it stays as it is */
+    }
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    ssize_t n;
+    size_t want = avail > 0 ? ((size_t)avail < READ_MAX ? (size_t)avail : READ_MAX) : 0;
+    napi_value buf = NULL;
+    void *data = NULL;
+    if (want > 0 && napi_create_buffer(env, want, &data, &buf) == napi_ok) {
+      do n = read(r->fd, data, want);
+      while (n < 0 && errno == EINTR);
+      if (n > 0 && (size_t)n < want) buf = NULL; /* never seen (we are the only reader): copied below */
+    } else {
+      /* Nothing announced (EOF, an error, a terminal's EIO) or no Buffer: the small buffer, copied. */
+      want = READ_SMALL;
+      data = read_buf;
+      buf = NULL;
+      do n = read(r->fd, read_buf, READ_SMALL);
+      while (n < 0 && errno == EINTR);
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      napi_close_handle_scope(env, scope);
+      break;
+    }
     if (n <= 0) {
+      napi_close_handle_scope(env, scope);
       finish_reader(r, true); /* EOF, or an error: the pipe is done either way */
       return;
     }
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(r->list->env, &scope) == napi_ok) {
-      napi_value chunk;
-      if (napi_create_buffer_copy(r->list->env, (size_t)n, read_buf, NULL, &chunk) == napi_ok) {
-        call_from_loop(r->list->env, r->callback, r->list->async, 1, &chunk);
-      }
-      napi_close_handle_scope(r->list->env, scope);
-    }
-    if (n < READ_CHUNK) return;
+    deliver(r, buf, data, (size_t)n);
+    napi_close_handle_scope(env, scope);
+    got = true;
+    if ((size_t)n < want || want < READ_MAX) break; /* drained: the next event says when there is more */
   }
+  if (!got || r->dead) return;
+  uint64_t now = now_ns();
+  if (now - r->last_data_ns < REST_NS) rest(r);
+  r->last_data_ns = now;
 }
 
 /* The epoll set is readable: handle a batch of its events. */
@@ -653,6 +764,13 @@ static void watch_cleanup(void *arg) {
   close_readers(list);
   list->dispatching = 0;
   free_finished(list);
+  list->resting = NULL;
+  if (list->rest_timer) {
+    list->rest_timer->data = NULL;
+    uv_timer_stop(list->rest_timer);
+    uv_close((uv_handle_t *)list->rest_timer, on_set_poll_closed);
+    list->rest_timer = NULL;
+  }
   if (list->poll) {
     list->poll->data = NULL;
     uv_poll_stop(list->poll);
@@ -685,11 +803,21 @@ static watch_list *watches_of(napi_env env) {
   }
   list->poll->data = list;
   uv_poll_start(list->poll, UV_READABLE, on_set_readable);
+  /* The readers' rest timer: never keeps the loop alive (the readers' fds do); without it readers never rest. */
+  list->rest_timer = calloc(1, sizeof *list->rest_timer);
+  if (list->rest_timer && uv_timer_init(loop, list->rest_timer) == 0) {
+    list->rest_timer->data = list;
+    uv_unref((uv_handle_t *)list->rest_timer);
+  } else {
+    free(list->rest_timer);
+    list->rest_timer = NULL;
+  }
   uv_unref((uv_handle_t *)list->poll); /* nothing to wait for yet */
   napi_value name;
   napi_create_string_utf8(env, "execd:child", NAPI_AUTO_LENGTH, &name);
   if (napi_async_init(env, NULL, name, &list->async) != napi_ok) list->async = NULL; /* callbacks then run without one */
   if (napi_set_instance_data(env, list, NULL, NULL) != napi_ok) {
+    if (list->rest_timer) uv_close((uv_handle_t *)list->rest_timer, on_set_poll_closed);
     uv_close((uv_handle_t *)list->poll, on_set_poll_closed);
     close(list->epfd);
     free(list);

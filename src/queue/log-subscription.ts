@@ -167,7 +167,21 @@ export class LogSubscription {
       void this.pump();
       return;
     }
-    const part = offset === this.position ? data : data.subarray(this.position - offset);
+    let part = offset === this.position ? data : data.subarray(this.position - offset);
+    const room = this.chunkBytes - this.batchBytes; // ≥ 1: a batch of chunkBytes goes out at once
+    if (part.length > room) {
+      // More than one event holds (a read takes up to 1 MiB of a fast pipe): what fits now, the rest from
+      // the log at the subscriber's pace, so a listener never gets more than chunkBytes in one turn.
+      part = part.subarray(0, room);
+      this.position += part.length;
+      if (this.batch) {
+        this.batchParts.push(part);
+        this.batchBytes += part.length;
+        this.flushBatch();
+      } else this.emit({ type: 'data', offset: this.position - part.length, data: part });
+      void this.pump();
+      return;
+    }
     this.position = end;
     if (!this.batch) {
       this.emit({ type: 'data', offset: end - part.length, data: part });

@@ -210,7 +210,7 @@ describe('LogSubscription options (WebSocket viewers)', () => {
     expect(events.at(-1)).toEqual({ type: 'end', end: 6, truncated: false, dropped: 0 });
   });
 
-  it('batch: a batch reaching chunkBytes goes at once; pause gives the batched bytes back (delivered from the log on resume)', async () => {
+  it('batch: a batch reaching chunkBytes goes at once, never more than chunkBytes (the rest from the log); pause gives the batched bytes back (delivered from the log on resume)', async () => {
     const { log } = newLog(1 << 20);
     const s = collect(log, 0);
     s.sub.close();
@@ -218,19 +218,36 @@ describe('LogSubscription options (WebSocket viewers)', () => {
     const sub = log.subscribe(0, (e) => events.push(e), { batch: true, chunkBytes: 4 });
     await new Promise((r) => setImmediate(r));
     log.append(b('abc'));
-    log.append(b('def')); // 6 >= 4: at once
-    expect(events).toEqual([{ type: 'data', offset: 0, data: b('abcdef'), room: b('abcdef') }]);
+    log.append(b('def')); // 6 > 4: the first 4 at once, "ef" read from the log
+    expect(events).toEqual([{ type: 'data', offset: 0, data: b('abcd'), room: b('abcd') }]);
+    await waitFor(() => events.length === 2);
+    expect(events[1]).toMatchObject({ type: 'data', offset: 4, data: b('ef') });
     log.append(b('gh'));
     sub.pause(); // before the turn ends: "gh" goes back to the log
     expect(sub.next).toBe(6);
     await new Promise((r) => setImmediate(r));
-    expect(events.length).toBe(1);
+    expect(events.length).toBe(2);
     log.append(b('ij'));
     sub.resume();
     log.close();
     await waitFor(() => events.at(-1)?.type === 'end');
     const text = events.flatMap((e) => (e.type === 'data' ? [e.data.toString()] : [])).join('');
     expect(text).toBe('abcdefghij');
+  });
+
+  it('live: a chunk larger than chunkBytes goes out chunkBytes at a time, the first part at once, the rest from the log (memory or file)', async () => {
+    for (const memoryBytes of [1 << 20, 4]) {
+      const { log } = newLog(memoryBytes);
+      const events: LogEvent[] = [];
+      log.subscribe(0, (e) => events.push(e), { chunkBytes: 4 });
+      await new Promise((r) => setImmediate(r));
+      log.append(b('abcdefghij'));
+      expect(events).toEqual([{ type: 'data', offset: 0, data: b('abcd') }]);
+      log.close();
+      await waitFor(() => events.at(-1)?.type === 'end');
+      const data = events.flatMap((e) => (e.type === 'data' ? [e] : []));
+      expect(data.map((e) => [e.offset, e.data.toString()])).toEqual([[0, 'abcd'], [4, 'efgh'], [8, 'ij']]);
+    }
   });
 
   it('headroom: data read from the log (memory or file) and batches come with free bytes before them, in the same memory', async () => {
