@@ -562,17 +562,20 @@ struct reader {
  *   quota: it then stays as it is), once;
  * - each read asks FIONREAD how much is there and reads it, up to READ_MAX,
  *   straight into a new Buffer of that size (no copy);
- * - bytes that come within REST_NS of the last ones make the reader rest off
- *   EPOLLIN for REST_MS (a timer), so the pipe fills meanwhile and the next
- *   read takes a large chunk. A line after a quiet spell is read at once; the
- *   most a chunk of a busy stream waits is REST_MS (plus the loop's lag). A
- *   hang-up is reported even while resting (epoll always reports EPOLLHUP).
+ * - a small read (under REST_BELOW bytes) that comes within REST_NS of the
+ *   last one makes the reader rest off EPOLLIN for REST_MS (a timer), so the
+ *   pipe fills meanwhile and the next read takes a large chunk; after a large
+ *   read it reads on at once (the writer may be blocked on a full pipe). A line
+ *   after a quiet spell is read at once; the most a chunk of a busy stream
+ *   waits is REST_MS (plus the loop's lag). A hang-up is reported even while
+ *   resting (epoll always reports EPOLLHUP).
  */
 #define READ_SMALL 65536
 #define READ_MAX (1u << 20)
 #define READ_GROW (32u << 10)
 #define PIPE_BYTES (1 << 20)
 #define REST_NS 1000000ull
+#define REST_BELOW (256u << 10)
 #define REST_MS 1
 static _Thread_local char read_buf[READ_SMALL];
 
@@ -682,6 +685,7 @@ static void rest(reader *r) {
 static void on_pipe_event(reader *r) {
   napi_env env = r->list->env;
   bool got = false;
+  size_t last = 0;
   /* Read what is there (the set is level-triggered), a bounded number of times. */
   for (int i = 0; i < 16 && !r->dead; i++) {
     int avail = 0;
@@ -720,11 +724,12 @@ static void on_pipe_event(reader *r) {
     deliver(r, buf, data, (size_t)n);
     napi_close_handle_scope(env, scope);
     got = true;
+    last = (size_t)n;
     if ((size_t)n < want || want < READ_MAX) break; /* drained: the next event says when there is more */
   }
   if (!got || r->dead) return;
   uint64_t now = now_ns();
-  if (now - r->last_data_ns < REST_NS) rest(r);
+  if (last < REST_BELOW && now - r->last_data_ns < REST_NS) rest(r);
   r->last_data_ns = now;
 }
 

@@ -32,6 +32,11 @@ export interface LogReader {
    * OutputRemovedError once the log is removed.
    */
   read(offset: number, length: number, headroom: number): Promise<Buffer>;
+  /**
+   * Bytes from `offset` that the log holds in memory, as a subarray of its own Buffer (at most `length`, within
+   * one chunk; no headroom, no copy), or null when they are only in the file.
+   */
+  peek?(offset: number, length: number): Buffer | null;
   /** Let the file go (once the reads in flight are done). */
   close(): void;
 }
@@ -70,6 +75,15 @@ export interface ReadAheadBudget {
 }
 
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+/** A catch-up takes bytes the log holds in memory as they are (no read, no copy) when they are at least this many (or all it wants). */
+const PEEK_MIN_BYTES = 64 * 1024;
+
+/** Bytes read from the log: `data`, and, when it was read into a buffer with headroom, that buffer. */
+interface Got {
+  offset: number;
+  data: Buffer;
+  room: Buffer | undefined;
+}
 
 /**
  * One reader of one log. It never makes the writer wait:
@@ -90,7 +104,7 @@ export class LogSubscription {
   private done = false;
   private reader: LogReader | null = null;
   /** A chunk read while paused, delivered first on resume (if still where the subscriber is). */
-  private ahead: { offset: number; buf: Buffer } | null = null;
+  private ahead: Got | null = null;
   /** Bytes reserved for the chunk read ahead (or being read ahead). */
   private aheadReserved = 0;
   /** Live chunks of this turn not yet delivered (batch): they start at `position - batchBytes`. */
@@ -239,9 +253,13 @@ export class LogSubscription {
     this.batchBytes = 0;
   }
 
-  private async read(at: number): Promise<Buffer> {
+  private async read(at: number): Promise<Got> {
     this.reader ??= this.log.openReader();
-    return this.reader.read(at, Math.min(this.chunkBytes, this.log.end - at), this.headroom);
+    const n = Math.min(this.chunkBytes, this.log.end - at);
+    const held = this.reader.peek?.(at, n) ?? null;
+    if (held !== null && (held.length === n || held.length >= PEEK_MIN_BYTES)) return { offset: at, data: held, room: undefined };
+    const buf = await this.reader.read(at, n, this.headroom);
+    return { offset: at, data: buf.subarray(this.headroom), room: this.headroom > 0 ? buf : undefined };
   }
 
   private async pump(): Promise<void> {
@@ -258,25 +276,24 @@ export class LogSubscription {
         } else {
           if (this.position >= this.log.end) break;
           const at = this.position;
-          got = { offset: at, buf: await this.read(at) };
+          got = await this.read(at);
           if (this.done) return;
           if (got.offset !== this.position) continue; // skipped meanwhile
           if (this.paused) {
-            if (this.reserveAhead(got.buf.length)) this.ahead = got; // paused meanwhile: held, if memory allows
+            if (this.reserveAhead(this.headroom + got.data.length)) this.ahead = got; // paused meanwhile: held, if memory allows
             continue;
           }
         }
-        if (got.buf.length <= this.headroom) break;
-        const data = got.buf.subarray(this.headroom);
-        this.position = got.offset + data.length;
-        this.emit({ type: 'data', offset: got.offset, data, room: this.headroom > 0 ? got.buf : undefined });
+        if (got.data.length === 0) break;
+        this.position = got.offset + got.data.length;
+        this.emit({ type: 'data', offset: got.offset, data: got.data, room: got.room });
         // Paused by that chunk: read the next one now, while the subscriber drains (if memory allows).
         const next = this.headroom + Math.min(this.chunkBytes, this.log.end - this.position);
         if (this.paused && !this.done && this.position < this.log.end && this.reserveAhead(next)) {
           const at = this.position;
-          const buf = await this.read(at);
+          const ahead = await this.read(at);
           if (this.done) return;
-          if (this.aheadReserved > 0) this.ahead = { offset: at, buf }; // else skipped meanwhile: dropped
+          if (this.aheadReserved > 0) this.ahead = ahead; // else skipped meanwhile: dropped
         }
       }
     } catch (err) {

@@ -68,6 +68,14 @@ const EMPTY = Buffer.alloc(0);
 export class OutputLog implements LogSource {
   private chunks: Buffer[] = [];
   private starts: number[] = [];
+  /**
+   * Once spilled, the last chunks written (at most memoryBytes, as before the spill; none once closed): a
+   * viewer a little behind the writer (its send buffer drained meanwhile) takes them from here, the very
+   * Buffers, instead of reading the file into new ones.
+   */
+  private tail: Buffer[] = [];
+  private tailStarts: number[] = [];
+  private tailBytes = 0;
   private fd: number | null = null;
   private spilled = false;
   private fileCreated = false;
@@ -141,6 +149,7 @@ export class OutputLog implements LogSource {
         this.drop(part.length, this.writeFailure ?? 'write_failed');
         return;
       }
+      this.keepTail(part, offset);
     } else {
       this.chunks.push(part);
       this.starts.push(offset);
@@ -189,12 +198,17 @@ export class OutputLog implements LogSource {
         throw err;
       }
     };
+    // Bytes held in memory (before the spill, or the tail after it): the log's own Buffer, no copy, no read.
+    const peek = (offset: number, length: number): Buffer | null => {
+      if (this.removed || offset >= this.length || length <= 0) return null;
+      return this.spilled ? peekChunks(this.tail, this.tailStarts, offset, length) : peekChunks(this.chunks, this.starts, offset, length);
+    };
     const close = () => {
       // A FileHandle closes once the reads in flight on it are done.
       file?.then((fh) => fh.close()).catch(() => {});
       file = null;
     };
-    return { read, close };
+    return { read, peek, close };
   }
 
   /** The bytes kept now, readable whatever happens to the log later; OutputRemovedError once it is removed. */
@@ -234,6 +248,7 @@ export class OutputLog implements LogSource {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.dropTail();
     if (!this.spilled && this.length > FINISHED_MEMORY_BYTES) this.spill();
     this.closeFd();
     for (const sub of [...this.subs]) sub.onClose();
@@ -246,6 +261,7 @@ export class OutputLog implements LogSource {
     for (const sub of [...this.subs]) sub.onRemoved();
     this.chunks = [];
     this.starts = [];
+    this.dropTail();
     if (this.fileCreated) rmSync(this.options.file, { force: true });
   }
 
@@ -261,6 +277,27 @@ export class OutputLog implements LogSource {
       throw Object.assign(new Error('the output file was replaced; it is not read'), { code: 'ESTALE' });
     }
     return fh;
+  }
+
+  private keepTail(part: Buffer, offset: number): void {
+    const max = this.options.memoryBytes;
+    if (part.length > max) return this.dropTail();
+    this.tail.push(part);
+    this.tailStarts.push(offset);
+    this.tailBytes += part.length;
+    let gone = 0;
+    while (this.tailBytes > max) this.tailBytes -= this.tail[gone++]!.length;
+    if (gone > 0) {
+      // New arrays (never spliced): a peek's result is a subarray, nothing it returned changes.
+      this.tail = this.tail.slice(gone);
+      this.tailStarts = this.tailStarts.slice(gone);
+    }
+  }
+
+  private dropTail(): void {
+    this.tail = [];
+    this.tailStarts = [];
+    this.tailBytes = 0;
   }
 
   private drop(bytes: number, reason: TruncatedReason): void {
@@ -347,6 +384,22 @@ function readChunks(chunks: Buffer[], starts: number[], offset: number, n: numbe
     at += part.length;
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+}
+
+/** Up to `n` bytes from `offset` within the one in-memory chunk holding `offset` (a subarray), or null when none does. */
+function peekChunks(chunks: Buffer[], starts: number[], offset: number, n: number): Buffer | null {
+  if (chunks.length === 0 || offset < starts[0]!) return null;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  const chunk = chunks[lo]!;
+  const from = offset - starts[lo]!;
+  if (from >= chunk.length) return null;
+  return chunk.subarray(from, Math.min(chunk.length, from + n));
 }
 
 /** `n` bytes from `offset` of a file, after `headroom` free bytes (see LogReader.read). */

@@ -250,13 +250,22 @@ describe('LogSubscription options (WebSocket viewers)', () => {
     }
   });
 
-  it('headroom: data read from the log (memory or file) and batches come with free bytes before them, in the same memory', async () => {
+  it('headroom: data read from the file and batches come with free bytes before them, in the same memory; bytes held in memory come as they are', async () => {
     for (const memoryBytes of [1 << 20, 4]) {
       const { log } = newLog(memoryBytes);
-      log.append(b('hello world'));
+      const chunk = b('hello world');
+      log.append(chunk);
       const events: LogEvent[] = [];
       log.subscribe(0, (e) => events.push(e), { headroom: 9, chunkBytes: 5 });
       await waitFor(() => events.length === 3);
+      expect(events.map((e) => (e.type === 'data' ? e.offset : -1))).toEqual([0, 5, 10]);
+      if (memoryBytes > 11) {
+        // in memory: the log's own Buffer, no room, no copy
+        for (const e of events) if (e.type === 'data') expect(e.room).toBeUndefined();
+        chunk[0] = 0x2a;
+        expect((events[0] as { data: Buffer }).data[0]).toBe(0x2a);
+        continue;
+      }
       for (const e of events) {
         if (e.type !== 'data') throw new Error(e.type);
         expect(e.room!.length).toBe(9 + e.data.length);
@@ -264,8 +273,25 @@ describe('LogSubscription options (WebSocket viewers)', () => {
         e.room![9] = 0x2a; // the same memory
         expect(e.data[0]).toBe(0x2a);
       }
-      expect(events.map((e) => (e.type === 'data' ? e.offset : -1))).toEqual([0, 5, 10]);
     }
+  });
+
+  it('after the spill the last chunks written (at most memoryBytes) are served from memory, the same bytes as the file; none once closed', async () => {
+    const { log } = newLog(8);
+    const parts = [b('aaaaaa'), b('bbbbbb'), b('cccccc'), b('dd')]; // the first one spills (6 + 6 > 8)
+    for (const p of parts) log.append(p);
+    const reader = log.openReader();
+    expect(reader.peek!(0, 6)).toBeNull(); // only in the file now
+    expect(reader.peek!(6, 6)).toBeNull(); // out of the tail (6 + 6 + 2 > 8)
+    const held = reader.peek!(13, 100)!;
+    expect(held.toString()).toBe('ccccc'); // within its chunk
+    expect(reader.peek!(18, 2)!.toString()).toBe('dd');
+    expect((await reader.read(12, 8, 0)).toString()).toBe('ccccccdd'); // the file has the same bytes
+    parts[2]![1] = 0x78;
+    expect(held[0]).toBe(0x78); // the log's own Buffer
+    log.close();
+    expect(reader.peek!(18, 2)).toBeNull();
+    reader.close();
   });
 
   it('catching up from the file: one descriptor kept open while behind, released at the live edge and on close; one chunk read ahead while paused', async () => {
