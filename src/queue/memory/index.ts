@@ -13,7 +13,8 @@ import type {
 import { Fifo } from '../fifo.js';
 import { isTerminal, transition, type JobError, type JobResult, type TerminalState } from '../job.js';
 import { maxAttempts, retryDelay } from '../retry.js';
-import { JobOutput } from '../job-output.js';
+import { JobOutput, type JobOutputReader } from '../job-output.js';
+import { EMPTY_FINISHED_OUTPUT, isEmptyFinished } from '../finished-output.js';
 import type { ControlMessage, LocalRun } from '../local-runs.js';
 import { SHUTDOWN_ERROR } from '../outcome.js';
 import { writeFailureReason } from '../output-log.js';
@@ -116,7 +117,7 @@ export class MemoryBackend implements JobBackend {
     return { items: items.map((j) => this.toView(j)), nextCursor: more ? String(items[items.length - 1]!.seq) : null };
   }
 
-  async output(id: string): Promise<JobOutput | undefined> {
+  async output(id: string): Promise<JobOutputReader | undefined> {
     const job = this.store.get(id);
     return job && this.outputOf(job);
   }
@@ -182,7 +183,7 @@ export class MemoryBackend implements JobBackend {
     const spec = job.fullSpec ?? job.spec;
     job.spec = redactSpec(spec);
     job.fullSpec = spec !== job.spec && maxAttemptsOf(job) > job.attempt + 1 ? spec : null;
-    const output = this.outputOf(job);
+    const output = this.liveOutput(job);
     job.attempt++;
     job.pid = null;
     job.attempts.push({
@@ -296,6 +297,8 @@ export class MemoryBackend implements JobBackend {
     job.fullSpec = null;
     job.runAt = null;
     job.output?.close();
+    // A job that wrote nothing keeps the shared empty output, not two OutputLogs (see finished-output.ts).
+    if (job.output && isEmptyFinished(job.output)) job.output = EMPTY_FINISHED_OUTPUT;
     if (log) {
       const { id: jobId, queue } = job;
       const { result, error } = job;
@@ -307,24 +310,30 @@ export class MemoryBackend implements JobBackend {
     this.store.finish(job);
   }
 
-  private outputOf(job: MemoryJob): JobOutput {
-    if (!job.output) {
-      job.output = new JobOutput({
-        dir: this.outputDir,
-        jobId: job.id,
-        memoryBytes: this.config.outputMemoryBytes,
-        // The policy's ceiling when it lowered the cap (the grant says so only then), else the request's, else the server's.
-        maxBytes: job.grant?.maxOutputBytes ?? job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
-        // The process runs on (docs/operations.md, "A full disk"): result.truncatedReason says why its output stops.
-        onError: (err, stream) =>
-          this.deps.log.warn(
-            { err, jobId: job.id, stream, reason: writeFailureReason(err) },
-            'job output could not be written; the rest of the stream is dropped, the process runs on',
-          ),
-      });
-      if (isTerminal(job.state)) job.output.close();
-    }
-    return job.output;
+  private outputOf(job: MemoryJob): NonNullable<MemoryJob['output']> {
+    // A job that ended before it started wrote nothing.
+    if (!job.output && isTerminal(job.state)) job.output = EMPTY_FINISHED_OUTPUT;
+    return job.output ?? this.liveOutput(job);
+  }
+
+  /** The output an attempt writes to. */
+  private liveOutput(job: MemoryJob): JobOutput {
+    if (job.output instanceof JobOutput) return job.output;
+    const output = new JobOutput({
+      dir: this.outputDir,
+      jobId: job.id,
+      memoryBytes: this.config.outputMemoryBytes,
+      // The policy's ceiling when it lowered the cap (the grant says so only then), else the request's, else the server's.
+      maxBytes: job.grant?.maxOutputBytes ?? job.spec.maxOutputBytes ?? this.config.maxOutputBytes,
+      // The process runs on (docs/operations.md, "A full disk"): result.truncatedReason says why its output stops.
+      onError: (err, stream) =>
+        this.deps.log.warn(
+          { err, jobId: job.id, stream, reason: writeFailureReason(err) },
+          'job output could not be written; the rest of the stream is dropped, the process runs on',
+        ),
+    });
+    job.output = output;
+    return output;
   }
 
   private toView(job: MemoryJob): Job {
