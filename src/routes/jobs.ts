@@ -101,10 +101,11 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
           'without `admin` gets 404 for it. `Idempotency-Key` (per token): the same key with the same body answers the same job with 200; with another body, 409 CONFLICT. ' +
           'A queue holding EXECD_QUEUE_CAPACITY waiting jobs (queued and scheduled) answers 503 QUEUE_FULL with Retry-After. ' +
           '`retry` runs it again after a failed, timed_out (or, when listed, lost) attempt, after a backoff, as the same job (`attempts`); ' +
-          '`notBefore`/`delayMs` keep it `scheduled` until then; `labels` tag it for `?label=` (docs/jobs.md).',
+          '`notBefore`/`delayMs` keep it `scheduled` until then; `labels` tag it for `?label=` (docs/jobs.md). ' +
+          'A job this server could never start is refused at once, never queued: `"tty"` where the spawner is child_process is 422 SPAWN_FAILED (errno ENOTSUP).',
         headers: SubmitHeaders,
         body: JobRequest,
-        response: { 200: Job, 202: Job, ...problems(...V1_ERRORS, 409) },
+        response: { 200: Job, 202: Job, ...problems(...V1_ERRORS, 409, 422) },
       },
     },
     async (request, reply) => {
