@@ -28,10 +28,11 @@ export class OutputRemovedError extends Error {
 export interface LogReader {
   /**
    * Up to `length` bytes from `offset` (fewer at the end), in a buffer of `headroom` + n bytes whose first
-   * `headroom` bytes are left to the caller: the data is its subarray(headroom). RangeError past the end;
+   * `headroom` bytes are left to the caller: the data is its subarray(headroom); a file read goes into `into` (a
+   * subarray of it) when it is large enough. RangeError past the end;
    * OutputRemovedError once the log is removed.
    */
-  read(offset: number, length: number, headroom: number): Promise<Buffer>;
+  read(offset: number, length: number, headroom: number, into?: Buffer): Promise<Buffer>;
   /**
    * Bytes from `offset` that the log holds in memory, as a subarray of its own Buffer (at most `length`, within
    * one chunk; no headroom, no copy), or null when they are only in the file.
@@ -115,6 +116,8 @@ export class LogSubscription {
   private readonly batch: boolean;
   private readonly headroom: number;
   private readonly readAhead: ReadAheadBudget | null;
+  /** A buffer the listener gave back (recycle): the next read from the file goes into it. Held only while behind. */
+  private spare: Buffer | null = null;
 
   constructor(
     private readonly log: LogSource,
@@ -165,6 +168,15 @@ export class LogSubscription {
     this.position = Math.max(this.position, this.log.end);
     this.dropAhead();
     return { from, to: this.position };
+  }
+
+  /**
+   * The listener is done with the `room` of a data event (its frame was written): the subscription may read into
+   * it again. Only a `room` the subscription made, and nothing may use it after. Kept while the subscriber is behind.
+   */
+  recycle(room: Buffer): void {
+    if (this.done || this.spare !== null || this.position >= this.log.end || room.length !== this.headroom + this.chunkBytes) return;
+    this.spare = room;
   }
 
   /** Stop listening; no event follows. */
@@ -258,7 +270,9 @@ export class LogSubscription {
     const n = Math.min(this.chunkBytes, this.log.end - at);
     const held = this.reader.peek?.(at, n) ?? null;
     if (held !== null && (held.length === n || held.length >= PEEK_MIN_BYTES)) return { offset: at, data: held, room: undefined };
-    const buf = await this.reader.read(at, n, this.headroom);
+    const into = this.spare ?? undefined;
+    this.spare = null;
+    const buf = await this.reader.read(at, n, this.headroom, into);
     return { offset: at, data: buf.subarray(this.headroom), room: this.headroom > 0 ? buf : undefined };
   }
 
@@ -344,6 +358,7 @@ export class LogSubscription {
   private releaseReader(): void {
     this.reader?.close();
     this.reader = null;
+    this.spare = null;
   }
 
   private finish(): void {

@@ -176,7 +176,7 @@ export class OutputLog implements LogSource {
    */
   openReader(): LogReader {
     let file: Promise<FileHandle> | null = null;
-    const read = async (offset: number, length: number, headroom: number): Promise<Buffer> => {
+    const read = async (offset: number, length: number, headroom: number, into?: Buffer): Promise<Buffer> => {
       if (this.removed) throw new OutputRemovedError();
       if (offset > this.length) throw new RangeError(`offset ${offset} is past the end (${this.length})`);
       const n = Math.max(0, Math.min(length, this.length - offset));
@@ -192,7 +192,7 @@ export class OutputLog implements LogSource {
         file.catch(() => (file = null)); // the next read tries again (and fails as it should)
       }
       try {
-        return await readHandleRange(await file, offset, n, headroom);
+        return await readHandleRange(await file, offset, n, headroom, into);
       } catch (err) {
         if (this.removed) throw new OutputRemovedError(); // deleted while the file was being opened
         throw err;
@@ -402,10 +402,10 @@ function peekChunks(chunks: Buffer[], starts: number[], offset: number, n: numbe
   return chunk.subarray(from, Math.min(chunk.length, from + n));
 }
 
-/** `n` bytes from `offset` of a file, after `headroom` free bytes (see LogReader.read). */
-async function readHandleRange(fh: FileHandle, offset: number, n: number, headroom: number): Promise<Buffer> {
+/** `n` bytes from `offset` of a file, after `headroom` free bytes (see LogReader.read), in `into` when it is large enough. */
+async function readHandleRange(fh: FileHandle, offset: number, n: number, headroom: number, into?: Buffer): Promise<Buffer> {
   if (n <= 0) return headroom === 0 ? EMPTY : Buffer.allocUnsafe(headroom);
-  const buf = Buffer.allocUnsafe(headroom + n);
+  const buf = into !== undefined && into.length >= headroom + n ? into.subarray(0, headroom + n) : Buffer.allocUnsafe(headroom + n);
   let got = 0;
   while (got < n) {
     const { bytesRead } = await fh.read(buf, headroom + got, n - got, offset + got);

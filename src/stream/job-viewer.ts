@@ -218,7 +218,10 @@ export class JobViewer extends Viewer {
   private sendOutput(feed: Feed, offset: number, data: Buffer, room: Buffer | undefined): void {
     const max = this.frameBytes;
     if (this.options.encoding === 'binary') {
-      if (room !== undefined && data.length <= max) return this.outbox.send(putBinaryHeader(room, feed.stream, offset), true);
+      if (room !== undefined && data.length <= max) {
+        // Once written, the subscription may read its next chunk from the file into the same memory.
+        return this.outbox.send(putBinaryHeader(room, feed.stream, offset), true, () => feed.sub?.recycle(room));
+      }
       for (let at = 0; at < data.length; at += max) {
         this.outbox.sendParts(binaryOutputHeader(feed.stream, offset + at), data.length <= max ? data : data.subarray(at, at + max));
       }

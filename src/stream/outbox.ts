@@ -72,14 +72,20 @@ export class Outbox {
     return this.pending > this.maxBytes || (this.budget.exceeded && this.pending > FAIR_SHARE_BYTES);
   }
 
-  /** Send one frame: text (JSON), or binary; dropped once the socket is closing. */
-  send(frame: string | Buffer, binary = false): void {
+  /**
+   * Send one frame: text (JSON), or binary; dropped once the socket is closing. `written` runs once the kernel took
+   * the frame (no error): its buffer is free again.
+   */
+  send(frame: string | Buffer, binary = false, written?: () => void): void {
     if (!this.open) return;
     const data = typeof frame === 'string' ? Buffer.from(frame) : frame;
     const n = data.length;
     this.pending += n;
     this.budget.total += n;
-    this.ws.send(data, { binary }, () => this.sent(n));
+    this.ws.send(data, { binary }, (err) => {
+      this.sent(n);
+      if (!err && written) written();
+    });
   }
 
   /**

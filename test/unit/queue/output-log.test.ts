@@ -276,6 +276,27 @@ describe('LogSubscription options (WebSocket viewers)', () => {
     }
   });
 
+  it('recycle: a room given back (its frame written) is where the next read from the file goes; without it, a new buffer', async () => {
+    for (const give of [true, false]) {
+      const { log } = newLog(4);
+      log.append(Buffer.from('aaaaabbbbbcccccdd'));
+      log.close(); // on disk only: every read is a file read
+      const texts: string[] = [];
+      const rooms: Buffer[] = [];
+      const sub = log.subscribe(0, (e) => {
+        if (e.type !== 'data') return void texts.push(e.type);
+        texts.push(e.data.toString()); // used, then given back: nothing touches it after
+        rooms.push(e.room!);
+        if (give) sub.recycle(e.room!);
+      }, { headroom: 9, chunkBytes: 5 });
+      await waitFor(() => texts.at(-1) === 'end');
+      expect(texts).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'dd', 'end']);
+      expect(rooms.map((r) => r.length)).toEqual([14, 14, 14, 11]);
+      const same = (x: Buffer, y: Buffer) => x.buffer === y.buffer && x.byteOffset === y.byteOffset; // the same memory
+      expect(rooms.slice(1).map((r) => same(r, rooms[0]!))).toEqual(give ? [true, true, true] : [false, false, false]);
+    }
+  });
+
   it('after the spill the last chunks written (at most memoryBytes) are served from memory, the same bytes as the file; none once closed', async () => {
     const { log } = newLog(8);
     const parts = [b('aaaaaa'), b('bbbbbb'), b('cccccc'), b('dd')]; // the first one spills (6 + 6 > 8)
