@@ -309,7 +309,7 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
     } finally {
       stopServer(server);
     }
-  });
+  }, 180_000); // npm run build (the server and the dashboard) takes a while on a loaded CI machine
 });
 
 describe.skipIf(unavailable !== null && !required)('native spawner over HTTP (EXECD_SPAWNER=native)', () => {
