@@ -145,8 +145,16 @@ export class OutputLog implements LogSource {
       return;
     }
     if (this.spilled) {
-      if (!this.writeFile(part, offset)) {
-        this.drop(part.length, this.writeFailure ?? 'write_failed');
+      const written = this.writeFile(part, offset);
+      if (written < part.length) {
+        // The file took the first `written` bytes before it failed (a full disk mid-chunk): those are kept, the rest dropped.
+        this.drop(part.length - written, this.writeFailure ?? 'write_failed');
+        if (written === 0) return;
+        const kept = part.subarray(0, written);
+        this.keepTail(kept, offset);
+        this.length += written;
+        this.cap = this.length;
+        for (const sub of this.subs) sub.onAppend(offset, kept);
         return;
       }
       this.keepTail(part, offset);
@@ -320,7 +328,7 @@ export class OutputLog implements LogSource {
       this.fileId = { dev: st.dev, ino: st.ino };
       this.spilled = true;
       for (let i = 0; i < this.chunks.length; i++) {
-        if (!this.writeFile(this.chunks[i]!, this.starts[i]!)) return false;
+        if (this.writeFile(this.chunks[i]!, this.starts[i]!) < this.chunks[i]!.length) return false;
       }
       this.chunks = [];
       this.starts = [];
@@ -331,15 +339,15 @@ export class OutputLog implements LogSource {
     }
   }
 
-  private writeFile(data: Buffer, position: number): boolean {
+  /** Write `data` at `position`: how many bytes the file took (all of them, or fewer when a write failed). */
+  private writeFile(data: Buffer, position: number): number {
+    let done = 0;
     try {
-      let done = 0;
       while (done < data.length) done += writeSync(this.fd!, data, done, data.length - done, position + done);
-      return true;
     } catch (err) {
       this.fail(err as Error);
-      return false;
     }
+    return done;
   }
 
   private fail(err: Error): void {
