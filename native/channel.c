@@ -548,6 +548,7 @@ struct reader {
   bool js_alive; /* the external wrapping it has not been finalized */
   bool finished; /* off every list, not on the free list: freed by the finalizer */
   bool grown; /* the pipe was asked for PIPE_BYTES */
+  bool big; /* ...and holds them: counted in pipes_big */
   bool rests; /* off EPOLLIN until the rest timer fires (on the list's resting list) */
   reader *next_resting;
   uint64_t last_data_ns; /* when the last read that got bytes ended */
@@ -577,6 +578,14 @@ struct reader {
 #define REST_NS 1000000ull
 #define REST_BELOW (256u << 10)
 #define REST_MS 1
+/*
+ * Pipe buffers count against the user's pipe quota (/proc/sys/fs/pipe-user-pages-soft,
+ * 64 MiB by default): past it, every new pipe of the user gets 2 pages. At most
+ * BIG_MAX pipes are enlarged at once (16 MiB), so many fast jobs never starve the
+ * pipes of all the others.
+ */
+#define BIG_MAX 16
+static _Thread_local unsigned pipes_big;
 static _Thread_local char read_buf[READ_SMALL];
 
 static uint64_t now_ns(void) {
@@ -609,6 +618,10 @@ static void finish_reader(reader *r, bool report) {
   remove_fd(list, r->fd, true);
   close(r->fd);
   r->fd = -1;
+  if (r->big) {
+    r->big = false;
+    pipes_big--;
+  }
   if (report) {
     napi_handle_scope scope;
     if (napi_open_handle_scope(list->env, &scope) == napi_ok) {
@@ -690,9 +703,13 @@ static void on_pipe_event(reader *r) {
   for (int i = 0; i < 16 && !r->dead; i++) {
     int avail = 0;
     if (ioctl(r->fd, FIONREAD, &avail) != 0) avail = 0;
-    if (avail >= (int)READ_GROW && !r->grown) {
+    if (avail >= (int)READ_GROW && !r->grown && pipes_big < BIG_MAX) {
       r->grown = true;
-      fcntl(r->fd, F_SETPIPE_SZ, PIPE_BYTES); /* a pty or a refusal: it stays as it is */
+      /* A pty or a refusal: it stays as it is. */
+      if (fcntl(r->fd, F_SETPIPE_SZ, PIPE_BYTES) >= PIPE_BYTES) {
+        r->big = true;
+        pipes_big++;
+      }
     }
     napi_handle_scope scope;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
