@@ -183,7 +183,13 @@ describe.each(SPAWNERS)('resource exhaustion (%s spawner, issue 14)', (spawner) 
     const back = await waitFor(() => openFds(pid) <= baseline, 5000);
     const after = await steadyFds(pid);
     console.info(`storm (${spawner}, nofile ${LIMIT}, 300 runs over 100 connections): ${JSON.stringify(byStatus)}; descriptors before ${baseline}, after ${after}; helpers ${helpersBefore} -> ${helpersOf(pid).length}; zombies ${zombiesOf(pid).length}; phantoms ${phantoms}`);
+    // A connection that reaches the server only after the storm took every descriptor is closed at accept (libuv
+    // accepts it on its reserve descriptor and closes it: ECONNRESET), which happens when the 100 sockets connect
+    // slowly (a loaded machine); its request was never read, and the phantom check below holds it to that.
+    const reset = (a: Answer) => a.status === -1 && a.error === 'ECONNRESET';
+    expect(byStatus['200'] ?? 0).toBeGreaterThan(0);
     for (const a of answers) {
+      if (reset(a)) continue;
       expect(a.status === 200 || (a.status === 503 && (a.code === 'RESOURCE_EXHAUSTED' || a.code === 'QUEUE_FULL')), JSON.stringify(a)).toBe(true);
       if (a.status === 503) expect(Number(a.retryAfter)).toBeGreaterThan(0);
     }
