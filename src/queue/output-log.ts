@@ -372,9 +372,8 @@ export class OutputLog implements LogSource {
   }
 }
 
-/** `n` bytes from `offset` of in-memory chunks that start at `starts`. */
-function readChunks(chunks: Buffer[], starts: number[], offset: number, n: number): Buffer {
-  if (n <= 0) return EMPTY;
+/** The index of the last chunk starting at or before `offset` (binary search; `starts` ascending, not empty). */
+function chunkAt(starts: number[], offset: number): number {
   let lo = 0;
   let hi = starts.length - 1;
   while (lo < hi) {
@@ -382,6 +381,13 @@ function readChunks(chunks: Buffer[], starts: number[], offset: number, n: numbe
     if (starts[mid]! <= offset) lo = mid;
     else hi = mid - 1;
   }
+  return lo;
+}
+
+/** `n` bytes from `offset` of in-memory chunks that start at `starts`. */
+function readChunks(chunks: Buffer[], starts: number[], offset: number, n: number): Buffer {
+  if (n <= 0) return EMPTY;
+  const lo = chunkAt(starts, offset);
   const parts: Buffer[] = [];
   let at = offset;
   for (let i = lo; at < offset + n; i++) {
@@ -397,13 +403,7 @@ function readChunks(chunks: Buffer[], starts: number[], offset: number, n: numbe
 /** Up to `n` bytes from `offset` within the one in-memory chunk holding `offset` (a subarray), or null when none does. */
 function peekChunks(chunks: Buffer[], starts: number[], offset: number, n: number): Buffer | null {
   if (chunks.length === 0 || offset < starts[0]!) return null;
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (starts[mid]! <= offset) lo = mid;
-    else hi = mid - 1;
-  }
+  const lo = chunkAt(starts, offset);
   const chunk = chunks[lo]!;
   const from = offset - starts[lo]!;
   if (from >= chunk.length) return null;

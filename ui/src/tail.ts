@@ -6,6 +6,8 @@
  * and the timers are given, so test/unit/ui runs it under Node.
  */
 
+import { fromBase64, toBase64 } from '../../src/client/bytes.js'; // the typed client's, browser-safe
+
 export type StreamName = 'stdout' | 'stderr';
 export type Encoding = 'binary' | 'base64';
 
@@ -92,19 +94,6 @@ export function parseBinaryFrame(buf: ArrayBuffer): { stream: StreamName; offset
   const offset = Number(view.getBigUint64(1, false));
   if (!Number.isSafeInteger(offset)) return null;
   return { stream: tag === 1 ? 'stdout' : 'stderr', offset, bytes: new Uint8Array(buf, 9) };
-}
-
-export function base64ToBytes(text: string): Uint8Array {
-  const bin = atob(text);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-export function bytesToBase64(bytes: Uint8Array): string {
-  let bin = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(bin);
 }
 
 /** How long to wait before the n-th reconnect in a row (n from 1): quick first, doubling, at most 10 s. */
@@ -214,7 +203,7 @@ export class OutputTail {
     const ws = this.socket;
     if (!ws || ws.readyState !== 1) return false;
     const frame: Record<string, unknown> = { type: 'stdin' };
-    if (data !== '') frame.data = bytesToBase64(this.text.encode(data)); // base64 on binary and base64 connections alike
+    if (data !== '') frame.data = toBase64(this.text.encode(data)); // base64 on binary and base64 connections alike
     if (eof) frame.eof = true;
     ws.send(JSON.stringify(frame));
     return true;
@@ -264,7 +253,7 @@ export class OutputTail {
     switch (f.type) {
       case 'output': {
         const text = String(f.data ?? '');
-        this.output(stream, Number(f.offset), f.encoding === 'base64' ? base64ToBytes(text) : this.text.encode(text));
+        this.output(stream, Number(f.offset), f.encoding === 'base64' ? fromBase64(text) : this.text.encode(text));
         break;
       }
       case 'gap': {
