@@ -204,8 +204,10 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
       // Right after exec the dynamic loader holds /etc/ld.so.cache open for a moment (seen as fd 3 for
       // seconds on a loaded machine): wait for the program itself. A leaked fd would never go away.
       const fds = () => readdirSync(`/proc/${handle.pid}/fd`).sort().join(',');
-      await waitFor(() => fds() === '0,1,2', 10_000);
-      expect(fds()).toBe('0,1,2');
+      await waitFor(() => fds() === '0,1,2', 20_000);
+      const open = fds();
+      const what = open.split(',').map((fd) => `${fd} -> ${(() => { try { return readlinkSync(`/proc/${handle.pid}/fd/${fd}`); } catch { return '?'; } })()}`);
+      expect(open, `the child's descriptors: ${what.join(', ')}`).toBe('0,1,2');
       expect(readlinkSync(`/proc/${handle.pid}/fd/0`)).toMatch(/^pipe:/);
       expect(readlinkSync(`/proc/${handle.pid}/fd/1`)).toMatch(/^pipe:/);
     } finally {
