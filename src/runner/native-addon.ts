@@ -30,6 +30,7 @@ export interface Addon {
   spawnHelper(path: string, replyFd: number): [number, number];
   kill(pid: number, signal: number): number;
   setDumpable(on: boolean): number;
+  mallocTrim(): boolean;
   /** TIOCSWINSZ on a pty master: 0 or the errno (absent in an addon built before terminals). */
   resize?(fd: number, cols: number, rows: number): number;
 }
@@ -186,6 +187,11 @@ export function watchExit(addon: Addon, pid: number, ref = true): Promise<Helper
 /** Make this process not dumpable (prctl): 0, an errno, or null without the addon. */
 export function setDumpable(on: boolean): number | null {
   return loadAddon()?.setDumpable(on) ?? null;
+}
+
+/** Give the C heap's free pages back to the kernel (glibc's malloc_trim): false without the addon or glibc. */
+export function mallocTrim(): boolean {
+  return loadAddon()?.mallocTrim() ?? false;
 }
 
 /**
