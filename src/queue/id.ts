@@ -2,6 +2,8 @@ import { randomFillSync } from 'node:crypto';
 
 const HEX = Buffer.from('0123456789abcdef');
 const POOL = Buffer.alloc(16 * 256);
+/** The id's text is written here, then copied out as a string: no Buffer (nor subarray view) per id. */
+const OUT = Buffer.alloc(36);
 let used = POOL.length;
 
 /**
@@ -14,15 +16,16 @@ export function newJobId(): string {
     randomFillSync(POOL);
     used = 0;
   }
-  const r = POOL.subarray(used, (used += 16));
-  r[6] = (r[6]! & 0x0f) | 0x40;
-  r[8] = (r[8]! & 0x3f) | 0x80;
-  const out = Buffer.allocUnsafe(36);
+  const at = used;
+  used += 16;
+  POOL[at + 6] = (POOL[at + 6]! & 0x0f) | 0x40;
+  POOL[at + 8] = (POOL[at + 8]! & 0x3f) | 0x80;
   let o = 0;
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) out[o++] = 0x2d;
-    out[o++] = HEX[r[i]! >> 4]!;
-    out[o++] = HEX[r[i]! & 15]!;
+    if (i === 4 || i === 6 || i === 8 || i === 10) OUT[o++] = 0x2d;
+    const b = POOL[at + i]!;
+    OUT[o++] = HEX[b >> 4]!;
+    OUT[o++] = HEX[b & 15]!;
   }
-  return out.toString('latin1');
+  return OUT.toString('latin1');
 }

@@ -25,9 +25,12 @@ export class WorkerPool<T> {
     return this.active;
   }
 
-  /** Work may be waiting: look on a later turn of the event loop. */
+  /**
+   * Work may be waiting: look on a later turn of the event loop. Not while every worker is busy: the
+   * next one to finish looks (done), and a submit to a full pool costs no setImmediate (docs/benchmarks.md).
+   */
   kick(): void {
-    if (this.scheduled || this.stopped) return;
+    if (this.scheduled || this.stopped || this.active >= this.concurrency) return;
     this.scheduled = true;
     setImmediate(this.drain);
   }

@@ -4,7 +4,23 @@ import { initialNotify } from '../schemas/notify.js';
 import type { AttemptRecord, JobRecord } from './job.js';
 import { labelsOf, maxAttempts } from './retry.js';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** The last second formatted ("2026-12-06T21:47:25."): the views of jobs accepted within one second share it. */
+let isoSecond = NaN;
+let isoPrefix = '';
+const YEAR_10000 = 253_402_300_800_000; // from then on toISOString has six-digit years
+
+/** Epoch ms as Date#toISOString gives it, without a Date and its formatting per time stamp. */
+function iso(ms: number | null): string | null {
+  if (ms === null) return null;
+  let rest = ms - isoSecond;
+  if (!(rest >= 0 && rest < 1000)) {
+    if (!Number.isInteger(ms) || ms < 0 || ms >= YEAR_10000) return new Date(ms).toISOString(); // never for a job's times: the plain way
+    rest = ms % 1000;
+    isoSecond = ms - rest;
+    isoPrefix = new Date(isoSecond).toISOString().slice(0, 20);
+  } else if (!Number.isInteger(rest)) return new Date(ms).toISOString();
+  return `${isoPrefix}${rest < 10 ? '00' : rest < 100 ? '0' : ''}${rest}Z`;
+}
 
 /** The spec without env values or stdin bytes. Idempotent: a redacted spec redacts to itself. */
 export function redactSpec(spec: CommandSpec): CommandSpec {
