@@ -70,6 +70,16 @@
 
 enum { CH_OPEN, CH_CLOSING, CH_CLOSED };
 
+/* A child told to go here, on SPAWNED, whose exec the helper has not reported yet (see on_spawned). */
+typedef struct started {
+  struct started *next;
+  uint32_t id;
+  pid_t pid;
+  struct watcher *watcher; /* in the epoll set with no events until JS takes it */
+  int fds[3];
+  uint32_t nfds;
+} started;
+
 typedef struct channel {
   uv_poll_t poll; /* first: the handle's address is the channel's */
   napi_env env;
@@ -78,7 +88,10 @@ typedef struct channel {
   int fd;
   int state;
   bool js_alive; /* the external wrapping it has not been finalized */
+  started *started;
 } channel;
+
+static void deliver_started(channel *c, bool to_js);
 
 static void maybe_free(channel *c) {
   if (c->state == CH_CLOSED && !c->js_alive) free(c);
@@ -95,8 +108,10 @@ static void on_poll_closed(uv_handle_t *handle) {
 static void cleanup_hook(void *arg);
 
 /* Stop polling, drop the JS callback, close the socket once libuv lets go of it. */
-static void close_channel(channel *c) {
+static void close_channel_as(channel *c, bool to_js) {
   if (c->state != CH_OPEN) return;
+  /* Children that run are handed to JS (supervised like any run), never dropped. */
+  deliver_started(c, to_js);
   c->state = CH_CLOSING;
   napi_remove_env_cleanup_hook(c->env, cleanup_hook, c);
   uv_poll_stop(&c->poll);
@@ -107,18 +122,24 @@ static void close_channel(channel *c) {
   uv_close((uv_handle_t *)&c->poll, on_poll_closed);
 }
 
+static void close_channel(channel *c) {
+  close_channel_as(c, true);
+}
+
 /* Environment teardown: libuv must not be left with our handle. The struct itself is freed by
    the external's finalizer if that still runs, or goes with the process. */
 static void cleanup_hook(void *arg) {
-  close_channel(arg);
+  close_channel_as(arg, false);
 }
 
 /* Call a JS function from a libuv callback: a handle scope, and make_callback (which runs the microtask queue after). */
-static void call_from_loop(napi_env env, napi_ref callback, napi_async_context async, size_t argc, napi_value *argv) {
-  napi_value cb, recv, result;
+static void call_from_loop_result(napi_env env, napi_ref callback, napi_async_context async, size_t argc, napi_value *argv, napi_value *out) {
+  napi_value cb, recv, result = NULL;
   napi_get_global(env, &recv); /* make_callback wants an object as `this` */
   if (!callback || napi_get_reference_value(env, callback, &cb) != napi_ok || !cb) return;
-  if (napi_make_callback(env, async, recv, cb, argc, argv, &result) != napi_ok) {
+  napi_status st = napi_make_callback(env, async, recv, cb, argc, argv, &result);
+  if (st == napi_ok && out) *out = result;
+  if (st != napi_ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
@@ -129,19 +150,96 @@ static void call_from_loop(napi_env env, napi_ref callback, napi_async_context a
   }
 }
 
-static void call_js(channel *c, const struct reply *r, const int fds[3]) {
+static void call_from_loop(napi_env env, napi_ref callback, napi_async_context async, size_t argc, napi_value *argv) {
+  call_from_loop_result(env, callback, async, argc, argv, NULL);
+}
+
+static void take_watcher(napi_env env, struct watcher *w, napi_value on_exit);
+static struct watcher *pending_watcher(napi_env env, pid_t pid);
+static void discard_watcher(napi_env env, struct watcher *w);
+
+/* onMessage(type, id, pid, err, fd0, fd1, fd2, step, watched): `watched` is true when the child was told to
+   go here (on_spawned) and is watched already: onMessage then returns its exit callback (or nothing, and it
+   is reaped unseen). */
+static void call_js(channel *c, const struct reply *r, const int fds[3], struct watcher *w) {
   napi_env env = c->env;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[8];
+  if (napi_open_handle_scope(env, &scope) != napi_ok) {
+    if (w) take_watcher(env, w, NULL);
+    return;
+  }
+  napi_value argv[9], result = NULL;
   napi_create_uint32(env, r->type, &argv[0]);
   napi_create_uint32(env, r->id, &argv[1]);
   napi_create_int32(env, r->pid, &argv[2]);
   napi_create_int32(env, r->err, &argv[3]);
   for (int i = 0; i < 3; i++) napi_create_int32(env, fds[i], &argv[4 + i]);
   napi_create_uint32(env, r->step, &argv[7]);
-  call_from_loop(env, c->callback, c->async, 8, argv);
+  napi_get_boolean(env, w != NULL, &argv[8]);
+  call_from_loop_result(env, c->callback, c->async, 9, argv, w ? &result : NULL);
+  if (w) take_watcher(env, w, result);
   napi_close_handle_scope(env, scope);
+}
+
+/*
+ * SPAWNED, handled here: the child waits before its exec for our go. We watch it (its pidfd in the
+ * epoll set, with no events yet: all that can fail is done before the go) and say go at once; JS hears
+ * of it once, at EXECED or EXEC_FAILED, with the fds, and gives its exit callback then. A round of JS
+ * per run less, and the child waits for no JS. False when it cannot be watched here (out of fds): JS
+ * then takes SPAWNED as before, fails the same way, and kills the child before it ran.
+ */
+static bool on_spawned(channel *c, const struct reply *r, const int fds[3]) {
+  struct watcher *w = pending_watcher(c->env, r->pid);
+  if (!w) return false;
+  started *s = malloc(sizeof *s);
+  if (!s) {
+    discard_watcher(c->env, w);
+    return false;
+  }
+  s->id = r->id;
+  s->pid = r->pid;
+  s->watcher = w;
+  s->nfds = r->nfds;
+  memcpy(s->fds, fds, sizeof s->fds);
+  s->next = c->started;
+  c->started = s;
+  /* ESRCH: killed by someone meanwhile; EXEC_FAILED follows (ECANCELED). */
+  kill(r->pid, GO_SIGNAL);
+  return true;
+}
+
+static started *take_started(channel *c, uint32_t id) {
+  for (started **p = &c->started; *p; p = &(*p)->next) {
+    if ((*p)->id == id) {
+      started *s = *p;
+      *p = s->next;
+      return s;
+    }
+  }
+  return NULL;
+}
+
+/* The helper went away between a go and its exec's report: such a child runs, and JS supervises it like
+   any run (EXECED; a failed exec shows as exit status 127). At teardown (`to_js` false) only the fds go. */
+static void deliver_started(channel *c, bool to_js) {
+  while (c->started) {
+    started *s = c->started;
+    c->started = s->next;
+    if (to_js && c->callback) {
+      struct reply r;
+      memset(&r, 0, sizeof r);
+      r.type = REPLY_EXECED;
+      r.id = s->id;
+      r.pid = s->pid;
+      r.nfds = s->nfds;
+      call_js(c, &r, s->fds, s->watcher);
+    } else {
+      for (int i = 0; i < 3; i++)
+        if (s->fds[i] >= 0) close(s->fds[i]);
+      if (to_js) take_watcher(c->env, s->watcher, NULL); /* reaped unseen */
+    }
+    free(s);
+  }
 }
 
 static void report_closed(channel *c, int err) {
@@ -151,7 +249,8 @@ static void report_closed(channel *c, int err) {
   r.type = 0;
   r.err = err;
   r.pid = -1;
-  call_js(c, &r, none);
+  deliver_started(c, true);
+  call_js(c, &r, none, NULL);
   close_channel(c);
 }
 
@@ -212,7 +311,19 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       report_closed(c, EPROTO);
       return;
     }
-    call_js(c, &r, fds);
+    if (r.type == REPLY_SPAWNED && r.err == 0 && r.pid > 0 && on_spawned(c, &r, fds)) continue;
+    struct watcher *w = NULL;
+    if (r.type == REPLY_EXECED || r.type == REPLY_EXEC_FAILED) {
+      started *st = take_started(c, r.id);
+      if (st) {
+        memcpy(fds, st->fds, sizeof fds);
+        r.nfds = st->nfds;
+        r.pid = st->pid;
+        w = st->watcher;
+        free(st);
+      }
+    }
+    call_js(c, &r, fds, w);
   }
 }
 
@@ -375,6 +486,7 @@ typedef struct watcher {
   napi_ref callback;
   pid_t pid;
   int pidfd;
+  bool pending; /* told to go from C; in the set with no events until JS gives its callback (take_watcher) */
 } watcher;
 
 /* Per environment (the main thread, or a worker): the epoll set and its items, so teardown can stop them. */
@@ -473,6 +585,61 @@ static void on_pidfd_event(watch_list *list, watcher *w) {
   finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
 }
 
+/* A watcher for a child told to go from C (on_spawned): in the epoll set with no events until take_watcher. */
+static watcher *pending_watcher(napi_env env, pid_t pid) {
+  watch_list *list = watches_of(env);
+  if (!list || list->epfd < 0) return NULL;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) return NULL;
+  watcher *w = calloc(1, sizeof *w);
+  if (!w || add_fd(list, pidfd, 0, w, true) != 0) {
+    free(w);
+    close(pidfd);
+    return NULL;
+  }
+  w->kind = ITEM_WATCHER;
+  w->pid = pid;
+  w->pidfd = pidfd;
+  w->ref = true;
+  w->pending = true;
+  w->next = list->head;
+  if (list->head) list->head->prev = w;
+  list->head = w;
+  list->count++;
+  return w;
+}
+
+/* Undo pending_watcher for a child that was not told to go (JS takes it as before). */
+static void discard_watcher(napi_env env, watcher *w) {
+  watch_list *list = watches_of(env);
+  if (list) finish_watcher(list, w, false, 0, NULL, false);
+}
+
+/* JS's exit callback for a pending watcher (NULL or not a function: reaped unseen); from now on it reports. */
+static void take_watcher(napi_env env, watcher *w, napi_value on_exit) {
+  watch_list *list = watches_of(env);
+  napi_valuetype t = napi_undefined;
+  if (!list || w->dead) return;
+  w->pending = false;
+  if (on_exit && napi_typeof(env, on_exit, &t) == napi_ok && t == napi_function) napi_create_reference(env, on_exit, 1, &w->callback);
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.ptr = w;
+  if (epoll_ctl(list->epfd, EPOLL_CTL_MOD, w->pidfd, &ev) != 0) {
+    /* Never seen (MOD allocates nothing): do not leave it unwatched; it has run, so it is reported. */
+    struct rusage ru;
+    int wstatus = 0;
+    memset(&ru, 0, sizeof ru);
+    kill(-w->pid, SIGKILL);
+    kill(w->pid, SIGKILL);
+    pid_t r;
+    do r = wait4(w->pid, &wstatus, 0, &ru);
+    while (r < 0 && errno == EINTR);
+    finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
+  }
+}
+
 static napi_value js_watch(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value args[3];
@@ -553,6 +720,7 @@ struct reader {
   bool grown; /* the pipe was asked for PIPE_BYTES */
   bool big; /* ...and holds them: counted in pipes_big */
   bool rests; /* off EPOLLIN until the rest timer fires (on the list's resting list) */
+  bool pipe; /* a pipe (not a terminal's master): EPOLLHUP without EPOLLIN is its end */
   reader *next_resting;
   uint64_t last_data_ns; /* when the last read that got bytes ended */
 };
@@ -698,10 +866,18 @@ static void rest(reader *r) {
   if (!uv_is_active((uv_handle_t *)list->rest_timer)) uv_timer_start(list->rest_timer, on_rest_timer, REST_MS, 0);
 }
 
-static void on_pipe_event(reader *r) {
+static void on_pipe_event(reader *r, uint32_t events) {
   napi_env env = r->list->env;
   bool got = false;
   size_t last = 0;
+  /* Hung up with nothing left to read (a pipe reports EPOLLIN only while it holds bytes): the end,
+     without asking FIONREAD and reading 0 bytes. Most runs end so, on both pipes. Not a terminal: its
+     last output may still be on its way to the line discipline (a read waits for it), so it reads to EIO.
+     Not while resting either: EPOLLIN is masked off then, and the pipe may still hold bytes. */
+  if (r->pipe && !r->rests && (events & (EPOLLHUP | EPOLLIN)) == EPOLLHUP) {
+    finish_reader(r, true);
+    return;
+  }
   /* Read what is there (the set is level-triggered), a bounded number of times. */
   for (int i = 0; i < 16 && !r->dead; i++) {
     int avail = 0;
@@ -764,19 +940,29 @@ static void on_set_readable(uv_poll_t *handle, int status, int events) {
   do n = epoll_wait(list->epfd, ev, 64, 0);
   while (n < 0 && errno == EINTR);
   if (n <= 0) return;
+  /* One callback scope for the batch: a run's exit and its pipes' ends usually come together, and
+     the promise jobs and ticks they queue run once, when it closes, not after each callback. */
+  napi_env env = list->env;
+  napi_handle_scope hs = NULL;
+  napi_callback_scope cs = NULL;
+  napi_value resource;
+  if (list->async && napi_open_handle_scope(env, &hs) == napi_ok && napi_create_object(env, &resource) == napi_ok)
+    napi_open_callback_scope(env, resource, list->async, &cs);
   list->dispatching++;
   for (int i = 0; i < n; i++) {
     int kind = *(int *)ev[i].data.ptr;
     if (kind == ITEM_WATCHER) {
       watcher *w = ev[i].data.ptr;
-      if (!w->dead) on_pidfd_event(list, w);
+      if (!w->dead && !w->pending) on_pidfd_event(list, w);
     } else {
       reader *r = ev[i].data.ptr;
-      if (!r->dead) on_pipe_event(r);
+      if (!r->dead) on_pipe_event(r, ev[i].events);
     }
   }
   list->dispatching--;
   if (!list->dispatching) free_finished(list);
+  if (cs) napi_close_callback_scope(env, cs);
+  if (hs) napi_close_handle_scope(env, hs);
 }
 
 static void on_set_poll_closed(uv_handle_t *handle) {
@@ -874,18 +1060,21 @@ static bool get_reader(napi_env env, napi_value value, reader **out) {
   return true;
 }
 
-/* readPipe(fd, onData) -> reader: the fd is ours from now on (closed when done), even when this throws. */
+/* readPipe(fd, onData[, pipe]) -> reader: the fd is ours from now on (closed when done), even when this throws.
+   `pipe`: the fd is a pipe (the default); false for a terminal's master. */
 static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2], out;
+  size_t argc = 3;
+  napi_value args[3], out;
   napi_valuetype t;
   int32_t fd = -1;
+  bool is_pipe = true;
   if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_int32(env, args[0], &fd) != napi_ok || fd < 0 || napi_typeof(env, args[1], &t) != napi_ok ||
       t != napi_function) {
-    napi_throw_type_error(env, NULL, "readPipe(fd, onData)");
+    napi_throw_type_error(env, NULL, "readPipe(fd, onData[, pipe])");
     return NULL;
   }
+  if (argc >= 3 && napi_get_value_bool(env, args[2], &is_pipe) != napi_ok) is_pipe = true;
   watch_list *list = watches_of(env);
   reader *r = list && list->epfd >= 0 ? calloc(1, sizeof *r) : NULL;
   int one = 1;
@@ -897,6 +1086,7 @@ static napi_value js_read_pipe(napi_env env, napi_callback_info info) {
   r->kind = ITEM_READER;
   r->list = list;
   r->fd = fd;
+  r->pipe = is_pipe;
   int err = ioctl(fd, FIONBIO, &one) != 0 ? errno : 0; /* reads until EAGAIN must never block */
   if (!err && (napi_create_reference(env, args[1], 1, &r->callback) != napi_ok ||
                napi_create_external(env, r, finalize_reader, NULL, &out) != napi_ok)) err = ENOMEM;

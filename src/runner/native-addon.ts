@@ -13,10 +13,17 @@ const BUILD_DIR = fileURLToPath(new URL('../../native/build/Release/', import.me
 export const HELPER_PATH = `${BUILD_DIR}execd-spawn-helper`;
 const ADDON_PATH = `${BUILD_DIR}execd_spawn.node`;
 
-/** A message from the helper: its type, the spawn it answers, and what it carries (fds -1 when none). */
-type ChannelMessage = (type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number, step: number) => void;
 /** A watched child's end: exit code or signal number, and its rusage (userUs -1 when none). */
-type ExitWatch = (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void;
+export type ExitWatch = (code: number, signal: number, userUs: number, systemUs: number, maxRssKiB: number) => void;
+/**
+ * A message from the helper: its type, the spawn it answers, and what it carries (fds -1 when none).
+ * `watched`: the addon took this child's SPAWNED itself (native/channel.c on_spawned): it watches the child
+ * and said go, and this EXECED or EXEC_FAILED carries its pid and fds; the return value is its exit callback
+ * (nothing: it is reaped unseen).
+ */
+type ChannelMessage = (
+  type: number, id: number, pid: number, err: number, fd0: number, fd1: number, fd2: number, step: number, watched: boolean,
+) => ExitWatch | void;
 
 export interface Addon {
   openChannel(onMessage: ChannelMessage): [number, object];
@@ -25,7 +32,7 @@ export interface Addon {
   watch(pid: number, onExit: ExitWatch, ref?: boolean): void;
   watching(): number;
   probe(): string | null;
-  readPipe(fd: number, onData: (chunk: Buffer | null) => void): object;
+  readPipe(fd: number, onData: (chunk: Buffer | null) => void, pipe?: boolean): object;
   closePipe(reader: object): void;
   spawnHelper(path: string, replyFd: number): [number, number];
   kill(pid: number, signal: number): number;
@@ -170,9 +177,16 @@ export function encodeRequest(id: number, r: HelperRequest): Buffer {
  * the caller decides) when it cannot watch; the addon has then killed and reaped the child.
  */
 export function watchExit(addon: Addon, pid: number, ref = true): Promise<HelperExit> {
+  const [exited, onExit] = exitWatch();
+  addon.watch(pid, onExit, ref);
+  return exited;
+}
+
+/** A child's end as a promise, and the callback the addon settles it with. */
+export function exitWatch(): [Promise<HelperExit>, ExitWatch] {
   let settle!: (exit: HelperExit) => void;
   const exited = new Promise<HelperExit>((resolve) => (settle = resolve));
-  addon.watch(pid, (code, signal, userUs, systemUs, maxRssKiB) => {
+  return [exited, (code, signal, userUs, systemUs, maxRssKiB) => {
     settle({
       code: code >= 0 ? code : null,
       signal: signal ? (SIGNAL_NAMES.get(signal) ?? null) : null,
@@ -180,8 +194,7 @@ export function watchExit(addon: Addon, pid: number, ref = true): Promise<Helper
         ? null
         : { userCpuMs: Math.round(userUs / 1000), systemCpuMs: Math.round(systemUs / 1000), maxRssBytes: maxRssKiB * 1024 },
     });
-  }, ref);
-  return exited;
+  }];
 }
 
 /** Make this process not dumpable (prctl): 0, an errno, or null without the addon. */
@@ -197,15 +210,16 @@ export function mallocTrim(): boolean {
 /**
  * Read one of a child's output pipes in the addon (its epoll set watches the
  * fd; no net.Socket): onData(chunk) per chunk, then onData(null) once it is closed.
- * The fd is the reader's from now on, even when this throws.
+ * The fd is the reader's from now on, even when this throws. `pipe` false: a terminal's
+ * master, read until EIO (its hang-up can come before its last bytes reach the reader).
  */
-export function readPipe(fd: number, onData: (chunk: Buffer | null) => void): object {
+export function readPipe(fd: number, onData: (chunk: Buffer | null) => void, pipe = true): object {
   const a = loadAddon();
   if (!a) {
     closeSync(fd);
     throw new HelperSpawnError('ENOSYS', osConstants.errno.ENOSYS, 'native spawner');
   }
-  return a.readPipe(fd, onData);
+  return a.readPipe(fd, onData, pipe);
 }
 
 /**

@@ -15,8 +15,10 @@ import {
   REPLY_SPAWNED,
   STEP_CHDIR,
   STEP_TTY,
+  exitWatch,
   watchExit,
   type Addon,
+  type ExitWatch,
   type HelperChild,
   type HelperExit,
   type HelperRequest,
@@ -92,8 +94,8 @@ class HelperProcess {
     private readonly addon: Addon,
     private readonly onClosed: (h: HelperProcess) => void,
   ) {
-    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2, step) =>
-      this.onMessage(type, id, pid, err, [fd0, fd1, fd2], step));
+    const [helperFd, channel] = addon.openChannel((type, id, pid, err, fd0, fd1, fd2, step, watched) =>
+      this.onMessage(type, id, pid, err, [fd0, fd1, fd2], step, watched));
     this.channel = channel;
     let requestFd: number;
     try {
@@ -176,13 +178,21 @@ class HelperProcess {
     this.addon.setRef(this.channel, want);
   }
 
-  private onMessage(type: number, id: number, pid: number, err: number, received: number[], step: number): void {
+  private onMessage(
+    type: number, id: number, pid: number, err: number, received: number[], step: number, watched: boolean,
+  ): ExitWatch | undefined {
     const fds = received.filter((fd) => fd >= 0);
     if (type === 0) {
       this.finish(); // end of input (or an error): every child this helper started has reported
       return;
     }
     const p = this.pending.get(id);
+    // The addon took SPAWNED itself (native/channel.c on_spawned): the child is watched and was told to go.
+    if (watched) {
+      const onExit = this.onStarted(type, id, p, pid, err, fds);
+      this.updateRef();
+      return onExit;
+    }
     switch (type) {
       case REPLY_SPAWNED:
         this.onSpawned(id, p, pid, err, fds);
@@ -214,6 +224,29 @@ class HelperProcess {
         return;
     }
     this.updateRef();
+  }
+
+  /**
+   * EXECED or EXEC_FAILED of a child the addon watches and told to go (its SPAWNED never came here): the
+   * pid and fds come now; the exit callback returned is the run's (undefined: the addon reaps it unseen).
+   */
+  private onStarted(type: number, id: number, p: Pending | undefined, pid: number, err: number, fds: number[]): ExitWatch | undefined {
+    if (type === REPLY_EXECED && p && !p.child) {
+      const [exited, onExit] = exitWatch();
+      const stdinFd = p.stdinPipe ? fds.shift()! : -1;
+      const stdoutFd = fds.shift()!;
+      const stderrFd = p.mergeStderr ? -1 : fds.shift()!;
+      this.pending.delete(id);
+      p.resolve({ pid, stdinFd, stdoutFd, stderrFd, exited });
+      return onExit;
+    }
+    // A failed exec (the child exits 127 before running anything), or nobody waits for it (cannot happen).
+    for (const fd of fds) closeSync(fd);
+    if (p && !p.child) {
+      this.pending.delete(id);
+      p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err));
+    }
+    return undefined;
   }
 
   /** A child exists and waits before its exec: watch it and say go, or kill it (it never ran). */

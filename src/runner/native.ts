@@ -23,7 +23,7 @@ const writeEnd = (fd: number) => new Socket({ fd, readable: false, writable: tru
  * The output pipes, read by the addon (readPipe): a net.Socket per pipe cost more
  * server CPU than the rest of a spawn (docs/benchmarks.md).
  */
-function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) => void): ChildOutput {
+function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) => void, pipes: boolean): ChildOutput {
   let open = fds.length;
   let settle!: () => void;
   const closed = new Promise<void>((resolve) => (settle = resolve));
@@ -38,7 +38,7 @@ function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) 
       if (--open === 0) settle();
     };
     try {
-      readers.push(readPipe(fd, (chunk) => (chunk === null ? ended() : onChunk(name, chunk))));
+      readers.push(readPipe(fd, (chunk) => (chunk === null ? ended() : onChunk(name, chunk)), pipes));
     } catch {
       ended(); // never seen (out of memory): the fd is closed, this stream reads as empty
     }
@@ -76,7 +76,7 @@ function toHandle(child: HelperChild, tty: boolean): ChildHandle {
     stdin,
     readOutput(onChunk) {
       if (reading) throw new Error('readOutput may be called once');
-      reading = readOutput(hungUp ? [] : output, onChunk);
+      reading = readOutput(hungUp ? [] : output, onChunk, !tty);
       return reading;
     },
     exited: child.exited,

@@ -216,6 +216,18 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
     }
   });
 
+  it('keeps the last bytes of a burst of small writes that ends with the exit (a reader resting when the pipe hangs up)', async () => {
+    // Small writes in quick succession make the reader rest off EPOLLIN (native/channel.c); the writer's exit
+    // then comes as a bare EPOLLHUP while the pipe still holds its last lines, which must be read, not dropped.
+    const script = 'for i in 1 2 3 4 5 6 7 8; do echo "$i"; echo "e$i" >&2; done';
+    const want = (p: string) => [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `${p}${i}\n`).join('');
+    const runs = await Promise.all(Array.from({ length: 40 }, () => run({ argv: ['sh', '-c', script] })));
+    for (const r of runs) {
+      expect(text(r.stdout)).toBe(want(''));
+      expect(text(r.stderr)).toBe(want('e'));
+    }
+  });
+
   it('runs many spawns at once, each answer going to its own request', async () => {
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => run({ argv: ['sh', '-c', 'echo $0; echo e$0 >&2', String(i)] })));
     results.forEach((r, i) => {
