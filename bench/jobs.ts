@@ -11,7 +11,9 @@
  *  3. RSS of the server with 100,000 jobs queued (target ≤ 2 KiB per job).
  *
  *   npx tsx bench/jobs.ts [jobs=20000] [concurrency=8] [post-rounds=5] [queued=100000]
- * (jobs=0 skips the first part.)
+ * (jobs=0 skips the first part.) EXECD_BENCH_ENTRY_B=/elsewhere/dist/main.js adds that build of execd
+ * to part 2's alternating rounds, beside the one under test (EXECD_BENCH_ENTRY or dist/): an A/B of
+ * two builds under the same load, with the CPU per request of each and its ratio to A per round.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -244,8 +246,17 @@ async function compareRounds(peers: Peer[], rounds: number, seconds: number) {
     rate: median(rate.get(p.name)!),
     rounds: rate.get(p.name)!,
     cpu: median(cpu.get(p.name)!),
+    cpus: cpu.get(p.name)!,
     ratio: median(ratio.get(p.name)!),
   }));
+}
+
+/** Stop a server holding a queue: its blocker is canceled first, so that its process never outlives the server. */
+async function stopHeld(server: Server): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  const running = await api<{ items: { id: string }[] }>(server, '/v1/jobs?state=running&queue=hold').catch(() => ({ items: [] }));
+  for (const { id } of running.items) await api(server, `/v1/jobs/${id}/cancel`, {}).catch(() => {});
+  await server.stop();
 }
 
 async function acceptAndQueue(): Promise<void> {
@@ -253,9 +264,13 @@ async function acceptAndQueue(): Promise<void> {
   console.log(`\n2. POST /v1/jobs accepted/s, autocannon, 32 connections, ${rounds} alternating rounds of 2 s per server`);
   const bare = await startServer(['--input-type=module', '-e', BARE_FASTIFY], {}, '/healthz');
   const noop = await startServer(['--import', 'tsx', '--input-type=module', '-e', EXECD_NOOP], {}, '/healthz');
-  const execd = await startExecd({ EXECD_QUEUES: 'hold:1', EXECD_QUEUE_CAPACITY: '10000000' });
+  const holdEnv = { EXECD_QUEUES: 'hold:1', EXECD_QUEUE_CAPACITY: '10000000' };
+  const execd = await startExecd(holdEnv);
+  const entryB = process.env.EXECD_BENCH_ENTRY_B;
+  const execdB = entryB ? await startServer([entryB], { EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...holdEnv }, '/healthz') : null;
   try {
     await api(execd, '/v1/jobs', { argv: ['sleep', '3600'], queue: 'hold' }); // the blocker: everything after it stays queued
+    if (execdB) await api(execdB, '/v1/jobs', { argv: ['sleep', '3600'], queue: 'hold' });
     await new Promise((r) => setTimeout(r, 500));
     const rssBefore = rssBytes(execd.child.pid!);
     const heapBefore = (await api<{ memory: { heapUsedBytes: number } }>(execd, '/v1/info')).memory.heapUsedBytes;
@@ -263,14 +278,22 @@ async function acceptAndQueue(): Promise<void> {
       { name: 'bare Fastify 202', server: bare, path: '/v1/jobs' },
       { name: 'execd no-op route', server: noop, path: '/noop/jobs' },
       { name: 'execd POST /v1/jobs', server: execd, path: '/v1/jobs' },
+      ...(execdB ? [{ name: 'execd B /v1/jobs', server: execdB, path: '/v1/jobs' }] : []),
     ];
     for (const p of peers) await cannon(p.server.url + p.path, 1); // warm-up
-    for (const r of await compareRounds(peers, rounds, 2)) {
+    const results = await compareRounds(peers, rounds, 2);
+    for (const r of results) {
       console.log(`   ${r.name.padEnd(20)} ${r.rate.toFixed(0).padStart(6)} req/s  ${(r.ratio * 100).toFixed(1).padStart(5)} % of bare  server CPU ${r.cpu.toFixed(1)} µs/request  (rounds ${r.rounds.map((x) => x.toFixed(0)).join(', ')})`);
+    }
+    if (execdB) {
+      const [a, b] = [results[2]!, results[3]!];
+      const perRound = median(b.cpus.map((x, i) => x / a.cpus[i]!));
+      console.log(`   B (${entryB}) / A server CPU per request: median of per-round ratios ${perRound.toFixed(3)}`);
     }
     console.log('   target: POST /v1/jobs ≥ 70 % of bare Fastify (median of per-round ratios); the no-op line is the floor set by the shared /v1 plumbing (auth, rate limit, audit line, logging, hooks)');
     await bare.stop();
     await noop.stop();
+    if (execdB) await stopHeld(execdB);
 
     console.log(`\n3. RSS with ${QUEUED} jobs queued`);
     const have = (await queueInfo(execd, 'hold')).queued;
@@ -284,8 +307,8 @@ async function acceptAndQueue(): Promise<void> {
     console.log(`   RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB -> ${(rssAfter / 2 ** 20).toFixed(1)} MiB: ${(per / 1024).toFixed(2)} KiB per queued job (target ≤ 2 KiB)`);
     console.log(`   V8 heap used ${(heapBefore / 2 ** 20).toFixed(1)} MiB -> ${(heapAfter / 2 ** 20).toFixed(1)} MiB: ${((heapAfter - heapBefore) / q.queued / 1024).toFixed(2)} KiB per queued job`);
   } finally {
-    await execd.stop();
-    for (const s of [bare, noop]) if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
+    await stopHeld(execd);
+    for (const s of [bare, noop, ...(execdB ? [execdB] : [])]) if (s.child.exitCode === null && s.child.signalCode === null) await s.stop();
   }
 }
 

@@ -48,6 +48,8 @@ const queueIn =
     if (err instanceof UnknownQueue) throw new InvalidInput(err.message, [{ in: where, path: '/queue', message: err.message }]);
     throw err;
   };
+const queueInBody = queueIn('body');
+const queueInQuery = queueIn('querystring');
 
 const jobRoutes: FastifyPluginAsyncZod = async (app) => {
   const { jobs, config } = app.services;
@@ -121,7 +123,7 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       capAttempts(spec, Math.min(config.jobMaxAttempts, grant.maxAttempts ?? Infinity));
       const submitted: SubmitRequest = { queue, spec, ownerId, grant, runAt: runAtOf(request.body) };
       if (key !== undefined) submitted.idempotencyKey = key;
-      const { job, created } = await jobs.submit(submitted).catch(queueIn('body'));
+      const { job, created } = await jobs.submit(submitted).catch(queueInBody);
       request.audit.jobId = job.id;
       request.log.debug({ jobId: job.id, queue, created }, created ? 'job queued' : 'job replayed for its idempotency key');
       return reply.code(created ? 202 : 200).header('location', `/v1/jobs/${job.id}`).send(job);
@@ -153,7 +155,9 @@ const jobRoutes: FastifyPluginAsyncZod = async (app) => {
       const owner = ownerFilter(request.principal!);
       const labels = labelFilters(label);
       const { order, position } = listCursor(request.query.order, request.query.cursor);
-      const page = await jobs.list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, order, cursor: position, labels }).catch(queueIn('querystring'));
+      const page = await jobs
+        .list({ state, queue, owner, limit: limit ?? DEFAULT_LIST_LIMIT, order, cursor: position, labels })
+        .catch(queueInQuery);
       return { ...page, nextCursor: cursorOf(order, page.nextCursor) };
     },
   );

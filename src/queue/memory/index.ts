@@ -98,8 +98,10 @@ export class MemoryBackend implements JobBackend {
       job.ticket = lane.fifo.push(job);
       lane.pool.kick();
     }
-    this.emit('queued', job);
-    return { kind: 'created', job: this.toView(job) };
+    // One view for the answer and for the queued event (its listeners, the /v1/events viewers, only read it).
+    const view = this.toView(job);
+    if (this.events.listenerCount('queued') > 0) this.events.emit('queued', view, job.ownerId);
+    return { kind: 'created', job: view };
   }
 
   async view(id: string): Promise<Job | undefined> {
