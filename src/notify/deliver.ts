@@ -1,9 +1,17 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
 import { isIP, type LookupFunction } from 'node:net';
 import { classifyAddress } from './address.js';
 import type { AllowedTarget } from './allow.js';
+
+/**
+ * node:http through require, not an ES import: the ES module of node:http reads all its exports, and its lazy
+ * WebSocket, CloseEvent and MessageEvent getters then load undici (Node 22): ~3 MiB of RSS at rest for a class
+ * execd never uses (docs/benchmarks.md).
+ */
+const { request: httpRequest } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 /** How one POST ended: delivered (2xx), worth another try, or not (a refusal, or the receiver said no). */
 export type AttemptResult =

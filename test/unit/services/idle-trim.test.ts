@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { startIdleTrim } from '../../../src/services/idle-trim.js';
+import { loadAddon } from '../../../src/runner/native-addon.js';
+import { startIdleTrim, type IdleTrimInfo } from '../../../src/services/idle-trim.js';
 
-type Trim = { heapBefore: number; heapAfter: number; rssBefore: number; rssAfter: number; ms: number };
+type Trim = IdleTrimInfo;
 
 /** Garbage: 40 MiB of short-lived objects, so that the heap grows past what is live. */
 function churn(): number {
@@ -35,5 +36,42 @@ describe('idle trim (services/idle-trim.ts)', () => {
     await new Promise((r) => setTimeout(r, 200));
     grown();
     expect(trims).toEqual([]);
+  });
+
+  it('after start-up, the first idle interval trims whatever the growth, and only that one', async () => {
+    const trims: Trim[] = [];
+    let mallocTrims = 0;
+    const stop = startIdleTrim({
+      intervalMs: 50,
+      idleCpuMs: 1_000_000,
+      growthBytes: 2 ** 40,
+      afterStart: true,
+      trimMalloc: () => ++mallocTrims > 0,
+      onTrim: (t) => trims.push(t),
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    stop();
+    expect(trims.length).toBe(1);
+    expect(mallocTrims).toBe(1);
+    expect(trims[0]!.mallocTrimmed).toBe(true);
+  });
+
+  it.runIf(loadAddon() !== null)('gives the C heap\'s free pages back (malloc_trim through the native addon)', async () => {
+    // 64 MiB of malloc'd 32 KiB blocks (under glibc's mmap threshold), every other one freed: holes that free() keeps.
+    const blocks: (Buffer | null)[] = Array.from({ length: 2048 }, () => Buffer.allocUnsafeSlow(32 * 1024).fill(1));
+    for (let i = 0; i < blocks.length; i += 2) blocks[i] = null;
+    const trims: Trim[] = [];
+    const options = { intervalMs: 100, idleCpuMs: 1_000_000, growthBytes: 2 ** 40, afterStart: true };
+    const stop = startIdleTrim({ ...options, onTrim: (t) => trims.push(t) });
+    try {
+      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      stop();
+    }
+    expect(trims.length).toBe(1);
+    expect(trims[0]!.mallocTrimmed).toBe(true);
+    // The 32 MiB of holes went back (the kept half stays: it is live).
+    expect(trims[0]!.rssBefore - trims[0]!.rssAfter).toBeGreaterThan(16 * 2 ** 20);
+    expect(blocks.filter(Boolean).length).toBe(1024);
   });
 });
