@@ -4,22 +4,31 @@ import { initialNotify } from '../schemas/notify.js';
 import type { AttemptRecord, JobRecord } from './job.js';
 import { labelsOf, maxAttempts } from './retry.js';
 
-/** The last second formatted ("2026-12-06T21:47:25."): the views of jobs accepted within one second share it. */
-let isoSecond = NaN;
-let isoPrefix = '';
+/**
+ * Two seconds formatted ("2026-12-06T21:47:25."), the last two asked for: a job's views share them (created in one
+ * second, started and finished in another), and so do the views of the jobs accepted within a second.
+ */
+const seconds = [NaN, NaN];
+const prefixes = ['', ''];
+let older = 0;
 const YEAR_10000 = 253_402_300_800_000; // from then on toISOString has six-digit years
+/** "000Z" … "999Z". */
+const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '0')}Z`);
 
 /** Epoch ms as Date#toISOString gives it, without a Date and its formatting per time stamp. */
 function iso(ms: number | null): string | null {
   if (ms === null) return null;
-  let rest = ms - isoSecond;
-  if (!(rest >= 0 && rest < 1000)) {
-    if (!Number.isInteger(ms) || ms < 0 || ms >= YEAR_10000) return new Date(ms).toISOString(); // never for a job's times: the plain way
-    rest = ms % 1000;
-    isoSecond = ms - rest;
-    isoPrefix = new Date(isoSecond).toISOString().slice(0, 20);
-  } else if (!Number.isInteger(rest)) return new Date(ms).toISOString();
-  return `${isoPrefix}${rest < 10 ? '00' : rest < 100 ? '0' : ''}${rest}Z`;
+  const rest = ms % 1000;
+  const millis = MILLIS[rest]; // undefined for a negative or fractional rest
+  if (millis === undefined || ms >= YEAR_10000) return new Date(ms).toISOString(); // never for a job's times: the plain way
+  const second = ms - rest;
+  if (second === seconds[0]) return prefixes[0] + millis;
+  if (second === seconds[1]) return prefixes[1] + millis;
+  const slot = older;
+  older = 1 - slot;
+  seconds[slot] = second;
+  prefixes[slot] = new Date(second).toISOString().slice(0, 20);
+  return prefixes[slot] + millis;
 }
 
 /** The spec without env values or stdin bytes. Idempotent: a redacted spec redacts to itself. */

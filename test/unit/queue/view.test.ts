@@ -17,7 +17,8 @@ describe('newJobId', () => {
 describe('toJobView time stamps', () => {
   it('are what Date#toISOString gives, within a second, across seconds, and at the edges', () => {
     const times = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1_765_058_845_000, 1_765_058_845_009, 1_765_058_845_999, 1_765_058_846_000];
-    times.push(253_402_300_799_999, 253_402_300_800_000, 253_402_300_800_001, -1, -1001, 1.5, 1_765_058_845_000.25);
+    times.push(253_402_300_799_999, 253_402_300_800_000, 253_402_300_800_001, 0, -1, -1001, 1, 1.5);
+    times.push(1_765_058_845_000, 1_765_058_845_000.25, -0); // a fractional or negative time in a second the cache holds
     for (let i = 0; i < 2000; i++) {
       times.push(1_765_058_845_000 + Math.floor(Math.random() * 3000), Math.floor(Math.random() * 253_402_300_800_000));
     }
