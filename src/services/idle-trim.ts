@@ -63,8 +63,9 @@ function addonMallocTrim(): boolean {
  * only when idle; the figures are in docs/benchmarks.md). Then the C heap's free pages go back to the system
  * (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed, and a collection frees more (measured:
  * 11 MiB of RSS at rest after start-up). With `afterStart` (the default), the first idle interval trims whatever
- * the heap's growth: loading and compiling the modules leaves both kinds of garbage. Nothing is dropped: only garbage
- * is collected. A busy server never pays it. The timer is unref'd. Returns a stop function.
+ * the heap's growth: loading and compiling the modules leaves both kinds of garbage. An idle interval after a busy
+ * one gives the C heap's free pages back even when the heap did not grow (what TurboFan's compilations freed).
+ * Nothing is dropped: only garbage is collected. A busy server never pays it. The timer is unref'd. Returns a stop function.
  */
 export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): () => void {
   const gc = memoryReducingGc();
@@ -72,22 +73,27 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   let lastCpu = process.cpuUsage();
   const trimMalloc = options.trimMalloc ?? addonMallocTrim;
   let first = options.afterStart === true;
+  let busy = false; // busy since the last trim: the C heap may hold what the work freed
   let baseline = 0;
   const timer = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     lastCpu = process.cpuUsage();
-    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) return;
-    const before = process.memoryUsage();
-    if (!first && before.heapTotal < baseline + options.growthBytes) {
-      baseline = Math.min(baseline, before.heapTotal); // V8 shrank it by itself
+    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
+      busy = true;
       return;
     }
+    const before = process.memoryUsage();
+    const grown = first || before.heapTotal >= baseline + options.growthBytes;
+    if (!grown) baseline = Math.min(baseline, before.heapTotal); // V8 shrank it by itself
+    if (!grown && !busy) return;
     first = false;
+    busy = false;
     const t0 = performance.now();
-    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    // A heap that grew is collected first; after a burst that did not grow it, the C heap alone (a millisecond).
+    if (grown) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
     const after = process.memoryUsage();
-    baseline = after.heapTotal;
+    if (grown) baseline = after.heapTotal;
     lastCpu = process.cpuUsage(); // the collection's own CPU is not the program's activity
     const ms = performance.now() - t0;
     const [heapBefore, heapAfter, rssBefore, rssAfter] = [before.heapTotal, after.heapTotal, before.rss, after.rss];

@@ -74,4 +74,28 @@ describe('idle trim (services/idle-trim.ts)', () => {
     expect(trims[0]!.rssBefore - trims[0]!.rssAfter).toBeGreaterThan(16 * 2 ** 20);
     expect(blocks.filter(Boolean).length).toBe(1024);
   });
+
+  it('an idle interval after a busy one gives the C heap back, without a collection when the heap did not grow', async () => {
+    const trims: Trim[] = [];
+    let mallocTrims = 0;
+    const stop = startIdleTrim({
+      intervalMs: 100,
+      idleCpuMs: 30,
+      growthBytes: 2 ** 40,
+      trimMalloc: () => ++mallocTrims > 0,
+      onTrim: (t) => trims.push(t),
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 250));
+      expect(trims).toEqual([]); // idle, not grown, not busy: nothing
+      const t0 = performance.now();
+      while (performance.now() - t0 < 150); // busy: 150 ms of CPU
+      await new Promise((r) => setTimeout(r, 450));
+    } finally {
+      stop();
+    }
+    expect(mallocTrims).toBe(1);
+    expect(trims.length).toBe(1);
+    expect(trims[0]!.ms).toBeLessThan(50); // no full collection
+  });
 });
