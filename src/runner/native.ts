@@ -46,6 +46,9 @@ function readOutput(fds: number[], onChunk: (stream: StreamName, chunk: Buffer) 
   if (fds.length === 0) settle();
   return {
     closed,
+    get ended() {
+      return open === 0;
+    },
     destroy() {
       for (const r of readers) closePipe(r);
       if (open > 0) {

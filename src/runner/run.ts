@@ -78,10 +78,13 @@ export async function startRun(spec: RunSpec, sink: OutputSink, ctx: RunContext)
     const finishedAt = new Date();
     const durationMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
     if (timer) clearTimeout(timer);
-    // A grandchild may hold the pipes open: wait a bounded time, then let go of them.
-    let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([output.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, ctx.pipeDrainMs)))]);
-    clearTimeout(drainTimer); // one pending timer per run would otherwise linger for pipeDrainMs
+    // A grandchild may hold the pipes open: wait a bounded time, then let go of them. Most runs' pipes
+    // ended with the exit (the same batch of events): then there is nothing to wait for, and no timer.
+    if (!output.ended) {
+      let drainTimer: NodeJS.Timeout | undefined;
+      await Promise.race([output.closed, new Promise<void>((r) => (drainTimer = setTimeout(r, ctx.pipeDrainMs)))]);
+      clearTimeout(drainTimer); // one pending timer per run would otherwise linger for pipeDrainMs
+    }
     output.destroy();
     stdin?.destroy();
     // Whatever the leader left in its group does not outlive the run.

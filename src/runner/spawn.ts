@@ -53,6 +53,8 @@ export interface ExitStatus {
 export interface ChildOutput {
   /** Resolves once both pipes are closed: the writers are gone (EOF), an error, or destroy(). Never rejects. */
   closed: Promise<void>;
+  /** True once both pipes are closed (`closed` has resolved or is about to): nothing to wait for. */
+  readonly ended?: boolean;
   /** Stop reading now and close the pipes (a grandchild may hold them open forever); no chunk comes after it. */
   destroy(): void;
 }
