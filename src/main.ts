@@ -10,8 +10,10 @@ import type { RecoveryReport } from './ops/recovery.js';
  * (~5 MiB of the node binary's text) was paged in, for code that never runs again (measured in docs/benchmarks.md:
  * RSS at rest −15 MiB, same start-up time). Requests are served with TurboFan as before. The modules are therefore
  * imported here, after the flag, rather than statically (a static import is loaded before any line of this file runs).
+ * V8 flags given to node that choose the tiers (`--no-opt`, `--max-opt`, `--jitless`…) are left as they are.
  */
-setFlagsFromString('--no-opt');
+const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
+if (!tiersGiven) setFlagsFromString('--no-opt');
 const [
   { isatty },
   { default: closeWithGrace },
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
     await start(app, config, (remove) => (unregister = remove));
   } finally {
     listened();
-    setFlagsFromString('--opt'); // started: TurboFan again, for the requests (top of this file)
+    if (!tiersGiven) setFlagsFromString('--opt'); // started: TurboFan again, for the requests (top of this file)
   }
   // At rest, the heap a burst grew and the C heap's free pages are given back (services/idle-trim.ts).
   startIdleTrim({
