@@ -3,8 +3,9 @@
  *  1. RSS and V8 heap after start-up (target RSS ≤ 64 MiB), beside adnanh/webhook's at rest;
  *  2. the same after `jobs` jobs of /bin/true have finished (target ≤ 80 MiB after 60,000), with /proc's
  *     breakdown (anonymous memory: the heap and malloc's; file: the node binary's pages).
- * Figures are read after the server has been idle for `settle` seconds (V8 shrinks its heap when idle).
- *   npx tsx bench/idle.ts [jobs=60000] [settle=5]
+ * Figures are read after the server has been idle for `settle` seconds: at rest execd gives back the C heap's free
+ * pages at once and collects a grown V8 heap after 30 s of rest (services/idle-trim.ts), so settle for 40.
+ *   npx tsx bench/idle.ts [jobs=60000] [settle=40]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, getJson, postJson, startExecdReady } from './lib.js';
 
-const [JOBS = 60_000, SETTLE = 5] = process.argv.slice(2).map(Number);
+const [JOBS = 60_000, SETTLE = 40] = process.argv.slice(2).map(Number);
 const MiB = 2 ** 20;
 
 function status(pid: number): { rss: number; anon: number; file: number } {

@@ -132,8 +132,8 @@ async function main(): Promise<void> {
   // At rest, the heap a burst grew and the C heap's free pages are given back (services/idle-trim.ts).
   startIdleTrim({
     ...IDLE_TRIM_DEFAULTS,
-    onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed }) =>
-      app.log.debug({ heapBefore, heapAfter, rssBefore, rssAfter, ms: Math.round(ms), mallocTrimmed }, 'idle: memory given back'),
+    onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected }) =>
+      app.log.debug({ heapBefore, heapAfter, rssBefore, rssAfter, ms: Math.round(ms), mallocTrimmed, collected }, 'idle: memory given back'),
   });
 }
 

@@ -12,6 +12,8 @@ export interface IdleTrimInfo {
   rssAfter: number;
   ms: number;
   mallocTrimmed: boolean;
+  /** The memory-reducing collection ran (else only the C heap was trimmed). */
+  collected: boolean;
 }
 
 export interface IdleTrimOptions {
@@ -23,13 +25,25 @@ export interface IdleTrimOptions {
   growthBytes: number;
   /** Trim at the first idle interval whatever the growth: what the start-up (loading, compiling) left. */
   afterStart?: boolean;
+  /**
+   * The collection waits until the server has been at rest this long in a row (0: the first idle interval). It
+   * shrinks the young generation, and the load that comes next pays for growing it again: 2–3 s at about twice the
+   * CPU per run (docs/benchmarks.md). A server busy in bursts must not pay that after every lull.
+   */
+  restMs?: number;
   /** Told what each trim did (a debug line); `mallocTrimmed`: the C heap's free pages were given back too. */
   onTrim?: (info: IdleTrimInfo) => void;
   /** Gives the C heap's free pages back (glibc's malloc_trim(0)); true when it ran. The native addon's by default. */
   trimMalloc?: () => boolean;
 }
 
-export const IDLE_TRIM_DEFAULTS: IdleTrimOptions = { intervalMs: 5_000, idleCpuMs: 50, growthBytes: 16 * 2 ** 20, afterStart: true };
+export const IDLE_TRIM_DEFAULTS: IdleTrimOptions = {
+  intervalMs: 5_000,
+  idleCpuMs: 50,
+  growthBytes: 16 * 2 ** 20,
+  afterStart: true,
+  restMs: 30_000,
+};
 
 /** V8's gc function, without exposing it to the program (it lives in a context of its own); null when this V8 will not give it. */
 function memoryReducingGc(): Gc | null {
@@ -58,9 +72,9 @@ function addonMallocTrim(): boolean {
  * to: the young generation stays at its largest (32 MiB) and the old one holds pages of garbage that no collection
  * comes for while nothing allocates (measured: 38 MiB live in a 91 MiB heap, 160 MiB RSS, after 10,000 jobs,
  * unchanged after minutes at rest). So every `intervalMs` this looks at the process: when it used almost no CPU
- * in that interval (idle) and its heap has grown by `growthBytes` since the last look that trimmed, it runs one
- * memory-reducing full collection, which compacts the old generation and shrinks the young one (30–200 ms, paid
- * only when idle; the figures are in docs/benchmarks.md). Then the C heap's free pages go back to the system
+ * in that interval (idle), has been at rest for `restMs` in a row, and its heap has grown by `growthBytes` since the
+ * last look that trimmed, it runs one memory-reducing full collection, which compacts the old generation and shrinks
+ * the young one (30–200 ms, paid only when idle; the figures are in docs/benchmarks.md). Then the C heap's free pages go back to the system
  * (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed, and a collection frees more (measured:
  * 11 MiB of RSS at rest after start-up). With `afterStart` (the default), the first idle interval trims whatever
  * the heap's growth: loading and compiling the modules leaves both kinds of garbage. An idle interval after a busy
@@ -74,30 +88,38 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   const trimMalloc = options.trimMalloc ?? addonMallocTrim;
   let first = options.afterStart === true;
   let busy = false; // busy since the last trim: the C heap may hold what the work freed
+  let rested = 0; // ms at rest in a row
   let baseline = 0;
   const timer = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     lastCpu = process.cpuUsage();
     if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
       busy = true;
+      rested = 0;
       return;
     }
+    rested += options.intervalMs;
     const before = process.memoryUsage();
     const grown = first || before.heapTotal >= baseline + options.growthBytes;
+    const collect = grown && (first || rested >= (options.restMs ?? 0));
     if (!grown) baseline = Math.min(baseline, before.heapTotal); // V8 shrank it by itself
-    if (!grown && !busy) return;
+    if (!collect && !busy) return;
     first = false;
     busy = false;
     const t0 = performance.now();
-    // A heap that grew is collected first; after a burst that did not grow it, the C heap alone (a millisecond).
-    if (grown) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    // A heap that grew is collected once the server has rested; before that, and after a burst that did not grow
+    // it, the C heap alone (a millisecond, nothing for the next load to pay).
+    if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
     const after = process.memoryUsage();
-    if (grown) baseline = after.heapTotal;
+    if (collect) {
+      baseline = after.heapTotal;
+      rested = 0; // one collection per rest
+    }
     lastCpu = process.cpuUsage(); // the collection's own CPU is not the program's activity
     const ms = performance.now() - t0;
     const [heapBefore, heapAfter, rssBefore, rssAfter] = [before.heapTotal, after.heapTotal, before.rss, after.rss];
-    options.onTrim?.({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed });
+    options.onTrim?.({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected: collect });
   }, options.intervalMs);
   timer.unref();
   return () => clearInterval(timer);

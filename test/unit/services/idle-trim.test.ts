@@ -75,6 +75,33 @@ describe('idle trim (services/idle-trim.ts)', () => {
     expect(blocks.filter(Boolean).length).toBe(1024);
   });
 
+  it('a grown heap is collected only once the server has rested restMs in a row; until then only the C heap goes back', async () => {
+    const trims: Array<{ collected: boolean; at: number }> = [];
+    const stop = startIdleTrim({
+      intervalMs: 100,
+      idleCpuMs: 30,
+      growthBytes: 0,
+      restMs: 500,
+      trimMalloc: () => true,
+      onTrim: (t) => trims.push({ collected: t.collected, at: performance.now() }),
+    });
+    const until = async (ok: () => boolean) => {
+      for (const t0 = performance.now(); !ok() && performance.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 20));
+    };
+    try {
+      const t0 = performance.now();
+      while (performance.now() - t0 < 150); // busy: 150 ms of CPU
+      await until(() => trims.some((t) => t.collected));
+    } finally {
+      stop();
+    }
+    const first = trims.findIndex((t) => t.collected);
+    expect(first).toBeGreaterThan(0); // the first idle interval after the burst trimmed the C heap alone
+    expect(trims.slice(0, first).every((t) => !t.collected)).toBe(true);
+    // The collection came after 500 ms of rest in a row: at least four more looks after the malloc-only trim.
+    expect(trims[first]!.at - trims[first - 1]!.at).toBeGreaterThanOrEqual(350);
+  });
+
   it('an idle interval after a busy one gives the C heap back, without a collection when the heap did not grow', async () => {
     const trims: Trim[] = [];
     let mallocTrims = 0;
