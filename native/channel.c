@@ -486,7 +486,8 @@ typedef struct watcher {
   napi_ref callback;
   pid_t pid;
   int pidfd;
-  bool pending; /* told to go from C; in the set with no events until JS gives its callback (take_watcher) */
+  bool pending; /* told to go from C; JS has not given its callback yet (take_watcher) */
+  bool parked; /* it exited while pending: off EPOLLIN until take_watcher (level-triggered, it would wake us each turn) */
 } watcher;
 
 /* Per environment (the main thread, or a worker): the epoll set and its items, so teardown can stop them. */
@@ -585,14 +586,15 @@ static void on_pidfd_event(watch_list *list, watcher *w) {
   finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
 }
 
-/* A watcher for a child told to go from C (on_spawned): in the epoll set with no events until take_watcher. */
+/* A watcher for a child told to go from C (on_spawned), registered now (all that can fail, before the go);
+   it reports from take_watcher on. An exit before that parks it (on_set_readable). */
 static watcher *pending_watcher(napi_env env, pid_t pid) {
   watch_list *list = watches_of(env);
   if (!list || list->epfd < 0) return NULL;
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) return NULL;
   watcher *w = calloc(1, sizeof *w);
-  if (!w || add_fd(list, pidfd, 0, w, true) != 0) {
+  if (!w || add_fd(list, pidfd, EPOLLIN, w, true) != 0) {
     free(w);
     close(pidfd);
     return NULL;
@@ -622,6 +624,8 @@ static void take_watcher(napi_env env, watcher *w, napi_value on_exit) {
   if (!list || w->dead) return;
   w->pending = false;
   if (on_exit && napi_typeof(env, on_exit, &t) == napi_ok && t == napi_function) napi_create_reference(env, on_exit, 1, &w->callback);
+  if (!w->parked) return; /* the usual case: it is on EPOLLIN already */
+  w->parked = false;
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
   ev.events = EPOLLIN;
@@ -953,7 +957,15 @@ static void on_set_readable(uv_poll_t *handle, int status, int events) {
     int kind = *(int *)ev[i].data.ptr;
     if (kind == ITEM_WATCHER) {
       watcher *w = ev[i].data.ptr;
-      if (!w->dead && !w->pending) on_pidfd_event(list, w);
+      if (w->dead) continue;
+      if (!w->pending) on_pidfd_event(list, w);
+      else if (!w->parked) {
+        /* Exited before its EXECED reached JS: wait for take_watcher, without waking us every turn. */
+        struct epoll_event off;
+        memset(&off, 0, sizeof off);
+        off.data.ptr = w;
+        if (epoll_ctl(list->epfd, EPOLL_CTL_MOD, w->pidfd, &off) == 0) w->parked = true;
+      }
     } else {
       reader *r = ev[i].data.ptr;
       if (!r->dead) on_pipe_event(r, ev[i].events);

@@ -228,6 +228,37 @@ describe.skipIf(unavailable !== null && !required)('native spawner: runner behav
     }
   });
 
+  it('reports runs whose exit comes before their exec report reaches JS (a busy loop), and leaves nothing watched', async () => {
+    // The addon watches a child from its SPAWNED on (native/channel.c on_spawned); an exit seen before JS has taken
+    // the child (its EXECED) waits, parked, for JS. A busy event loop makes that order common.
+    const dir = mkdtempSync(join(tmpdir(), 'execd-parked-'));
+    try {
+      const bad = join(dir, 'bad');
+      writeFileSync(bad, '\x7fELF not really');
+      chmodSync(bad, 0o755);
+      const busy = () => {
+        for (const t0 = performance.now(); performance.now() - t0 < 3; ); // the child runs and exits meanwhile
+      };
+      const codes: Array<number | null> = [];
+      for (let i = 0; i < 100; i++) {
+        const p = run({ argv: i % 2 ? ['/bin/true'] : ['sh', '-c', 'exit 3'] });
+        busy();
+        codes.push((await p).outcome.exitCode);
+      }
+      expect(codes.filter((c) => c === 0).length).toBe(50);
+      expect(codes.filter((c) => c === 3).length).toBe(50);
+      for (let i = 0; i < 20; i++) {
+        const p = run({ argv: [bad] }).then(() => null, (e: Error & { errno?: string }) => e.errno);
+        busy();
+        expect(await p).toBe('ENOEXEC');
+      }
+      expect(await waitFor(() => watchedChildren() === 0, 2000)).toBe(true);
+      expect(ourZombies()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('runs many spawns at once, each answer going to its own request', async () => {
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => run({ argv: ['sh', '-c', 'echo $0; echo e$0 >&2', String(i)] })));
     results.forEach((r, i) => {
