@@ -76,9 +76,10 @@ function addonMallocTrim(): boolean {
  * last look that trimmed, it runs one memory-reducing full collection, which compacts the old generation and shrinks
  * the young one (30–200 ms, paid only when idle; the figures are in docs/benchmarks.md). Then the C heap's free pages go back to the system
  * (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed, and a collection frees more (measured:
- * 11 MiB of RSS at rest after start-up). With `afterStart` (the default), the first idle interval trims whatever
- * the heap's growth: loading and compiling the modules leaves both kinds of garbage. An idle interval after a busy
- * one gives the C heap's free pages back even when the heap did not grow (what TurboFan's compilations freed).
+ * 11 MiB of RSS at rest after start-up). With `afterStart` (the default), the first idle interval, if no busy one
+ * came before it, trims whatever the heap's growth: loading and compiling the modules leaves both kinds of garbage.
+ * An idle interval after a busy one gives the C heap's free pages back even when the heap did not grow (what
+ * TurboFan's compilations freed).
  * Nothing is dropped: only garbage is collected. A busy server never pays it. The timer is unref'd. Returns a stop function.
  */
 export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): () => void {
@@ -96,6 +97,7 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
     if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
       busy = true;
       rested = 0;
+      first = false; // busy before its first rest: what the start-up left is the burst's now, collected after a rest
       return;
     }
     rested += options.intervalMs;

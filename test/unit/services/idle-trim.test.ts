@@ -56,6 +56,28 @@ describe('idle trim (services/idle-trim.ts)', () => {
     expect(trims[0]!.mallocTrimmed).toBe(true);
   });
 
+  it('a server busy before its first rest is not collected then: the start-up\'s trim became the burst\'s, which waits for restMs', async () => {
+    const trims: Trim[] = [];
+    const stop = startIdleTrim({
+      intervalMs: 100,
+      idleCpuMs: 30,
+      growthBytes: 2 ** 40,
+      afterStart: true,
+      restMs: 60_000,
+      trimMalloc: () => true,
+      onTrim: (t) => trims.push(t),
+    });
+    try {
+      const t0 = performance.now();
+      while (performance.now() - t0 < 250); // busy from the start, over at least two looks
+      await new Promise((r) => setTimeout(r, 450));
+    } finally {
+      stop();
+    }
+    expect(trims.length).toBeGreaterThan(0); // the C heap, after the burst
+    expect(trims.every((t) => !t.collected)).toBe(true);
+  });
+
   it.runIf(loadAddon() !== null)('gives the C heap\'s free pages back (malloc_trim through the native addon)', async () => {
     // 64 MiB of malloc'd 32 KiB blocks (under glibc's mmap threshold), every other one freed: holes that free() keeps.
     const blocks: (Buffer | null)[] = Array.from({ length: 2048 }, () => Buffer.allocUnsafeSlow(32 * 1024).fill(1));
