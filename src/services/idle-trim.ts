@@ -26,9 +26,10 @@ export interface IdleTrimOptions {
   /** Trim at the first idle interval whatever the growth: what the start-up (loading, compiling) left. */
   afterStart?: boolean;
   /**
-   * The collection waits until the server has been at rest this long in a row (0: the first idle interval). It
+   * Trims wait until the server has been at rest this long in a row (0: the first idle interval). The collection
    * shrinks the young generation, and the load that comes next pays for growing it again: 2–3 s at about twice the
-   * CPU per run (docs/benchmarks.md). A server busy in bursts must not pay that after every lull.
+   * CPU per run; the C heap's trim costs the next load less, but measurably (docs/benchmarks.md). A server busy in
+   * bursts must not pay that after every lull.
    */
   restMs?: number;
   /** Told what each trim did (a debug line); `mallocTrimmed`: the C heap's free pages were given back too. */
@@ -72,15 +73,15 @@ function addonMallocTrim(): boolean {
  * to: the young generation stays at its largest (32 MiB) and the old one holds pages of garbage that no collection
  * comes for while nothing allocates (measured: 38 MiB live in a 91 MiB heap, 160 MiB RSS, after 10,000 jobs,
  * unchanged after minutes at rest). So every `intervalMs` this looks at the process: when it used almost no CPU
- * in that interval (idle), has been at rest for `restMs` in a row, and its heap has grown by `growthBytes` since the
- * last look that trimmed, it runs one memory-reducing full collection, which compacts the old generation and shrinks
- * the young one (30–200 ms, paid only when idle; the figures are in docs/benchmarks.md). Then the C heap's free pages go back to the system
- * (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed, and a collection frees more (measured:
- * 11 MiB of RSS at rest after start-up). With `afterStart` (the default), the first idle interval, if no busy one
- * came before it, trims whatever the heap's growth: loading and compiling the modules leaves both kinds of garbage.
- * An idle interval after a busy one gives the C heap's free pages back even when the heap did not grow (what
- * TurboFan's compilations freed).
- * Nothing is dropped: only garbage is collected. A busy server never pays it. The timer is unref'd. Returns a stop function.
+ * in that interval (idle) and has been at rest for `restMs` in a row, and its heap has grown by `growthBytes` since
+ * the last look that trimmed, it runs one memory-reducing full collection, which compacts the old generation and
+ * shrinks the young one (30–200 ms, paid only when idle; the figures are in docs/benchmarks.md). Then the C heap's
+ * free pages go back to the system (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed,
+ * and a collection frees more (measured: 11 MiB of RSS at rest after start-up). With `afterStart` (the default),
+ * the first idle interval, if no busy one came before it, trims whatever the heap's growth: loading and compiling
+ * the modules leaves both kinds of garbage. A rest after a busy spell gives the C heap's free pages back even when
+ * the heap did not grow (what TurboFan's compilations freed). Nothing is dropped: only garbage is collected. A busy
+ * server never pays it. The timer is unref'd. Returns a stop function.
  */
 export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): () => void {
   const gc = memoryReducingGc();
@@ -101,16 +102,18 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
       return;
     }
     rested += options.intervalMs;
+    // Nothing before the rest is long enough (but the start-up's own garbage, at once): both kinds of trim make the
+    // next load pay to grow back what they gave (the collection the most).
+    if (!first && rested < (options.restMs ?? 0)) return;
     const before = process.memoryUsage();
     const grown = first || before.heapTotal >= baseline + options.growthBytes;
-    const collect = grown && (first || rested >= (options.restMs ?? 0));
+    const collect = grown;
     if (!grown) baseline = Math.min(baseline, before.heapTotal); // V8 shrank it by itself
     if (!collect && !busy) return;
     first = false;
     busy = false;
     const t0 = performance.now();
-    // A heap that grew is collected once the server has rested; before that, and after a burst that did not grow
-    // it, the C heap alone (a millisecond, nothing for the next load to pay).
+    // A heap that grew is collected; after a burst that did not grow it, the C heap alone (a millisecond).
     if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
     const after = process.memoryUsage();
