@@ -23,7 +23,7 @@ export interface IdleTrimOptions {
   idleCpuMs: number;
   /** Worth it: V8's heap has grown by this much since start-up or the last trim. */
   growthBytes: number;
-  /** Trim at the first idle interval whatever the growth: what the start-up (loading, compiling) left. */
+  /** Trim once right after the start (1 s, or `intervalMs` if shorter), whatever the growth: what loading and compiling left. */
   afterStart?: boolean;
   /**
    * Trims wait until the server has been at rest this long in a row (0: the first idle interval). The collection
@@ -78,8 +78,8 @@ function addonMallocTrim(): boolean {
  * shrinks the young one (30–200 ms, paid only when idle; the figures are in docs/benchmarks.md). Then the C heap's
  * free pages go back to the system (malloc_trim(0)): glibc keeps what V8's compilers, the parser and libuv freed,
  * and a collection frees more (measured: 11 MiB of RSS at rest after start-up). With `afterStart` (the default),
- * the first idle interval, if no busy one came before it, trims whatever the heap's growth: loading and compiling
- * the modules leaves both kinds of garbage. A rest after a busy spell gives the C heap's free pages back even when
+ * one trim right after the start, whatever the heap's growth: loading and compiling the modules leaves both kinds
+ * of garbage, and nothing is warm yet. A rest after a busy spell gives the C heap's free pages back even when
  * the heap did not grow (what TurboFan's compilations freed). Nothing is dropped: only garbage is collected. A busy
  * server never pays it. The timer is unref'd. Returns a stop function.
  */
@@ -88,35 +88,16 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   if (!gc) return () => {};
   let lastCpu = process.cpuUsage();
   const trimMalloc = options.trimMalloc ?? addonMallocTrim;
-  let first = options.afterStart === true;
   let busy = false; // busy since the last trim: the C heap may hold what the work freed
   let rested = 0; // ms at rest in a row
   let baseline = 0;
-  const timer = setInterval(() => {
-    const cpu = process.cpuUsage(lastCpu);
-    lastCpu = process.cpuUsage();
-    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
-      busy = true;
-      rested = 0;
-      first = false; // busy before its first rest: what the start-up left is the burst's now, collected after a rest
-      return;
-    }
-    rested += options.intervalMs;
-    // Nothing before the rest is long enough (but the start-up's own garbage, at once): both kinds of trim make the
-    // next load pay to grow back what they gave (the collection the most).
-    if (!first && rested < (options.restMs ?? 0)) return;
+  const trim = (collect: boolean) => {
     const before = process.memoryUsage();
-    const grown = first || before.heapTotal >= baseline + options.growthBytes;
-    const collect = grown;
-    if (!grown) baseline = Math.min(baseline, before.heapTotal); // V8 shrank it by itself
-    if (!collect && !busy) return;
-    first = false;
-    busy = false;
     const t0 = performance.now();
-    // A heap that grew is collected; after a burst that did not grow it, the C heap alone (a millisecond).
     if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
     const after = process.memoryUsage();
+    busy = false;
     if (collect) {
       baseline = after.heapTotal;
       rested = 0; // one collection per rest
@@ -125,7 +106,31 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
     const ms = performance.now() - t0;
     const [heapBefore, heapAfter, rssBefore, rssAfter] = [before.heapTotal, after.heapTotal, before.rss, after.rss];
     options.onTrim?.({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected: collect });
+  };
+  // The start-up's own garbage (loading and compiling the modules), once, right after it: nothing is warm yet.
+  const afterStart = options.afterStart ? setTimeout(() => trim(true), Math.min(1000, options.intervalMs)) : undefined;
+  afterStart?.unref();
+  const timer = setInterval(() => {
+    const cpu = process.cpuUsage(lastCpu);
+    lastCpu = process.cpuUsage();
+    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
+      busy = true;
+      rested = 0;
+      return;
+    }
+    rested += options.intervalMs;
+    // Nothing before the rest is long enough: both kinds of trim make the next load pay to grow back what they
+    // gave (the collection the most).
+    if (rested < (options.restMs ?? 0)) return;
+    const heap = process.memoryUsage().heapTotal;
+    const grown = heap >= baseline + options.growthBytes;
+    if (!grown) baseline = Math.min(baseline, heap); // V8 shrank it by itself
+    // A heap that grew is collected; after a burst that did not grow it, the C heap alone (a millisecond).
+    if (grown || busy) trim(grown);
   }, options.intervalMs);
   timer.unref();
-  return () => clearInterval(timer);
+  return () => {
+    clearTimeout(afterStart);
+    clearInterval(timer);
+  };
 }
