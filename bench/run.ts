@@ -166,8 +166,8 @@ try {
   }
   console.log(`  RSS after the runs: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
   // At rest: execd gives back what the burst grew once it has rested 30 s (services/idle-trim.ts).
-  await new Promise((r) => setTimeout(r, 40_000));
-  console.log(`  RSS after 40 s at rest: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
+  await new Promise((r) => setTimeout(r, 45_000));
+  console.log(`  RSS after 45 s at rest: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
 } finally {
   await Promise.all(targets.map((t) => t.stop()));
   rmSync(dir, { recursive: true, force: true });
