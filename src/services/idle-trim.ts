@@ -59,6 +59,17 @@ function memoryReducingGc(): Gc | null {
   }
 }
 
+/** V8's heap size: no system call (process.memoryUsage() reads /proc for the RSS, and throws EMFILE when out of fds). */
+const heapTotal = (): number => v8.getHeapStatistics().total_heap_size;
+/** RSS for the debug line; NaN when /proc cannot be read (out of descriptors). */
+function rss(): number {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** malloc_trim(0) through the native addon; false without it (or with an addon built before it had mallocTrim). */
 function addonMallocTrim(): boolean {
   try {
@@ -92,11 +103,12 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   let rested = 0; // ms at rest in a row
   let baseline = 0;
   const trim = (collect: boolean) => {
-    const before = process.memoryUsage();
+    // Nothing here may throw: a timer's exception would take the server down (out of descriptors, say).
+    const before = { heapTotal: heapTotal(), rss: rss() };
     const t0 = performance.now();
     if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
-    const after = process.memoryUsage();
+    const after = { heapTotal: heapTotal(), rss: rss() };
     busy = false;
     if (collect) {
       baseline = after.heapTotal;
@@ -122,7 +134,7 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
     // Nothing before the rest is long enough: both kinds of trim make the next load pay to grow back what they
     // gave (the collection the most).
     if (rested < (options.restMs ?? 0)) return;
-    const heap = process.memoryUsage().heapTotal;
+    const heap = heapTotal();
     const grown = heap >= baseline + options.growthBytes;
     if (!grown) baseline = Math.min(baseline, heap); // V8 shrank it by itself
     // A heap that grew is collected; after a burst that did not grow it, the C heap alone (a millisecond).

@@ -182,6 +182,10 @@ describe.each(SPAWNERS)('resource exhaustion (%s spawner, issue 14)', (spawner) 
     const phantoms = answers.filter((a, i) => a.status !== 200 && existsSync(join(dir, String(i)))).length;
     const missing = answers.filter((a, i) => a.status === 200 && !existsSync(join(dir, String(i)))).length;
     expect(server.child.exitCode).toBeNull();
+    // Still up a moment later, whatever ran meanwhile (a timer that met EMFILE would have taken it down).
+    await new Promise((r) => setTimeout(r, 300));
+    const errors = () => JSON.stringify(server!.logs.filter((l) => (l.level ?? 0) >= 50).slice(-3));
+    expect(server.child.exitCode, `the server exited: ${errors()}`).toBeNull();
     const afterRun = await settled(server.url); // every run succeeds again (the reserve is taken back)
     const zombieFree = await waitFor(() => zombiesOf(pid).length === 0, 3000);
     // Back to the baseline: no descriptor leaked (a helper lost in the storm is restarted on demand: 3 fewer each).
