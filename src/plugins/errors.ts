@@ -102,6 +102,11 @@ export function toProblem(err: FastifyError | ApiError | Error): { body: Problem
     detail ??= fe.validation ? fe.message : ERROR_DETAIL_FALLBACK[status] ?? 'the request was refused';
     return { body: problem(code, detail) };
   }
+  // Any system call that met the descriptor limit (reading /proc, opening a file): the server's exhaustion, not a bug.
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'EMFILE' || errno === 'ENFILE') {
+    return { body: problem('RESOURCE_EXHAUSTED', `the server is out of file descriptors for now (${errno}); retry later`), retryAfter: 1 };
+  }
   return { body: problem('INTERNAL', 'an unexpected error occurred; it has been logged') };
 }
 
