@@ -75,7 +75,7 @@ typedef struct started {
   struct started *next;
   uint32_t id;
   pid_t pid;
-  struct watcher *watcher; /* in the epoll set with no events until JS takes it */
+  struct watcher *watcher; /* watched (pending) until JS gives its exit callback (take_watcher) */
   int fds[3];
   uint32_t nfds;
 } started;
@@ -183,7 +183,7 @@ static void call_js(channel *c, const struct reply *r, const int fds[3], struct 
 
 /*
  * SPAWNED, handled here: the child waits before its exec for our go. We watch it (its pidfd in the
- * epoll set, with no events yet: all that can fail is done before the go) and say go at once; JS hears
+ * epoll set: all that can fail is done before the go) and say go at once; JS hears
  * of it once, at EXECED or EXEC_FAILED, with the fds, and gives its exit callback then. A round of JS
  * per run less, and the child waits for no JS. False when it cannot be watched here (out of fds): JS
  * then takes SPAWNED as before, fails the same way, and kills the child before it ran.
@@ -586,6 +586,14 @@ static void on_pidfd_event(watch_list *list, watcher *w) {
   finish_watcher(list, w, true, wstatus, &ru, r == w->pid);
 }
 
+/* Put a registered watcher on the list (and count it while it keeps the loop alive). */
+static void link_watcher(watch_list *list, watcher *w) {
+  w->next = list->head;
+  if (list->head) list->head->prev = w;
+  list->head = w;
+  if (w->ref) list->count++;
+}
+
 /* A watcher for a child told to go from C (on_spawned), registered now (all that can fail, before the go);
    it reports from take_watcher on. An exit before that parks it (on_set_readable). */
 static watcher *pending_watcher(napi_env env, pid_t pid) {
@@ -604,10 +612,7 @@ static watcher *pending_watcher(napi_env env, pid_t pid) {
   w->pidfd = pidfd;
   w->ref = true;
   w->pending = true;
-  w->next = list->head;
-  if (list->head) list->head->prev = w;
-  list->head = w;
-  list->count++;
+  link_watcher(list, w);
   return w;
 }
 
@@ -688,10 +693,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
     throw_errno(env, err, pidfd < 0 ? "pidfd_open failed" : "cannot watch");
     return NULL;
   }
-  w->next = list->head;
-  if (list->head) list->head->prev = w;
-  list->head = w;
-  if (w->ref) list->count++;
+  link_watcher(list, w);
   return NULL;
 }
 

@@ -61,6 +61,17 @@ interface Pending {
 /** The step a child reports as failed (FAILED's step), as the syscall of its error. */
 const STEP_NAMES: Record<number, string> = { [STEP_CHDIR]: 'chdir', [STEP_TTY]: 'tty' };
 
+/** A failed exec's error (ECANCELED: stopped before its exec by someone else; it never ran, so it is retried). */
+const execFailure = (err: number): Error => (err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err));
+
+/** A child's fds, which arrive in order: [stdin writer], stdout reader, [stderr reader]; the request says which are there. */
+function childFds(p: Pending, fds: number[]): Pick<HelperChild, 'stdinFd' | 'stdoutFd' | 'stderrFd'> {
+  const stdinFd = p.stdinPipe ? fds.shift()! : -1;
+  const stdoutFd = fds.shift()!;
+  const stderrFd = p.mergeStderr ? -1 : fds.shift()!;
+  return { stdinFd, stdoutFd, stderrFd };
+}
+
 /** A spawn its helper never started (the helper died first): safe to send to another helper. */
 class HelperGone extends HelperSpawnError {
   constructor() {
@@ -214,7 +225,7 @@ class HelperProcess {
         if (p?.child) {
           this.pending.delete(id);
           for (const fd of [p.child.stdinFd, p.child.stdoutFd, p.child.stderrFd]) if (fd >= 0) closeSync(fd);
-          p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err));
+          p.reject(execFailure(err));
         }
         break;
       default:
@@ -233,18 +244,15 @@ class HelperProcess {
   private onStarted(type: number, id: number, p: Pending | undefined, pid: number, err: number, fds: number[]): ExitWatch | undefined {
     if (type === REPLY_EXECED && p && !p.child) {
       const [exited, onExit] = exitWatch();
-      const stdinFd = p.stdinPipe ? fds.shift()! : -1;
-      const stdoutFd = fds.shift()!;
-      const stderrFd = p.mergeStderr ? -1 : fds.shift()!;
       this.pending.delete(id);
-      p.resolve({ pid, stdinFd, stdoutFd, stderrFd, exited });
+      p.resolve({ pid, ...childFds(p, fds), exited });
       return onExit;
     }
     // A failed exec (the child exits 127 before running anything), or nobody waits for it (cannot happen).
     for (const fd of fds) closeSync(fd);
     if (p && !p.child) {
       this.pending.delete(id);
-      p.reject(err === ECANCELED ? new HelperGone() : new HelperSpawnError(errnoName(err), -err));
+      p.reject(execFailure(err));
     }
     return undefined;
   }
@@ -274,11 +282,7 @@ class HelperProcess {
     }
     // Gone already (ESRCH: killed by someone): the watcher reaps it, and EXEC_FAILED follows.
     this.addon.kill(pid, GO_SIGNAL);
-    // fds arrive in order: [stdin writer], stdout reader, [stderr reader]; the request says which are there.
-    const stdinFd = p.stdinPipe ? fds.shift()! : -1;
-    const stdoutFd = fds.shift()!;
-    const stderrFd = p.mergeStderr ? -1 : fds.shift()!;
-    p.child = { pid, stdinFd, stdoutFd, stderrFd, exited };
+    p.child = { pid, ...childFds(p, fds), exited };
   }
 
   /** Reap a child of ours that is dead or dying (`kill`: that waits for our go, which it will not get). */

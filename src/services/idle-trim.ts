@@ -104,19 +104,16 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   let baseline = 0;
   const trim = (collect: boolean) => {
     // Nothing here may throw: a timer's exception would take the server down (out of descriptors, say).
-    const before = { heapTotal: heapTotal(), rss: rss() };
-    const t0 = performance.now();
+    const [heapBefore, rssBefore, t0] = [heapTotal(), rss(), performance.now()];
     if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
-    const after = { heapTotal: heapTotal(), rss: rss() };
+    const [heapAfter, rssAfter, ms] = [heapTotal(), rss(), performance.now() - t0];
     busy = false;
     if (collect) {
-      baseline = after.heapTotal;
+      baseline = heapAfter;
       rested = 0; // one collection per rest
     }
     lastCpu = process.cpuUsage(); // the collection's own CPU is not the program's activity
-    const ms = performance.now() - t0;
-    const [heapBefore, heapAfter, rssBefore, rssAfter] = [before.heapTotal, after.heapTotal, before.rss, after.rss];
     options.onTrim?.({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected: collect });
   };
   // The start-up's own garbage (loading and compiling the modules), once, right after it: nothing is warm yet.

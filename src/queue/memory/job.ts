@@ -1,6 +1,7 @@
 import type { CommandSpec } from '../../schemas/run.js';
 import type { Grant } from '../../spec/grant.js';
 import { newJobId } from '../id.js';
+import { newJobRecord } from '../job.js';
 import type { JobOutput } from '../job-output.js';
 import type { EMPTY_FINISHED_OUTPUT } from '../finished-output.js';
 import type { StoredJob } from '../store.js';
@@ -26,25 +27,10 @@ export function newMemoryJob(
   grant: Grant | null,
   placed: { node: string; runAt: number | null },
 ): MemoryJob {
-  // One literal, every field in newJobRecord's order (job.ts) and then the backend's: no intermediate record
-  // spread into a second object per submit; the type keeps the field list complete.
-  const job: MemoryJob = {
-    id: newJobId(),
-    seq,
-    queue,
+  return {
+    ...newJobRecord(newJobId(), seq, queue, spec, Date.now(), { ownerId, grant }),
     // a new record: scheduled instead of queued when its start is delayed (job.ts)
     state: placed.runAt === null ? 'queued' : 'scheduled',
-    createdAt: Date.now(),
-    ownerId,
-    grant,
-    startedAt: null,
-    finishedAt: null,
-    spec,
-    pid: null,
-    result: null,
-    error: null,
-    attempt: 0,
-    attempts: [],
     runAt: placed.runAt,
     node: placed.node,
     fullSpec: null,
@@ -55,5 +41,4 @@ export function newMemoryJob(
     ticket: null,
     output: null,
   };
-  return job;
 }
