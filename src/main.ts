@@ -4,11 +4,12 @@ import type { Config } from './config.js';
 import type { RecoveryReport } from './ops/recovery.js';
 
 /*
- * The start-up runs without V8's optimizing compiler (TurboFan), which is turned back on once execd listens. Loading
- * the modules makes Node's own loader hot (path resolution, the CommonJS export lexer), and TurboFan compiled ~70 of
- * its functions during the start: its zones and code stayed in RSS (anonymous, ~10 MiB) and its own machine code
- * (~5 MiB of the node binary's text) was paged in, for code that never runs again (measured in docs/benchmarks.md:
- * RSS at rest −15 MiB, same start-up time). Requests are served with TurboFan as before. The modules are therefore
+ * The start-up runs without V8's optimizing compiler (TurboFan), which comes back with the first request (and goes
+ * again at each rest: services/tiers.ts). Loading the modules makes Node's own loader hot (path resolution, the
+ * CommonJS export lexer), and TurboFan compiled ~70 of its functions during the start: its zones and code stayed in
+ * RSS (anonymous, ~10 MiB) and its own machine code (~5 MiB of the node binary's text) was paged in, for code that
+ * never runs again (measured in docs/benchmarks.md: RSS at rest −15 MiB, same start-up time). Requests are served
+ * with TurboFan as before. The modules are therefore
  * imported here, after the flag, rather than statically (a static import is loaded before any line of this file runs).
  * V8 flags given to node that choose the tiers (`--no-opt`, `--max-opt`, `--jitless`…) are left as they are.
  */
@@ -23,6 +24,7 @@ const [
   { recoverPreviousInstances, registerInstance },
   { setDumpable },
   { IDLE_TRIM_DEFAULTS, startIdleTrim },
+  { Tiers },
 ] = await Promise.all([
   import('node:tty'),
   import('close-with-grace'),
@@ -32,6 +34,7 @@ const [
   import('./ops/recovery.js'),
   import('./runner/native-helper.js'),
   import('./services/idle-trim.js'),
+  import('./services/tiers.js'),
 ]);
 
 /** Settings (and files they name) that fail: one line on stderr, exit 2. */
@@ -127,11 +130,15 @@ async function main(): Promise<void> {
     await start(app, config, (remove) => (unregister = remove));
   } finally {
     listened();
-    if (!tiersGiven) setFlagsFromString('--opt'); // started: TurboFan again, for the requests (top of this file)
   }
+  // Started, and at rest: TurboFan comes back with the first request or busy look, and goes at each idle one
+  // (services/tiers.ts). Tier flags given to node are left alone.
+  const tiers = tiersGiven ? null : Tiers.atRest(app.server);
   // At rest, the heap a burst grew and the C heap's free pages are given back (services/idle-trim.ts).
   startIdleTrim({
     ...IDLE_TRIM_DEFAULTS,
+    onBusy: () => tiers?.busy(),
+    onIdle: () => tiers?.rest(),
     onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected }) =>
       app.log.debug({ heapBefore, heapAfter, rssBefore, rssAfter, ms: Math.round(ms), mallocTrimmed, collected }, 'idle: memory given back'),
   });

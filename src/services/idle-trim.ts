@@ -36,6 +36,10 @@ export interface IdleTrimOptions {
   onTrim?: (info: IdleTrimInfo) => void;
   /** Gives the C heap's free pages back (glibc's malloc_trim(0)); true when it ran. The native addon's by default. */
   trimMalloc?: () => boolean;
+  /** Told at each look that found the process busy (more than `idleCpuMs` in the interval). */
+  onBusy?: () => void;
+  /** Told at each look that found it idle (services/tiers.ts turns TurboFan off). */
+  onIdle?: () => void;
 }
 
 export const IDLE_TRIM_DEFAULTS: IdleTrimOptions = {
@@ -95,8 +99,7 @@ function addonMallocTrim(): boolean {
  * server never pays it. The timer is unref'd. Returns a stop function.
  */
 export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): () => void {
-  const gc = memoryReducingGc();
-  if (!gc) return () => {};
+  const gc = memoryReducingGc(); // null: no trims, only the busy and idle looks
   let lastCpu = process.cpuUsage();
   const trimMalloc = options.trimMalloc ?? addonMallocTrim;
   let busy = false; // busy since the last trim: the C heap may hold what the work freed
@@ -105,7 +108,7 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   const trim = (collect: boolean) => {
     // Nothing here may throw: a timer's exception would take the server down (out of descriptors, say).
     const [heapBefore, rssBefore, t0] = [heapTotal(), rss(), performance.now()];
-    if (collect) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    if (collect) gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     const mallocTrimmed = trimMalloc();
     const [heapAfter, rssAfter, ms] = [heapTotal(), rss(), performance.now() - t0];
     busy = false;
@@ -117,7 +120,7 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
     options.onTrim?.({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected: collect });
   };
   // The start-up's own garbage (loading and compiling the modules), once, right after it: nothing is warm yet.
-  const afterStart = options.afterStart ? setTimeout(() => trim(true), Math.min(1000, options.intervalMs)) : undefined;
+  const afterStart = options.afterStart && gc ? setTimeout(() => trim(true), Math.min(1000, options.intervalMs)) : undefined;
   afterStart?.unref();
   const timer = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
@@ -125,8 +128,11 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
     if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
       busy = true;
       rested = 0;
+      options.onBusy?.();
       return;
     }
+    options.onIdle?.();
+    if (!gc) return;
     rested += options.intervalMs;
     // Nothing before the rest is long enough: both kinds of trim make the next load pay to grow back what they
     // gave (the collection the most).

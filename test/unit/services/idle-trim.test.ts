@@ -142,4 +142,18 @@ describe('idle trim (services/idle-trim.ts)', () => {
     expect(trims.length).toBe(1);
     expect(trims[0]!.ms).toBeLessThan(50); // no full collection
   });
+  it('tells each look: busy (more CPU than idleCpuMs in the interval) or idle', async () => {
+    const looks: string[] = [];
+    const busy = startIdleTrim({ intervalMs: 40, idleCpuMs: -1, growthBytes: 2 ** 40, onBusy: () => looks.push('busy'), onIdle: () => looks.push('idle') });
+    await new Promise((r) => setTimeout(r, 150));
+    busy();
+    expect(looks.length).toBeGreaterThan(0);
+    expect(new Set(looks)).toEqual(new Set(['busy']));
+    looks.length = 0;
+    const idle = startIdleTrim({ intervalMs: 40, idleCpuMs: 1_000_000, growthBytes: 2 ** 40, onBusy: () => looks.push('busy'), onIdle: () => looks.push('idle') });
+    await new Promise((r) => setTimeout(r, 150));
+    idle();
+    expect(looks.length).toBeGreaterThan(0);
+    expect(new Set(looks)).toEqual(new Set(['idle']));
+  });
 });

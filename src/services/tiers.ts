@@ -1,0 +1,47 @@
+import type { Server } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * V8's optimizing compiler (TurboFan) only while there is work. At rest the only JavaScript that runs is a few
+ * timers (the load-shedding sampler every second, the idle trim's look every 5 s), and after ~45 s of them TurboFan
+ * compiles Node's own timer code (async_hooks' hasHooks): the compiler's machine code, ~5 MiB of the node binary,
+ * is paged in for a function that saves nothing at one call a second (measured: RSS at rest 75 → 81 MiB between
+ * 40 and 60 s; docs/benchmarks.md). So a server at rest runs with `--no-opt`, as during its start (main.ts), and
+ * the next request (the HTTP server's 'request' event, listened to only while at rest) or the next busy look of
+ * the idle trim (a worker node's jobs come from Redis, not from requests) turns TurboFan back on before the work.
+ * Code TurboFan already made is kept either way: the flag only decides whether V8 starts new compilations.
+ */
+export class Tiers {
+  private optimizing = false;
+  private readonly wake = () => this.busy();
+
+  constructor(private readonly server: Server) {}
+
+  /** Work: TurboFan on (a no-op while it is). */
+  busy(): void {
+    if (this.optimizing) return;
+    this.optimizing = true;
+    this.server.off('request', this.wake);
+    setFlagsFromString('--opt');
+  }
+
+  /** At rest: TurboFan off until the next request, or the next busy look. */
+  rest(): void {
+    if (!this.optimizing) return;
+    this.optimizing = false;
+    setFlagsFromString('--no-opt');
+    this.server.once('request', this.wake);
+  }
+
+  /** Whether V8 may start TurboFan compilations now. */
+  get on(): boolean {
+    return this.optimizing;
+  }
+
+  /** Started at rest (`--no-opt` from the start-up): armed for the first request. */
+  static atRest(server: Server): Tiers {
+    const tiers = new Tiers(server);
+    server.once('request', tiers.wake);
+    return tiers;
+  }
+}

@@ -1,0 +1,66 @@
+import { once } from 'node:events';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Tiers } from '../../../src/services/tiers.js';
+
+/** A real HTTP server on loopback that answers 204, and a GET to it. */
+async function server(): Promise<{ srv: Server; get: () => Promise<number> }> {
+  const srv = createServer((_req, res) => res.writeHead(204).end());
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as AddressInfo;
+  const get = () =>
+    new Promise<number>((resolve, reject) => {
+      request({ host: '127.0.0.1', port, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      })
+        .on('error', reject)
+        .end();
+    });
+  return { srv, get };
+}
+
+describe('TurboFan only while there is work (services/tiers.ts)', () => {
+  let tiers: Tiers | null = null;
+  let srv: Server | null = null;
+  afterEach(async () => {
+    tiers?.busy(); // this worker process goes on with TurboFan, whatever a test left
+    srv?.close();
+    if (srv) await once(srv, 'close');
+    tiers = srv = null;
+  });
+
+  it('at rest after the start; the first request turns it on and stops listening; each rest waits for the next request', async () => {
+    const s = await server();
+    srv = s.srv;
+    const own = s.srv.listenerCount('request'); // the server's own handler
+    tiers = Tiers.atRest(s.srv);
+    expect(tiers.on).toBe(false);
+    expect(s.srv.listenerCount('request')).toBe(own + 1);
+
+    expect(await s.get()).toBe(204); // the request is answered as before
+    expect(tiers.on).toBe(true);
+    expect(s.srv.listenerCount('request')).toBe(own); // nothing more per request while busy
+
+    tiers.rest();
+    tiers.rest(); // a second idle look: still one listener
+    expect(tiers.on).toBe(false);
+    expect(s.srv.listenerCount('request')).toBe(own + 1);
+    expect(await s.get()).toBe(204);
+    expect(tiers.on).toBe(true);
+    expect(s.srv.listenerCount('request')).toBe(own);
+  });
+
+  it('a busy look (a worker node: jobs, no requests) turns it on without a request, and drops the listener', async () => {
+    const s = await server();
+    srv = s.srv;
+    const own = s.srv.listenerCount('request');
+    tiers = Tiers.atRest(s.srv);
+    tiers.busy();
+    tiers.busy();
+    expect(tiers.on).toBe(true);
+    expect(s.srv.listenerCount('request')).toBe(own);
+  });
+});
