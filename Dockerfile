@@ -28,9 +28,10 @@ COPY native ./native
 RUN EXECD_NATIVE_BUILD=required npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# the dashboard (docs/ui.md): npm run build bundles ui/ into dist/ui with esbuild
+# npm run build bundles the server into dist/main.js and its chunks (scripts/bundle-server.mjs), and the dashboard
+# (docs/ui.md) ui/ into dist/ui, both with esbuild
 COPY ui ./ui
-COPY scripts/build-ui.mjs ./scripts/
+COPY scripts/build-ui.mjs scripts/bundle-server.mjs ./scripts/
 RUN npm run build \
  && rm -rf native/build/Release/obj.target native/build/Release/.deps
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { PACKAGE_ROOT } from './paths.js';
 
 /** One version number: the package's (package.json sits one directory above src/ and dist/ alike). */
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL('package.json', PACKAGE_ROOT), 'utf8')) as { version: string }).version;
 
 /** The top of openapi.yaml; routes add the rest from their zod schemas. */
 export const OPENAPI_INFO = {

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { problem } from '../errors.js';
 import { sendProblem } from './errors.js';
+import { CODE_DIR, PACKAGE_ROOT } from '../paths.js';
 
 /**
  * The dashboard's policy. Scripts come only from execd itself (no inline script, no eval), requests only go to
@@ -24,12 +25,12 @@ export const UI_CSP = [
 ].join('; ');
 
 /**
- * Where `npm run build` put the dashboard (scripts/build-ui.mjs): dist/ui beside dist/plugins when execd runs
- * from dist/, and the same dist/ui when it runs from src/ (tsx, the tests). Null when it was never built.
+ * Where `npm run build` put the dashboard (scripts/build-ui.mjs): dist/ui when execd runs from dist/, and the
+ * same dist/ui when it runs from src/ (tsx, the tests). Null when it was never built.
  */
 export function uiRoot(): string | null {
-  for (const rel of ['../ui/', '../../dist/ui/']) {
-    const dir = fileURLToPath(new URL(rel, import.meta.url));
+  for (const url of [new URL('ui/', CODE_DIR), new URL('dist/ui/', PACKAGE_ROOT)]) {
+    const dir = fileURLToPath(url);
     if (existsSync(`${dir}index.html`)) return dir;
   }
   return null;

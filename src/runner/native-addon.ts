@@ -3,13 +3,14 @@ import { accessSync, closeSync, constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ResourceUsage } from './spawn.js';
+import { PACKAGE_ROOT } from '../paths.js';
 
 /**
  * The N-API addon (native/channel.c) and the helper's wire format (native/protocol.h): loading,
  * request frames, exit watches and pipe readers. native-helper.ts runs the helpers over them.
  */
 
-const BUILD_DIR = fileURLToPath(new URL('../../native/build/Release/', import.meta.url));
+const BUILD_DIR = fileURLToPath(new URL('native/build/Release/', PACKAGE_ROOT));
 export const HELPER_PATH = `${BUILD_DIR}execd-spawn-helper`;
 const ADDON_PATH = `${BUILD_DIR}execd_spawn.node`;
 

@@ -351,6 +351,15 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       const kids = readFileSync(`/proc/${server.child.pid}/task/${server.child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
       expect(kids.length).toBeGreaterThan(0); // the helpers
       for (const pid of kids) expect(statFields(pid)?.[0]).not.toBe('Z');
+      // dist/main.js is the bundle (scripts/bundle-server.mjs), and what finds files from its own place still does:
+      // the package's version, the built dashboard, the Swagger UI's assets (an external package).
+      expect(readFileSync(`${ROOT}dist/main.js`, 'utf8')).toMatch(/import\("\.\/server-[A-Z0-9]+\.js"\)/);
+      const doc = (await (await server.api('/openapi.json')).json()) as { info: { version: string } };
+      expect(doc.info.version).toBe((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version);
+      const ui = await server.api('/ui/');
+      expect(ui.status).toBe(200);
+      expect(await ui.text()).toContain('<script');
+      expect((await server.api('/docs/static/swagger-ui.css')).status).toBe(200);
     } finally {
       stopServer(server);
     }

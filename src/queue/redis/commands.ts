@@ -44,9 +44,10 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { JOB_STATES, nextStates, type JobError, type JobResult, type JobState, type TerminalState } from '../job.js';
 import { FIELDS, type Flat } from './record.js';
+import { CODE_DIR } from '../../paths.js';
 
 /** The .lua files sit beside this module in src/ and, copied by `npm run build`, in dist/. */
-const read = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const read = (name: string): string => readFileSync(new URL(`queue/redis/lua/${name}.lua`, CODE_DIR), 'utf8');
 
 const luaList = (items: readonly string[]): string => `{${items.map((s) => `'${s}'`).join(', ')}}`;
 const PRELUDE = [
