@@ -16,6 +16,33 @@ import { build } from 'esbuild';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'ioredis', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static'];
 
+/**
+ * Node's modules that packages inside require at their top but use only in functions execd never calls: fastify's
+ * HTTPS and HTTP/2 servers, ws's client (https, tls) and its compression (zlib, loaded at a client's first deflated
+ * message). Loading node:http2 alone is ~4 MiB of RSS, https and tls ~2 more. Each such require() gets an object that
+ * loads the module at the first use of one of its properties; an ES import of them (execd's own code) is untouched.
+ */
+export const LAZY_BUILTINS = ['http2', 'https', 'tls', 'zlib'];
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.join('|')})$`);
+    b.onResolve({ filter }, (args) =>
+      args.kind === 'require-call' && args.namespace === 'file' ? { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => ({
+      loader: 'js',
+      contents: `let m; const load = () => (m ??= require('node:${args.path}'));
+module.exports = new Proxy({}, {
+  get: (_, k) => load()[k],
+  has: (_, k) => k in load(),
+  ownKeys: () => Reflect.ownKeys(load()),
+  getOwnPropertyDescriptor: (_, k) => { const d = Reflect.getOwnPropertyDescriptor(load(), k); if (d) d.configurable = true; return d; },
+});`,
+    }));
+  },
+};
+
 export async function bundleServer(dist = join(root, 'dist')) {
   const result = await build({
     entryPoints: [join(root, 'src/main.ts')],
@@ -36,6 +63,7 @@ export async function bundleServer(dist = join(root, 'dist')) {
     external: EXTERNAL,
     // The CommonJS packages inside call require() for Node's own modules.
     banner: { js: "import { createRequire as __execdRequire } from 'node:module'; const require = __execdRequire(import.meta.url);" },
+    plugins: [lazyBuiltins],
     metafile: true,
     logLevel: 'warning',
   });

@@ -1,6 +1,5 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
 import { isIP, type LookupFunction } from 'node:net';
 import { classifyAddress } from './address.js';
@@ -11,7 +10,10 @@ import type { AllowedTarget } from './allow.js';
  * WebSocket, CloseEvent and MessageEvent getters then load undici (Node 22): ~3 MiB of RSS at rest for a class
  * execd never uses (docs/benchmarks.md).
  */
-const { request: httpRequest } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+const load = createRequire(import.meta.url);
+const { request: httpRequest } = load('node:http') as typeof import('node:http');
+/** node:https (and with it node:tls, ~2 MiB of RSS) on the first https:// delivery: most servers never make one. */
+let https: typeof import('node:https') | null = null;
 
 /** How one POST ended: delivered (2xx), worth another try, or not (a refusal, or the receiver said no). */
 export type AttemptResult =
@@ -75,7 +77,7 @@ export async function postOnce(
   };
   const { url } = target;
   const hostname = target.host.startsWith('[') ? target.host.slice(1, -1) : target.host;
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const request = url.protocol === 'https:' ? (https ??= load('node:https') as typeof import('node:https')).request : httpRequest;
   return new Promise<AttemptResult>((done) => {
     let settled = false;
     const settle = (r: AttemptResult) => {
