@@ -86,6 +86,11 @@ const isJson = (reply: FastifyReply): boolean => {
 };
 const endsWithoutNewline = (payload: string): boolean => payload.length > 0 && payload.charCodeAt(payload.length - 1) !== 10;
 
+/** Fastify's compiler factories, answering with zod's (its types name Ajv's compiler; Fastify takes any). */
+const ZOD_COMPILERS = { buildValidator: () => validatorCompiler, buildSerializer: () => serializerCompiler } as unknown as NonNullable<
+  NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
+>;
+
 /** Build the execd app without listening: main.ts listens, tests inject or listen on port 0. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -97,6 +102,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : crypto.randomUUID();
     },
+    // The zod compilers from the start (set again below, for the types): Fastify then never loads its own defaults,
+    // Ajv and fast-json-stringify, which no route uses (~0.6 MiB of code at rest).
+    schemaController: { compilersFactory: ZOD_COMPILERS },
     // During a shutdown our own gate answers (problem+json SHUTTING_DOWN), not Fastify's plain 503.
     return503OnClosing: false,
     // maxParamLength above the longest id a schema accepts (job ids: 128), so the schema answers, not the router.

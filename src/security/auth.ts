@@ -1,9 +1,8 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
-
 import { SCOPES, type Scope } from '../schemas/constants.js';
 
 export { SCOPES, type Scope } from '../schemas/constants.js';
@@ -53,6 +52,10 @@ const TokenFile = z.array(TokenFileEntry);
 const unwrapTokens = (data: unknown): unknown =>
   data !== null && typeof data === 'object' && !Array.isArray(data) && Object.keys(data).length === 1 && 'tokens' in data ? data.tokens : data;
 
+/** The YAML parser, loaded with the first settings file: a server without one never needs it (~1 MiB of heap). */
+let yaml: typeof import('yaml') | null = null;
+const loadYaml = (): typeof import('yaml') => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+
 /** Parse a JSON or YAML settings file (YAML 1.2 reads JSON too); duplicate keys are an error. */
 export function readSettingsFile(path: string, what: string): unknown {
   let text: string;
@@ -62,7 +65,7 @@ export function readSettingsFile(path: string, what: string): unknown {
     throw new ConfigError(`${what} ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    return parseYaml(text, { uniqueKeys: true, prettyErrors: false });
+    return loadYaml().parse(text, { uniqueKeys: true, prettyErrors: false });
   } catch (err) {
     // YAML's message quotes the offending line, which may hold a token: name the position only.
     const pos = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0];
