@@ -134,9 +134,21 @@ async function main(): Promise<void> {
   // Started, and at rest: TurboFan comes back with the first request or busy look, and goes at each idle one
   // (services/tiers.ts). Tier flags given to node are left alone.
   const tiers = tiersGiven ? null : Tiers.atRest(app.server);
+  // Quiet: no request, and no run started or going on, since the last look of the idle trim.
+  let requests = 0;
+  app.server.on('request', () => requests++);
+  const { tracker } = app.services;
+  let last = { requests, started: tracker.started };
+  const quiet = (): boolean => {
+    const now = { requests, started: tracker.started };
+    const was = last;
+    last = now;
+    return now.requests === was.requests && now.started === was.started && tracker.size === 0;
+  };
   // At rest, the heap a burst grew and the C heap's free pages are given back (services/idle-trim.ts).
   startIdleTrim({
     ...IDLE_TRIM_DEFAULTS,
+    quiet,
     onBusy: () => tiers?.busy(),
     onIdle: () => tiers?.rest(),
     onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected }) =>

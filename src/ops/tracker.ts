@@ -15,7 +15,11 @@ export class RunTracker {
   /** Called as each run ends (metrics: durations by kind). Must not throw. */
   onDone: ((run: TrackedRun, outcome: RunOutcome) => void) | null = null;
 
+  /** Runs started since this tracker was made (the idle trim's look at whether anything happened). */
+  started = 0;
+
   add(run: TrackedRun): void {
+    this.started++;
     this.runs.set(run.handle.pid, run);
     void run.handle.done.then((outcome) => {
       if (this.runs.get(run.handle.pid) === run) this.runs.delete(run.handle.pid);

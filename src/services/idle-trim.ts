@@ -36,7 +36,13 @@ export interface IdleTrimOptions {
   onTrim?: (info: IdleTrimInfo) => void;
   /** Gives the C heap's free pages back (glibc's malloc_trim(0)); true when it ran. The native addon's by default. */
   trimMalloc?: () => boolean;
-  /** Told at each look that found the process busy (more than `idleCpuMs` in the interval). */
+  /**
+   * Whether nothing happened since the last look (no request, nothing running): such a look is idle whatever the
+   * CPU. The process's own timers at rest (the load-shedding sampler's 100 Hz histogram) use 2–12 ms of CPU a second
+   * depending on the machine, which on a slow one reaches `idleCpuMs`, and the rest would never come.
+   */
+  quiet?: () => boolean;
+  /** Told at each look that found the process busy (more than `idleCpuMs` in the interval, and not quiet). */
   onBusy?: () => void;
   /** Told at each look that found it idle (services/tiers.ts turns TurboFan off). */
   onIdle?: () => void;
@@ -143,7 +149,8 @@ export function startIdleTrim(options: IdleTrimOptions = IDLE_TRIM_DEFAULTS): ()
   const timer = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     lastCpu = process.cpuUsage();
-    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs) {
+    const quiet = options.quiet?.() ?? false; // asked at every look: it counts from the last one
+    if ((cpu.user + cpu.system) / 1000 > options.idleCpuMs && !quiet) {
       busy = true;
       rested = 0;
       options.onBusy?.();

@@ -156,4 +156,18 @@ describe('idle trim (services/idle-trim.ts)', () => {
     expect(looks.length).toBeGreaterThan(0);
     expect(new Set(looks)).toEqual(new Set(['idle']));
   });
+  it('a quiet look (nothing happened since the last one) is idle whatever the CPU; a look that is not quiet goes by the CPU', async () => {
+    const looks: string[] = [];
+    let quiet = true;
+    const stop = startIdleTrim({ intervalMs: 40, idleCpuMs: -1, growthBytes: 2 ** 40, quiet: () => quiet, onBusy: () => looks.push('busy'), onIdle: () => looks.push('idle') });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(looks.length).toBeGreaterThan(0);
+    expect(new Set(looks)).toEqual(new Set(['idle']));
+    quiet = false;
+    looks.length = 0;
+    await new Promise((r) => setTimeout(r, 150));
+    stop();
+    expect(looks.length).toBeGreaterThan(0);
+    expect(new Set(looks)).toEqual(new Set(['busy']));
+  });
 });
