@@ -43,7 +43,10 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --create-home --home-dir /home/execd --shell /usr/sbin/nologin execd \
  && install -d -m 0700 -o execd -g execd /var/lib/execd
 WORKDIR /app
-ENV NODE_ENV=production
+# MALLOC_ARENA_MAX=2: glibc's malloc keeps two arenas instead of one per thread (8 per core), which V8's and
+# libuv's threads fragmented: RSS after 20,000 jobs 87.6 → 82.0 MiB, the same CPU per run (docs/benchmarks.md).
+ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2
 COPY package.json package-lock.json ./
 # --ignore-scripts: the native helper comes built from the build stage (no compiler here).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force

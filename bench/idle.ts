@@ -72,12 +72,11 @@ const execd = await startExecdReady({
   ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}),
   // BENCH_NODE_OPTIONS: V8 flags to compare (e.g. --max-semi-space-size=4); the shipped ones are in the Dockerfile and docs/execd.service.
   ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
-  // MALLOC_ARENA_MAX (glibc): fewer malloc arenas for the V8 and libuv threads, to compare (docs/benchmarks.md).
-  ...(process.env.MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX } : {}),
+  // MALLOC_ARENA_MAX: 2 as npm start runs it, or as given (`unset`: glibc's default), by startExecd (lib.ts).
 });
 console.log(
   `  execd: ${process.env.EXECD_BENCH_ENTRY ?? 'dist/main.js'}, NODE_OPTIONS=${process.env.BENCH_NODE_OPTIONS ?? ''}` +
-    `${process.env.MALLOC_ARENA_MAX ? `, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX}` : ''}`,
+    `, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`,
 );
 try {
   const pid = execd.child.pid!;

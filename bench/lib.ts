@@ -66,7 +66,16 @@ export async function startExecd(env: Record<string, string> = {}): Promise<{ ur
   const root = new URL('..', import.meta.url).pathname;
   const child = spawn(process.execPath, execdMain(), {
     cwd: root,
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_PORT: '0', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH!,
+      HOME: process.env.HOME ?? '/',
+      EXECD_PORT: '0',
+      EXECD_TOKEN: TOKEN,
+      EXECD_LOG_LEVEL: 'info',
+      // As npm start, the Dockerfile and docs/execd.service run it; MALLOC_ARENA_MAX=unset: glibc's default, to compare.
+      ...(process.env.MALLOC_ARENA_MAX === 'unset' ? {} : { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
