@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'ioredis', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static'];
+const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'ioredis', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/static'];
 
 /**
  * Node's modules that packages inside require at their top but use only in functions execd never calls: fastify's
@@ -22,7 +22,7 @@ export const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'iore
  * message). Loading node:http2 alone is ~4 MiB of RSS, https and tls ~2 more. Each such require() gets an object that
  * loads the module at the first use of one of its properties; an ES import of them (execd's own code) is untouched.
  */
-export const LAZY_BUILTINS = ['http2', 'https', 'tls', 'zlib'];
+const LAZY_BUILTINS = ['http2', 'https', 'tls', 'zlib'];
 const lazyBuiltins = {
   name: 'lazy-builtins',
   setup(b) {

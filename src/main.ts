@@ -9,8 +9,8 @@ import type { RecoveryReport } from './ops/recovery.js';
  * CommonJS export lexer), and TurboFan compiled ~70 of its functions during the start: its zones and code stayed in
  * RSS (anonymous, ~10 MiB) and its own machine code (~5 MiB of the node binary's text) was paged in, for code that
  * never runs again (measured in docs/benchmarks.md: RSS at rest −15 MiB, same start-up time). Requests are served
- * with TurboFan as before. The modules are therefore
- * imported here, after the flag, rather than statically (a static import is loaded before any line of this file runs).
+ * with TurboFan as before. The modules are therefore imported here, after the flag, rather than statically (a static
+ * import is loaded before any line of this file runs).
  * V8 flags given to node that choose the tiers (`--no-opt`, `--max-opt`, `--jitless`…) are left as they are.
  */
 const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
@@ -24,7 +24,7 @@ const [
   { recoverPreviousInstances, registerInstance },
   { setDumpable },
   { IDLE_TRIM_DEFAULTS, startIdleTrim },
-  { Tiers },
+  { Tiers, requestSeen },
 ] = await Promise.all([
   import('node:tty'),
   import('close-with-grace'),
@@ -135,15 +135,14 @@ async function main(): Promise<void> {
   // (services/tiers.ts). Tier flags given to node are left alone.
   const tiers = tiersGiven ? null : Tiers.atRest(app.server);
   // Quiet: no request, and no run started or going on, since the last look of the idle trim.
-  let requests = 0;
-  app.server.on('request', () => requests++);
+  const requested = requestSeen(app.server);
   const { tracker } = app.services;
-  let last = { requests, started: tracker.started };
+  let started = tracker.started;
   const quiet = (): boolean => {
-    const now = { requests, started: tracker.started };
-    const was = last;
-    last = now;
-    return now.requests === was.requests && now.started === was.started && tracker.size === 0;
+    const request = requested(); // asked every time: it listens again from here
+    const run = tracker.started !== started;
+    started = tracker.started;
+    return !request && !run && tracker.size === 0;
   };
   // At rest, the heap a burst grew and the C heap's free pages are given back (services/idle-trim.ts).
   startIdleTrim({

@@ -45,3 +45,21 @@ export class Tiers {
     return tiers;
   }
 }
+
+/**
+ * Whether the HTTP server got a request since the last call (the idle trim's quiet look). One `once` listener, armed
+ * again only after it fired: requests between two calls cost nothing past the first.
+ */
+export function requestSeen(server: Server): () => boolean {
+  let seen = false;
+  const mark = () => {
+    seen = true;
+  };
+  server.once('request', mark);
+  return () => {
+    if (!seen) return false;
+    seen = false;
+    server.once('request', mark);
+    return true;
+  };
+}

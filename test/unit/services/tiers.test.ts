@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Tiers } from '../../../src/services/tiers.js';
+import { requestSeen, Tiers } from '../../../src/services/tiers.js';
 
 /** A real HTTP server on loopback that answers 204, and a GET to it. */
 async function server(): Promise<{ srv: Server; get: () => Promise<number> }> {
@@ -62,5 +62,26 @@ describe('TurboFan only while there is work (services/tiers.ts)', () => {
     tiers.busy();
     expect(tiers.on).toBe(true);
     expect(s.srv.listenerCount('request')).toBe(own);
+  });
+});
+
+describe('requestSeen (services/tiers.ts)', () => {
+  it('says whether a request came since the last call, with one listener that is there only until a request fires it', async () => {
+    const s = await server();
+    try {
+      const own = s.srv.listenerCount('request');
+      const requested = requestSeen(s.srv);
+      expect(requested()).toBe(false);
+      expect(s.srv.listenerCount('request')).toBe(own + 1);
+      expect(await s.get()).toBe(204);
+      expect(await s.get()).toBe(204);
+      expect(s.srv.listenerCount('request')).toBe(own); // fired once, then gone: later requests pay nothing
+      expect(requested()).toBe(true);
+      expect(s.srv.listenerCount('request')).toBe(own + 1); // listening again from this call
+      expect(requested()).toBe(false);
+    } finally {
+      s.srv.close();
+      await once(s.srv, 'close');
+    }
   });
 });
