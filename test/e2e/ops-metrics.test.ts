@@ -137,7 +137,9 @@ describe('/metrics', () => {
     let samples: Sample[] = [];
     for (let i = 0; i < 100; i++) {
       samples = await scrape(t);
-      if (valueOf(samples, 'execd_workers_running', { queue: 'default' }) === 1) break;
+      // a job is running from the moment a worker takes it; its process group counts once the spawn returned
+      const spawned = ON_REDIS || valueOf(samples, 'execd_process_groups', { kind: 'job' }) === 1;
+      if (valueOf(samples, 'execd_workers_running', { queue: 'default' }) === 1 && spawned) break;
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(valueOf(samples, 'execd_workers_running', { queue: 'default' })).toBe(1);
