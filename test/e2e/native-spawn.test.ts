@@ -352,7 +352,8 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       expect(kids.length).toBeGreaterThan(0); // the helpers
       for (const pid of kids) expect(statFields(pid)?.[0]).not.toBe('Z');
       // dist/main.js is the bundle (scripts/bundle-server.mjs), and what finds files from its own place still does:
-      // the package's version, the built dashboard, the Swagger UI's assets (an external package).
+      // the package's version, the built dashboard, the Swagger UI's page and assets (bundled, read from its package),
+      // its YAML document (YAML is loaded at that first use), prom-client's parts at /metrics.
       expect(readFileSync(`${ROOT}dist/main.js`, 'utf8')).toMatch(/import\("\.\/server-[A-Z0-9]+\.js"\)/);
       const doc = (await (await server.api('/openapi.json')).json()) as { info: { version: string } };
       expect(doc.info.version).toBe((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version);
@@ -360,6 +361,16 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       expect(ui.status).toBe(200);
       expect(await ui.text()).toContain('<script');
       expect((await server.api('/docs/static/swagger-ui.css')).status).toBe(200);
+      const logo = await server.api('/docs/static/logo.svg');
+      expect(logo.status).toBe(200);
+      expect(await logo.text()).toContain('<svg');
+      expect(await (await server.api('/docs/')).text()).toContain('swagger-initializer.js');
+      const yamlDoc = await server.api('/docs/yaml');
+      expect(yamlDoc.status).toBe(200);
+      expect(await yamlDoc.text()).toMatch(/^openapi: 3\.1\.0$/m);
+      const metrics = await (await server.api('/metrics')).text();
+      expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
+      expect(metrics).toMatch(/^execd_run_duration_seconds_count\{kind="sync"\} 20$/m);
     } finally {
       stopServer(server);
     }
