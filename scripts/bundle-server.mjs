@@ -3,10 +3,10 @@
 // every module's source, and Node's loader a record per module (measured in docs/benchmarks.md: RSS at rest −3 MiB,
 // a faster start). Identifiers keep their names (error classes and plugins are known by them), and dynamic imports
 // stay lazy (the Redis backend is a chunk of its own). Left outside, as packages: what finds its own files at run time
-// (pino's transports, BullMQ's Lua scripts, @fastify/static's assets), and what only some deployments load (BullMQ,
-// ioredis). The Swagger UI is bundled and finds its assets in its package (packageDirs); @fastify/swagger reads its
-// package.json only for a document's default title and version, which app.ts gives. tsc's dist/ stays as it is for
-// everything else (the CLI, the client library).
+// (pino's transports, BullMQ's Lua scripts), and what only some deployments load (BullMQ, ioredis). The Swagger UI
+// is bundled and finds its assets in its package (packageDirs); @fastify/swagger reads its package.json only for a
+// document's default title and version, which app.ts gives. tsc's dist/ stays as it is for everything else (the
+// CLI, the client library).
 // Each file is written beside its place and renamed there, so that a server starting meanwhile reads a whole file.
 // `npm run build` runs it after tsc (which type-checks); usage: node scripts/bundle-server.mjs [distdir]
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'ioredis', '@fastify/static'];
+const EXTERNAL = ['pino', 'pino-pretty', 'thread-stream', 'bullmq', 'ioredis'];
 
 /**
  * Node's modules that packages inside require at their top but use only in functions execd never calls: fastify's
@@ -50,21 +50,25 @@ module.exports = new Proxy({}, {
  * @fastify/websocket's `injectWS` (duplexify), prom-client's exemplars (@opentelemetry/api). Bundled, each is
  * source text the server holds at rest (~500 KiB of it). Left out, a require of one gets a stand-in that loads
  * the package at its first use, from the package that requires it (a nested copy is found as well as a hoisted one).
+ * Each lists the functions a package takes from it as it is required (`const { glob } = require('glob')`): the
+ * stand-in's are functions that load it when called.
  */
-const LAZY_PACKAGES = [
-  'light-my-request',
-  '@fastify/ajv-compiler',
-  '@fastify/fast-json-stringify-compiler',
-  'duplexify',
-  '@opentelemetry/api',
+const LAZY_PACKAGES = {
+  'light-my-request': [],
+  '@fastify/ajv-compiler': [],
+  '@fastify/fast-json-stringify-compiler': [],
+  duplexify: [],
+  '@opentelemetry/api': [],
   // @fastify/swagger's and the Swagger UI's YAML output, and the $ref resolver, needed when the document is first asked for.
-  'yaml',
-  'json-schema-resolver',
-];
+  yaml: [],
+  'json-schema-resolver': [],
+  // @fastify/static's file list for `wildcard: false` (execd serves with wildcards).
+  glob: ['glob'],
+};
 const lazyPackages = {
   name: 'lazy-packages',
   setup(b) {
-    const filter = new RegExp(`^(${LAZY_PACKAGES.map((p) => p.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    const filter = new RegExp(`^(${Object.keys(LAZY_PACKAGES).map((p) => p.replace(/[/.]/g, '\\$&')).join('|')})$`);
     b.onResolve({ filter }, (args) => {
       const owner = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(?!.*node_modules\/)/.exec(args.importer)?.[1];
       if (args.kind !== 'require-call' || !owner) return undefined;
@@ -73,9 +77,10 @@ const lazyPackages = {
     b.onLoad({ filter: /.*/, namespace: 'lazy-package' }, (args) => ({
       loader: 'js',
       contents: `let m; const load = () => (m ??= require('node:module').createRequire(require.resolve(${JSON.stringify(args.pluginData.owner)}))(${JSON.stringify(args.path)}));
+const taken = { ${LAZY_PACKAGES[args.path].map((f) => `${JSON.stringify(f)}: (...a) => load()[${JSON.stringify(f)}](...a)`).join(', ')} };
 // A function, so that the stand-in can be called and constructed as well as read, as the package it stands for.
 module.exports = new Proxy(function lazy() {}, {
-  get: (_, k) => load()[k],
+  get: (_, k) => (Object.hasOwn(taken, k) ? taken[k] : load()[k]),
   has: (_, k) => k in load(),
   apply: (_, self, args) => Reflect.apply(load(), self, args),
   construct: (_, args) => Reflect.construct(load(), args),

@@ -71,6 +71,24 @@ ws.once('message', (m) => { console.log(String(m)); ws.terminate(); app.close();
     expect(code).not.toMatch(/node_modules\/duplexify\//);
   }, 60_000);
 
+  it("a function taken from a stand-in as the package is required is one that loads it (@fastify/static's glob)", async () => {
+    writeFileSync(join(dir, 'hello.txt'), 'hello\n');
+    const { out, code } = await bundleAndRun(
+      'static',
+      `import fastify from 'fastify';
+import fastifyStatic from '@fastify/static';
+const app = fastify();
+const globLoaded = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/glob/'));
+const before = globLoaded();
+await app.register(fastifyStatic, { root: ${JSON.stringify(dir)}, wildcard: false });
+const r = await app.inject('/hello.txt');
+console.log(before, globLoaded(), r.statusCode, JSON.stringify(r.body));`,
+    );
+    expect(out.trim()).toBe('false true 200 "hello\\n"');
+    expect(code).not.toMatch(/node_modules\/glob\//);
+    expect(code).toMatch(/node_modules\/@fastify\/static\/index\.js/);
+  }, 60_000);
+
   it("prom-client's parts without its push gateway and cluster aggregator: zlib and cluster are not loaded", async () => {
     const { out, code } = await bundleAndRun(
       'prom',
