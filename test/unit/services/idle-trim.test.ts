@@ -1,3 +1,4 @@
+import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { loadAddon } from '../../../src/runner/native-addon.js';
 import { startIdleTrim, type IdleTrimInfo } from '../../../src/services/idle-trim.js';
@@ -23,6 +24,26 @@ describe('idle trim (services/idle-trim.ts)', () => {
     }
     expect(trims.length).toBeGreaterThan(0);
     expect(trims[0]!.heapAfter).toBeLessThan(trims[0]!.heapBefore);
+  });
+
+  it('the collection drops the code of a function that was hot (its baseline code, which V8 by itself keeps)', async () => {
+    // ~1 MiB of bytecode, run until V8 gave it baseline code: V8's own flushing would keep both for good.
+    const body = Array.from({ length: 20_000 }, (_, i) => `s = (s + x * ${i}) % 1000003;`).join('\n');
+    const hot = new Function('x', `let s = 0;\n${body}\nreturn s;`) as (x: number) => number;
+    for (let i = 0; i < 300; i++) hot(i);
+    const code = () => v8.getHeapCodeStatistics().code_and_metadata_size;
+    const before = code();
+    const trims: Trim[] = [];
+    const onTrim = (t: Trim) => trims.push(t);
+    const stop = startIdleTrim({ intervalMs: 50, idleCpuMs: 1_000_000, growthBytes: 0, onTrim, afterStart: true, restMs: 0 });
+    try {
+      for (let i = 0; i < 40 && !trims.some((t) => t.collected); i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      stop();
+    }
+    expect(trims.some((t) => t.collected)).toBe(true);
+    expect(before - code()).toBeGreaterThan(512 * 1024); // ~1.3 MiB; without the flag ~0
+    expect(hot(2)).toBe(hot(2)); // compiled again at its next call
   });
 
   it('a busy process is never trimmed, nor one whose heap has not grown', async () => {
