@@ -61,6 +61,10 @@ export function execdMain(): string[] {
   return ['dist/main.js'];
 }
 
+/** As npm start, the Dockerfile and docs/execd.service run it; MALLOC_ARENA_MAX=unset: glibc's default, to compare. */
+const mallocEnv = (): Record<string, string> =>
+  process.env.MALLOC_ARENA_MAX === 'unset' ? {} : { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+
 /** Start execd in its own process on a free port; resolves with its URL. */
 export async function startExecd(env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
   const root = new URL('..', import.meta.url).pathname;
@@ -72,8 +76,7 @@ export async function startExecd(env: Record<string, string> = {}): Promise<{ ur
       EXECD_PORT: '0',
       EXECD_TOKEN: TOKEN,
       EXECD_LOG_LEVEL: 'info',
-      // As npm start, the Dockerfile and docs/execd.service run it; MALLOC_ARENA_MAX=unset: glibc's default, to compare.
-      ...(process.env.MALLOC_ARENA_MAX === 'unset' ? {} : { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' }),
+      ...mallocEnv(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -152,7 +155,7 @@ export async function startExecdReady(
   const port = await freePort();
   const child = spawn(process.execPath, execdMain(), {
     cwd: root,
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...env, EXECD_PORT: String(port) },
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/', EXECD_TOKEN: TOKEN, EXECD_LOG_LEVEL: 'warn', ...mallocEnv(), ...env, EXECD_PORT: String(port) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

@@ -1305,6 +1305,27 @@ static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* limitMallocArenas(n) -> bool: at most n malloc arenas from now on (glibc's mallopt(M_ARENA_MAX)), as
+   MALLOC_ARENA_MAX=n in the environment would have from the start; false where the C library has none.
+   glibc's default, 8 per core, each thread's frees in an arena of its own, fragmented the C heap under load
+   (docs/benchmarks.md). Arenas made before the call stay; no thread makes a new one past n. */
+static napi_value js_limit_malloc_arenas(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  int32_t n = 0;
+  napi_value out;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, args[0], &n) != napi_ok || n < 1) {
+    napi_throw_type_error(env, NULL, "limitMallocArenas(n >= 1)");
+    return NULL;
+  }
+#ifdef __GLIBC__
+  napi_get_boolean(env, mallopt(M_ARENA_MAX, n) == 1, &out);
+#else
+  napi_get_boolean(env, false, &out);
+#endif
+  return out;
+}
+
 /* null when this kernel can do what we need (pidfd_open: Linux 5.3), else why not. */
 static napi_value js_probe(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1333,6 +1354,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"kill", NULL, js_kill, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setDumpable", NULL, js_set_dumpable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mallocTrim", NULL, js_malloc_trim, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"limitMallocArenas", NULL, js_limit_malloc_arenas, NULL, NULL, NULL, napi_enumerable, NULL},
       {"resize", NULL, js_resize, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

@@ -1,5 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
+import { limitMallocArenas } from './runner/native-addon.js';
 import type { Config } from './config.js';
 import type { RecoveryReport } from './ops/recovery.js';
 
@@ -13,6 +14,13 @@ import type { RecoveryReport } from './ops/recovery.js';
  * import is loaded before any line of this file runs).
  * V8 flags given to node that choose the tiers (`--no-opt`, `--max-opt`, `--jitless`…) are left as they are.
  */
+/*
+ * Two malloc arenas, as `npm start`, the Dockerfile and execd.service ask with MALLOC_ARENA_MAX=2, also when node
+ * runs dist/main.js directly: glibc's default, 8 per core, fragmented the C heap under load (docs/benchmarks.md).
+ * First thing, before the start's threads (V8's, libuv's) have each made an arena of their own: a thread that has
+ * one keeps it. A MALLOC_ARENA_MAX or glibc.malloc.arena_max given is glibc's to apply, from the start.
+ */
+if (process.env.MALLOC_ARENA_MAX === undefined && !/\barena_max\b/.test(process.env.GLIBC_TUNABLES ?? '')) limitMallocArenas(2);
 const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
 if (!tiersGiven) setFlagsFromString('--no-opt');
 const [

@@ -39,6 +39,7 @@ export interface Addon {
   kill(pid: number, signal: number): number;
   setDumpable(on: boolean): number;
   mallocTrim(): boolean;
+  limitMallocArenas?(n: number): boolean;
   /** TIOCSWINSZ on a pty master: 0 or the errno (absent in an addon built before terminals). */
   resize?(fd: number, cols: number, rows: number): number;
 }
@@ -201,6 +202,14 @@ export function exitWatch(): [Promise<HelperExit>, ExitWatch] {
 /** Make this process not dumpable (prctl): 0, an errno, or null without the addon. */
 export function setDumpable(on: boolean): number | null {
   return loadAddon()?.setDumpable(on) ?? null;
+}
+
+/**
+ * At most `n` malloc arenas from now on (glibc's mallopt(M_ARENA_MAX)), as MALLOC_ARENA_MAX=n would have from the
+ * start: false without the addon (or one built before it had this), or without glibc.
+ */
+export function limitMallocArenas(n: number): boolean {
+  return loadAddon()?.limitMallocArenas?.(n) ?? false;
 }
 
 /** Give the C heap's free pages back to the kernel (glibc's malloc_trim): false without the addon or glibc. */

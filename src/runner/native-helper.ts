@@ -30,6 +30,7 @@ export {
   HELPER_PATH,
   HelperSpawnError,
   killNoThrow,
+  limitMallocArenas,
   nativeUnavailableReason,
   readPipe,
   resizePty,

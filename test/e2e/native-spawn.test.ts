@@ -26,6 +26,25 @@ const run = (over: Partial<RunSpec>) => runToCompletion(spec(over), ctx);
 const text = (b: Buffer) => b.toString('utf8');
 
 /** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
+/**
+ * glibc's malloc arenas besides the main one (the brk heap): each is a 64 MiB-aligned reservation of 64 MiB, its
+ * used part rw-p and the rest ---p (arena.c's new_heap).
+ */
+function mallocArenas(pid: number): number {
+  const M = 64n << 20n;
+  const maps = readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n').map((line) => {
+    const [range, perms] = line.split(' ');
+    const [a, b] = range!.split('-').map((x) => BigInt(`0x${x}`));
+    return { a: a!, b: b!, perms };
+  });
+  let n = 0;
+  for (let i = 0; i + 1 < maps.length; i++) {
+    const [used, rest] = [maps[i]!, maps[i + 1]!];
+    if (used.a % M === 0n && used.perms === 'rw-p' && rest.a === used.b && rest.perms === '---p' && rest.b - used.a === M) n++;
+  }
+  return n;
+}
+
 function statFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -371,8 +390,18 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       const metrics = await (await server.api('/metrics')).text();
       expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
       expect(metrics).toMatch(/^execd_run_duration_seconds_count\{kind="sync"\} 20$/m);
+      // Started without MALLOC_ARENA_MAX, it kept to two malloc arenas (main.ts): the main one and at most one more.
+      expect(mallocArenas(server.child.pid!)).toBeLessThanOrEqual(1);
     } finally {
       stopServer(server);
+    }
+    // glibc's own default, asked for: the start's threads alone make arenas of their own (the count above can fail).
+    const glibc = await startServer({ EXECD_SPAWNER: 'native', EXECD_TOKEN: SERVER_TOKEN, MALLOC_ARENA_MAX: '8' }, [process.execPath, 'dist/main.js']);
+    try {
+      for (let i = 0; i < 20; i++) expect((await glibc.api('/v1/run', { method: 'POST', body: JSON.stringify({ argv: ['/bin/true'] }) })).status).toBe(200);
+      expect(mallocArenas(glibc.child.pid!)).toBeGreaterThanOrEqual(2);
+    } finally {
+      stopServer(glibc);
     }
   }, 180_000); // npm run build (the server and the dashboard) takes a while on a loaded CI machine
 });
