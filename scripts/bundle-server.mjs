@@ -78,13 +78,15 @@ const lazyPackages = {
       loader: 'js',
       contents: `let m; const load = () => (m ??= require('node:module').createRequire(require.resolve(${JSON.stringify(args.pluginData.owner)}))(${JSON.stringify(args.path)}));
 const taken = { ${LAZY_PACKAGES[args.path].map((f) => `${JSON.stringify(f)}: (...a) => load()[${JSON.stringify(f)}](...a)`).join(', ')} };
-// A function, so that the stand-in can be called and constructed as well as read, as the package it stands for.
-module.exports = new Proxy(function lazy() {}, {
+// A function, so that the stand-in can be called and constructed (or extended) as well as read, as the package it
+// stands for.
+const standIn = new Proxy(function lazy() {}, {
   get: (_, k) => (Object.hasOwn(taken, k) ? taken[k] : load()[k]),
   has: (_, k) => k in load(),
   apply: (_, self, args) => Reflect.apply(load(), self, args),
-  construct: (_, args) => Reflect.construct(load(), args),
-});`,
+  construct: (_, args, newTarget) => Reflect.construct(load(), args, newTarget === standIn ? load() : newTarget),
+});
+module.exports = standIn;`,
     }));
   },
 };
