@@ -18,7 +18,8 @@ import type { RecoveryReport } from './ops/recovery.js';
  * Two malloc arenas, as `npm start`, the Dockerfile and execd.service ask with MALLOC_ARENA_MAX=2, also when node
  * runs dist/main.js directly: glibc's default, 8 per core, fragmented the C heap under load (docs/benchmarks.md).
  * First thing, before the start's threads (V8's, libuv's) have each made an arena of their own: a thread that has
- * one keeps it. A MALLOC_ARENA_MAX or glibc.malloc.arena_max given is glibc's to apply, from the start.
+ * one keeps it. On Node 24 node's own start has already made 2-5 by then, and only the variable bounds those.
+ * A MALLOC_ARENA_MAX or glibc.malloc.arena_max given is glibc's to apply, from the start.
  */
 if (process.env.MALLOC_ARENA_MAX === undefined && !/\barena_max\b/.test(process.env.GLIBC_TUNABLES ?? '')) limitMallocArenas(2);
 const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);

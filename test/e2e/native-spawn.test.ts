@@ -27,23 +27,27 @@ const text = (b: Buffer) => b.toString('utf8');
 
 /** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
 /**
- * glibc's malloc arenas besides the main one (the brk heap): each is a 64 MiB-aligned reservation of 64 MiB, its
- * used part rw-p and the rest ---p (arena.c's new_heap).
+ * glibc's malloc arenas besides the main one (the brk heap), in a /proc/<pid>/maps: each is a 64 MiB-aligned
+ * reservation of 64 MiB, its used part rw-p and the rest ---p (arena.c's new_heap).
  */
-function mallocArenas(pid: number): number {
+function mallocArenas(maps: string): number {
   const M = 64n << 20n;
-  const maps = readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n').map((line) => {
+  const regions = maps.trim().split('\n').map((line) => {
     const [range, perms] = line.split(' ');
     const [a, b] = range!.split('-').map((x) => BigInt(`0x${x}`));
     return { a: a!, b: b!, perms };
   });
   let n = 0;
-  for (let i = 0; i + 1 < maps.length; i++) {
-    const [used, rest] = [maps[i]!, maps[i + 1]!];
+  for (let i = 0; i + 1 < regions.length; i++) {
+    const [used, rest] = [regions[i]!, regions[i + 1]!];
     if (used.a % M === 0n && used.perms === 'rw-p' && rest.a === used.b && rest.perms === '---p' && rest.b - used.a === M) n++;
   }
   return n;
 }
+const arenasOf = (pid: number) => mallocArenas(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+/** The arenas a node has made by its first line of JavaScript (this node, in an empty environment). */
+const arenasBeforeJs = () =>
+  mallocArenas(spawnSync(process.execPath, ['-e', "process.stdout.write(require('node:fs').readFileSync('/proc/self/maps', 'utf8'))"], { encoding: 'utf8', env: {} }).stdout);
 
 function statFields(pid: number): string[] | null {
   try {
@@ -391,7 +395,9 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       expect(metrics).toMatch(/^process_cpu_user_seconds_total \d/m);
       expect(metrics).toMatch(/^execd_run_duration_seconds_count\{kind="sync"\} 20$/m);
       // Started without MALLOC_ARENA_MAX, it kept to two malloc arenas (main.ts): the main one and at most one more.
-      expect(mallocArenas(server.child.pid!)).toBeLessThanOrEqual(1);
+      // Only where node's own start made none before the first line of JavaScript (Node 22); Node 24's makes 2-5,
+      // as its threads race, and only MALLOC_ARENA_MAX (npm start, the Dockerfile, execd.service) bounds those.
+      if (arenasBeforeJs() <= 1) expect(arenasOf(server.child.pid!)).toBeLessThanOrEqual(1);
     } finally {
       stopServer(server);
     }
@@ -399,7 +405,7 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
     const glibc = await startServer({ EXECD_SPAWNER: 'native', EXECD_TOKEN: SERVER_TOKEN, MALLOC_ARENA_MAX: '8' }, [process.execPath, 'dist/main.js']);
     try {
       for (let i = 0; i < 20; i++) expect((await glibc.api('/v1/run', { method: 'POST', body: JSON.stringify({ argv: ['/bin/true'] }) })).status).toBe(200);
-      expect(mallocArenas(glibc.child.pid!)).toBeGreaterThanOrEqual(2);
+      expect(arenasOf(glibc.child.pid!)).toBeGreaterThanOrEqual(2);
     } finally {
       stopServer(glibc);
     }
