@@ -115,7 +115,7 @@ const promClientParts = {
 };
 
 /**
- * Bundled packages that read their own files (the Swagger UI's page, logo and scripts): their \`__dirname\` is where
+ * Bundled packages that read their own files (the Swagger UI's page, logo and scripts): their `__dirname` is where
  * the package is installed, found at run time, instead of dist/.
  */
 const PACKAGE_DIRS = ['@fastify/swagger-ui'];
