@@ -72,7 +72,7 @@ const execd = await startExecdReady({
   ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}),
   // BENCH_NODE_OPTIONS: V8 flags to compare (e.g. --max-semi-space-size=4); the shipped ones are in the Dockerfile and docs/execd.service.
   ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}),
-  // MALLOC_ARENA_MAX: 2 as npm start runs it, or as given (`unset`: glibc's default), by startExecd (lib.ts).
+  // MALLOC_ARENA_MAX: 2 as npm start runs it, or as given (`unset`: glibc's default), by startExecdReady (lib.ts's mallocEnv).
 });
 console.log(
   `  execd: ${process.env.EXECD_BENCH_ENTRY ?? 'dist/main.js'}, NODE_OPTIONS=${process.env.BENCH_NODE_OPTIONS ?? ''}` +

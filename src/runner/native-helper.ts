@@ -30,7 +30,6 @@ export {
   HELPER_PATH,
   HelperSpawnError,
   killNoThrow,
-  limitMallocArenas,
   nativeUnavailableReason,
   readPipe,
   resizePty,

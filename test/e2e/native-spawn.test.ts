@@ -25,7 +25,6 @@ const spec = (over: Partial<RunSpec>): RunSpec => ({ envMode: 'add', mergeStderr
 const run = (over: Partial<RunSpec>) => runToCompletion(spec(over), ctx);
 const text = (b: Buffer) => b.toString('utf8');
 
-/** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
 /**
  * glibc's malloc arenas besides the main one (the brk heap), in a /proc/<pid>/maps: each is a 64 MiB-aligned
  * reservation of 64 MiB, its used part rw-p and the rest ---p (arena.c's new_heap).
@@ -49,6 +48,7 @@ const arenasOf = (pid: number) => mallocArenas(readFileSync(`/proc/${pid}/maps`,
 const arenasBeforeJs = () =>
   mallocArenas(spawnSync(process.execPath, ['-e', "process.stdout.write(require('node:fs').readFileSync('/proc/self/maps', 'utf8'))"], { encoding: 'utf8', env: {} }).stdout);
 
+/** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
 function statFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
