@@ -4,9 +4,13 @@
  * Besides the rates it prints each server's CPU per run, from /proc: utime+stime of the server process
  * (and, for execd, of its spawn helpers), without the commands' own CPU (that is the children's, and the
  * same for both). CPU per run moves much less than the rates when the machine is shared.
+ * Every server first serves `warm-up` requests at 8 connections, and the rounds measure it after them: V8
+ * optimizes a function after ~3,000 calls (and 500 more after its last type feedback change), so execd's
+ * first few thousand runs cost up to twice its CPU per run (webhook, compiled ahead of time, costs the same
+ * from its first run). The warm-up's own CPU per run is printed too: what a server costs just after its start.
  * Targets: issue "Foundation": ≥ 85 % of the raw rate at 8, p50 within 1 ms of raw;
  * issue 22: execd's CPU per run ≤ webhook's, and ≥ 1.15× webhook's rate at 8 connections.
- *   npx tsx bench/run.ts [seconds-per-measurement=5] [rounds=3]
+ *   npx tsx bench/run.ts [seconds-per-measurement=5] [rounds=3] [warm-up=10000]
  * (webhook: the Debian package `webhook`; without it its lines are left out.)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -18,6 +22,7 @@ import { closedLoop, freePort, getJson, postJson, rawSpawnTrue, startExecdReady,
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 3);
+const warmUp = Number(process.argv[4] ?? 10_000);
 const CONNS = [1, 8] as const;
 const body = { argv: ['/bin/true'] };
 
@@ -121,6 +126,19 @@ async function measure(t: Target, c: number): Promise<Sample> {
   return { ...r, cpuUs: (cpu1 - cpu0) / r.ops };
 }
 
+/** `n` requests at 8 connections; the server's CPU per request over them. */
+async function warm(t: Target, n: number): Promise<number> {
+  let left = n;
+  const cpu0 = t.pids().reduce((s, p) => s + cpuMicros(p), 0);
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (left-- > 0) {
+      const r = await postJson(t.url, t.body);
+      if (r.status !== 200) throw new Error(`${t.name}: status ${r.status} ${r.body}`);
+    }
+  }));
+  return (t.pids().reduce((s, p) => s + cpuMicros(p), 0) - cpu0) / n;
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
@@ -138,8 +156,13 @@ try {
   const execd = await startExecdTarget();
   targets.push(execd);
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  console.log(`bench/run.ts: node ${process.version}, ${seconds}s per measurement, median of ${rounds} interleaved rounds, load ${load}, ${new Date().toISOString()}`);
+  console.log(`bench/run.ts: node ${process.version}, ${seconds}s per measurement, median of ${rounds} interleaved rounds after ${warmUp} requests of warm-up each, load ${load}, ${new Date().toISOString()}`);
   console.log(`  RSS after start-up and one run: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
+  if (warmUp > 0) {
+    const during: string[] = [];
+    for (const t of targets) during.push(`${t.name} ${(await warm(t, warmUp)).toFixed(0)} µs`);
+    console.log(`  warm-up, CPU per run over the first ${warmUp} requests at 8 connections: ${during.join(', ')}`);
+  }
   for (let round = 1; round <= rounds; round++) {
     for (const c of CONNS) {
       await closedLoop(c, 300, rawSpawnTrue);
