@@ -22,20 +22,8 @@ import type { RecoveryReport } from './ops/recovery.js';
  * A MALLOC_ARENA_MAX or glibc.malloc.arena_max given is glibc's to apply, from the start.
  */
 if (process.env.MALLOC_ARENA_MAX === undefined && !/\barena_max\b/.test(process.env.GLIBC_TUNABLES ?? '')) limitMallocArenas(2);
-const nodeFlags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
-const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(nodeFlags);
+const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
 if (!tiersGiven) setFlagsFromString('--no-opt');
-/*
- * A function is optimized after 1,000 calls instead of V8's 3,000, and 100 rather than 500 calls after its type
- * feedback last changed. A request calls most of its functions once, so by V8's counts execd spent its first
- * ~10,000 requests (and the first ones after each collection at rest, which drops compiled code: idle-trim.ts)
- * at up to twice its CPU per run; with these, about 10 % less CPU per run over them, the same afterwards
- * (docs/benchmarks.md). Thresholds given to node are left as they are.
- */
-if (!/--(invocation-count-for-turbofan|minimum-invocations-after-ic-update)\b/.test(nodeFlags)) {
-  setFlagsFromString('--invocation-count-for-turbofan=1000');
-  setFlagsFromString('--minimum-invocations-after-ic-update=100');
-}
 const [
   { isatty },
   { default: closeWithGrace },
