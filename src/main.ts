@@ -1,18 +1,18 @@
-import { setFlagsFromString } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import { limitMallocArenas } from './runner/native-addon.js';
+import { setOptimizing } from './services/tiers.js';
 import type { Config } from './config.js';
 import type { RecoveryReport } from './ops/recovery.js';
 
 /*
- * The start-up runs without V8's optimizing compiler (TurboFan), which comes back with the first request (and goes
- * again at each rest: services/tiers.ts). Loading the modules makes Node's own loader hot (path resolution, the
+ * The start-up runs without V8's optimizing compilers (TurboFan; Maglev too on Node 24), which come back with the
+ * first request (and go again at each rest: services/tiers.ts). Loading the modules makes Node's own loader hot (path resolution, the
  * CommonJS export lexer), and TurboFan compiled ~70 of its functions during the start: its zones and code stayed in
  * RSS (anonymous, ~10 MiB) and its own machine code (~5 MiB of the node binary's text) was paged in, for code that
  * never runs again (measured in docs/benchmarks.md: RSS at rest −15 MiB, same start-up time). Requests are served
  * with TurboFan as before. The modules are therefore imported here, after the flag, rather than statically (a static
  * import is loaded before any line of this file runs).
- * V8 flags given to node that choose the tiers (`--no-opt`, `--max-opt`, `--jitless`…) are left as they are.
+ * V8 flags given to node that choose the tiers (`--no-opt`, `--no-maglev`, `--max-opt`, `--jitless`…) are left as they are.
  */
 /*
  * Two malloc arenas, as `npm start`, the Dockerfile and execd.service ask with MALLOC_ARENA_MAX=2, also when node
@@ -22,8 +22,8 @@ import type { RecoveryReport } from './ops/recovery.js';
  * A MALLOC_ARENA_MAX or glibc.malloc.arena_max given is glibc's to apply, from the start.
  */
 if (process.env.MALLOC_ARENA_MAX === undefined && !/\barena_max\b/.test(process.env.GLIBC_TUNABLES ?? '')) limitMallocArenas(2);
-const tiersGiven = /--(no-)?(opt|turbofan)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
-if (!tiersGiven) setFlagsFromString('--no-opt');
+const tiersGiven = /--(no-)?(opt|turbofan|maglev)\b|--max-opt|--jitless/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`);
+if (!tiersGiven) setOptimizing(false);
 const [
   { isatty },
   { default: closeWithGrace },

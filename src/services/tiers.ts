@@ -2,7 +2,20 @@ import type { Server } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 
 /**
- * V8's optimizing compiler (TurboFan) only while there is work. At rest the only JavaScript that runs is a few
+ * Maglev, V8's mid-tier optimizing compiler: built into Node 24's V8, where it is on by default, and not into
+ * Node 22's. `--no-opt` names TurboFan alone, so on Node 24 Maglev went on compiling the start-up's loader code and
+ * the timers at rest.
+ */
+const MAGLEV = (process.config.variables as { v8_enable_maglev?: number }).v8_enable_maglev === 1;
+
+/** V8's optimizing compilers on or off from now on: TurboFan, and Maglev where node has it. Code they made is kept. */
+export function setOptimizing(on: boolean): void {
+  setFlagsFromString(on ? '--opt' : '--no-opt');
+  if (MAGLEV) setFlagsFromString(on ? '--maglev' : '--no-maglev');
+}
+
+/**
+ * V8's optimizing compilers (TurboFan, and Maglev where node has it) only while there is work. At rest the only JavaScript that runs is a few
  * timers (the load-shedding sampler every second, the idle trim's look every 5 s), and after ~45 s of them TurboFan
  * compiles Node's own timer code (async_hooks' hasHooks): the compiler's machine code, ~5 MiB of the node binary,
  * is paged in for a function that saves nothing at one call a second (measured: RSS at rest 75 → 81 MiB between
@@ -17,23 +30,23 @@ export class Tiers {
 
   constructor(private readonly server: Server) {}
 
-  /** Work: TurboFan on (a no-op while it is). */
+  /** Work: the optimizing compilers on (a no-op while they are). */
   busy(): void {
     if (this.optimizing) return;
     this.optimizing = true;
     this.server.off('request', this.wake);
-    setFlagsFromString('--opt');
+    setOptimizing(true);
   }
 
-  /** At rest: TurboFan off until the next request, or the next busy look. */
+  /** At rest: no optimizing compiler until the next request, or the next busy look. */
   rest(): void {
     if (!this.optimizing) return;
     this.optimizing = false;
-    setFlagsFromString('--no-opt');
+    setOptimizing(false);
     this.server.once('request', this.wake);
   }
 
-  /** Whether V8 may start TurboFan compilations now. */
+  /** Whether V8 may start optimizing compilations now. */
   get on(): boolean {
     return this.optimizing;
   }

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -62,6 +63,37 @@ describe('TurboFan only while there is work (services/tiers.ts)', () => {
     tiers.busy();
     expect(tiers.on).toBe(true);
     expect(s.srv.listenerCount('request')).toBe(own);
+  });
+});
+
+describe('setOptimizing (services/tiers.ts)', () => {
+  it('off: V8 optimizes nothing, with TurboFan or (Node 24) Maglev; on: a hot function is optimized again', () => {
+    // A node of its own, tracing V8's optimizations: one function is hot while the compilers are off, another after.
+    const tiers = new URL('../../../src/services/tiers.ts', import.meta.url).pathname;
+    const script = `
+      import { setOptimizing } from ${JSON.stringify(tiers)};
+      const pause = () => new Promise((r) => setTimeout(r, 100)); // a concurrent compilation would finish meanwhile
+      setOptimizing(false);
+      function hotWhileOff(a) { return a * 2 + 1; }
+      let s = 0;
+      for (let i = 0; i < 2e6; i++) s += hotWhileOff(i);
+      await pause();
+      for (let i = 0; i < 2e6; i++) s += hotWhileOff(i);
+      setOptimizing(true);
+      function hotWhileOn(a) { return a * 3 + 1; }
+      for (let i = 0; i < 2e6; i++) s += hotWhileOn(i);
+      await pause();
+      console.log('sum', s);`;
+    const r = spawnSync(process.execPath, ['--trace-opt', '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../../..', import.meta.url).pathname,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^sum \d+$/m);
+    const compiled = (name: string) => new RegExp(`completed (compiling|optimizing) .*<JSFunction ${name} `).test(r.stdout);
+    expect(compiled('hotWhileOff')).toBe(false);
+    expect(compiled('hotWhileOn')).toBe(true);
   });
 });
 
