@@ -15,14 +15,15 @@ export function setOptimizing(on: boolean): void {
 }
 
 /**
- * V8's optimizing compilers (TurboFan, and Maglev where node has it) only while there is work. At rest the only JavaScript that runs is a few
- * timers (the load-shedding sampler every second, the idle trim's look every 5 s), and after ~45 s of them TurboFan
- * compiles Node's own timer code (async_hooks' hasHooks): the compiler's machine code, ~5 MiB of the node binary,
- * is paged in for a function that saves nothing at one call a second (measured: RSS at rest 75 → 81 MiB between
- * 40 and 60 s; docs/benchmarks.md). So a server at rest runs with `--no-opt`, as during its start (main.ts), and
- * the next request (the HTTP server's 'request' event, listened to only while at rest) or the next busy look of
- * the idle trim (a worker node's jobs come from Redis, not from requests) turns TurboFan back on before the work.
- * Code TurboFan already made is kept either way: the flag only decides whether V8 starts new compilations.
+ * V8's optimizing compilers (TurboFan, and Maglev where node has it) only while there is work. At rest the only
+ * JavaScript that runs is a few timers (the load-shedding sampler every second, the idle trim's look every 5 s),
+ * and after ~45 s of them TurboFan compiles Node's own timer code (async_hooks' hasHooks): the compiler's machine
+ * code, ~5 MiB of the node binary, is paged in for a function that saves nothing at one call a second (measured:
+ * RSS at rest 75 → 81 MiB between 40 and 60 s; docs/benchmarks.md). So a server at rest runs without them, as
+ * during its start (main.ts), and the next request (the HTTP server's 'request' event, listened to only while at
+ * rest) or the next busy look of the idle trim (a worker node's jobs come from Redis, not from requests) turns them
+ * back on before the work. Code already optimized is kept either way: the flags only decide whether V8 starts new
+ * compilations.
  */
 export class Tiers {
   private optimizing = false;
