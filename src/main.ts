@@ -6,13 +6,15 @@ import type { RecoveryReport } from './ops/recovery.js';
 
 /*
  * The start-up runs without V8's optimizing compilers (TurboFan; Maglev too on Node 24), which come back with the
- * first request (and go again at each rest: services/tiers.ts). Loading the modules makes Node's own loader hot (path resolution, the
- * CommonJS export lexer), and TurboFan compiled ~70 of its functions during the start: its zones and code stayed in
- * RSS (anonymous, ~10 MiB) and its own machine code (~5 MiB of the node binary's text) was paged in, for code that
- * never runs again (measured in docs/benchmarks.md: RSS at rest −15 MiB, same start-up time). Requests are served
- * with TurboFan as before. The modules are therefore imported here, after the flag, rather than statically (a static
- * import is loaded before any line of this file runs).
- * V8 flags given to node that choose the tiers (`--no-opt`, `--no-maglev`, `--max-opt`, `--jitless`…) are left as they are.
+ * first request (and go again at each rest: services/tiers.ts). Loading the modules makes Node's own loader hot
+ * (path resolution, the CommonJS export lexer), and TurboFan compiled ~70 of its functions during the start: its
+ * zones and code stayed in RSS (anonymous, ~10 MiB) and its own machine code (~5 MiB of the node binary's text) was
+ * paged in, for code that never runs again (measured in docs/benchmarks.md: RSS at rest −15 MiB, same start-up
+ * time). Requests are served with TurboFan as before. The modules are therefore imported here, after the flags,
+ * rather than statically (a static import is loaded before any line of this file runs); only the addon and
+ * services/tiers.ts, which sets the flags, are static imports, and they are small.
+ * V8 flags given to node that choose the tiers (`--no-opt`, `--no-maglev`, `--max-opt`, `--jitless`…) are left as
+ * they are.
  */
 /*
  * Two malloc arenas, as `npm start`, the Dockerfile and execd.service ask with MALLOC_ARENA_MAX=2, also when node
