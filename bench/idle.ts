@@ -2,14 +2,15 @@
  * Memory at rest (issue 22), default settings (memory backend, EXECD_RETAIN_JOBS=1000, logging at info to /dev/null):
  *  1. RSS and V8 heap after start-up (target RSS ≤ 64 MiB), beside adnanh/webhook's at rest;
  *  2. the same after `jobs` jobs of /bin/true have finished (target ≤ 80 MiB after 60,000), with /proc's
- *     breakdown (anonymous memory: the heap and malloc's; file: the node binary's pages).
+ *     breakdown (anonymous memory: the heap and malloc's; file: the node binary's pages);
+ *  3. at each: the CPU the process used at rest and how often its main thread was woken (settle's 15th to 25th s).
  * Figures are read after the server has been idle for `settle` seconds: at rest execd gives back the C heap's free
  * pages at once and collects a grown V8 heap after 30 s of rest (services/idle-trim.ts), so settle for 40.
  *   npx tsx bench/idle.ts [jobs=60000] [settle=40]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, getJson, postJson, startExecdReady } from './lib.js';
@@ -25,7 +26,30 @@ function status(pid: number): { rss: number; anon: number; file: number } {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function webhookRss(): Promise<number | null> {
+/** CPU time of a process's threads in ms (their schedstat: ns), and the wake-ups of its main thread (voluntary context switches). */
+function cpuAndWakeUps(pid: number): { cpuMs: number; wakeUps: number } {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+  const wakeUps = Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+  return { cpuMs: ns / 1e6, wakeUps };
+}
+
+/**
+ * Sleep `SETTLE` seconds, measuring the process at rest over 10 of them (from 15 s: after the idle trim's first look
+ * at 5 s, before its collection after 30 s of rest): CPU in ms a second, and wake-ups of its main thread a second.
+ */
+async function settle(pid: number): Promise<string> {
+  const from = Math.min(15_000, (SETTLE * 1000) / 4);
+  const window = Math.min(10_000, (SETTLE * 1000) / 2);
+  await sleep(from);
+  const a = cpuAndWakeUps(pid);
+  await sleep(window);
+  const b = cpuAndWakeUps(pid);
+  await sleep(SETTLE * 1000 - from - window);
+  return `at rest ${(((b.cpuMs - a.cpuMs) * 1000) / window).toFixed(2)} ms CPU/s, ${(((b.wakeUps - a.wakeUps) * 1000) / window).toFixed(1)} wake-ups/s`;
+}
+
+async function webhookRss(): Promise<{ rss: number; rest: string } | null> {
   const bin = spawnSync('sh', ['-c', 'command -v webhook'], { encoding: 'utf8' }).stdout.trim();
   if (!bin) return null;
   const dir = mkdtempSync(join(tmpdir(), 'execd-bench-idle-'));
@@ -37,8 +61,8 @@ async function webhookRss(): Promise<number | null> {
       if (i > 200) throw new Error('webhook did not start');
       await sleep(50);
     }
-    await sleep(SETTLE * 1000);
-    return status(child.pid!).rss;
+    const rest = await settle(child.pid!);
+    return { rss: status(child.pid!).rss, rest };
   } finally {
     child.kill('SIGTERM');
     if (child.exitCode === null) await once(child, 'exit');
@@ -51,13 +75,13 @@ interface Info {
 }
 
 async function report(label: string, url: string, pid: number): Promise<number> {
-  await sleep(SETTLE * 1000);
+  const rest = await settle(pid); // before the /v1/info below: a request is work
   const s = status(pid);
   const info = JSON.parse((await getJson(`${url}/v1/info`)).body) as Info;
   const m = info.memory;
   console.log(
     `  ${label.padEnd(34)} RSS ${(s.rss / MiB).toFixed(1).padStart(6)} MiB (anonymous ${(s.anon / MiB).toFixed(1)}, file ${(s.file / MiB).toFixed(1)}); ` +
-      `V8 heap used ${(m.heapUsedBytes / MiB).toFixed(1)} of ${(m.heapTotalBytes / MiB).toFixed(1)} MiB, external ${(m.externalBytes / MiB).toFixed(1)} MiB`,
+      `V8 heap used ${(m.heapUsedBytes / MiB).toFixed(1)} of ${(m.heapTotalBytes / MiB).toFixed(1)} MiB, external ${(m.externalBytes / MiB).toFixed(1)} MiB; ${rest}`,
   );
   return s.rss;
 }
@@ -66,7 +90,7 @@ type Queue = { name: string; queued: number; running: number; processed: number 
 
 console.log(`bench/idle.ts: node ${process.version}, ${JOBS} jobs, figures after ${SETTLE} s idle, ${new Date().toISOString()}`);
 const hook = await webhookRss();
-if (hook !== null) console.log(`  ${'webhook at rest'.padEnd(34)} RSS ${(hook / MiB).toFixed(1).padStart(6)} MiB`);
+if (hook !== null) console.log(`  ${'webhook at rest'.padEnd(34)} RSS ${(hook.rss / MiB).toFixed(1).padStart(6)} MiB; ${hook.rest}`);
 const execd = await startExecdReady({
   EXECD_LOG_LEVEL: 'info',
   ...(process.env.EXECD_SPAWNER ? { EXECD_SPAWNER: process.env.EXECD_SPAWNER } : {}),

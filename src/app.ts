@@ -147,7 +147,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerErrorHandling(app);
   // Operations (docs/operations.md): the drain gate and load shedding answer before any route or auth.
   registerShutdown(app, services);
-  await registerLoadShedding(app, config.maxEventLoopDelayMs, () => app.metrics.shed());
+  registerLoadShedding(app, config.maxEventLoopDelayMs, () => app.metrics.shed());
   await registerDocs(app, config.ui && config.role !== 'worker' ? '/ui/' : null);
   // The dashboard (docs/ui.md): static files under /ui/ that call /v1 like any client; not on a worker node.
   if (config.ui && config.role !== 'worker') await registerUi(app);

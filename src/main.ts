@@ -35,7 +35,7 @@ const [
   { recoverPreviousInstances, registerInstance },
   { setDumpable },
   { IDLE_TRIM_DEFAULTS, startIdleTrim },
-  { Tiers, requestSeen },
+  { WorkSwitches, requestSeen },
 ] = await Promise.all([
   import('node:tty'),
   import('close-with-grace'),
@@ -142,9 +142,13 @@ async function main(): Promise<void> {
   } finally {
     listened();
   }
-  // Started, and at rest: TurboFan comes back with the first request or busy look, and goes at each idle one
-  // (services/tiers.ts). Tier flags given to node are left alone.
-  const tiers = tiersGiven ? null : Tiers.atRest(app.server);
+  // Started, and at rest: TurboFan and the load-shedding sampler come back with the first request or busy look, and
+  // go at each idle one (services/tiers.ts). Tier flags given to node are left alone.
+  const shedding = app.loadShedding;
+  const work = WorkSwitches.atRest(app.server, [
+    ...(tiersGiven ? [] : [setOptimizing]),
+    ...(shedding ? [(on: boolean) => shedding.sample(on)] : []),
+  ]);
   // Quiet: no request, and no run started or going on, since the last look of the idle trim.
   const requested = requestSeen(app.server);
   const { tracker } = app.services;
@@ -159,8 +163,8 @@ async function main(): Promise<void> {
   startIdleTrim({
     ...IDLE_TRIM_DEFAULTS,
     quiet,
-    onBusy: () => tiers?.busy(),
-    onIdle: () => tiers?.rest(),
+    onBusy: () => work.busy(),
+    onIdle: () => work.rest(),
     onTrim: ({ heapBefore, heapAfter, rssBefore, rssAfter, ms, mallocTrimmed, collected }) =>
       app.log.debug({ heapBefore, heapAfter, rssBefore, rssAfter, ms: Math.round(ms), mallocTrimmed, collected }, 'idle: memory given back'),
   });

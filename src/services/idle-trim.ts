@@ -38,8 +38,9 @@ export interface IdleTrimOptions {
   trimMalloc?: () => boolean;
   /**
    * Whether nothing happened since the last look (no request, nothing running): such a look is idle whatever the
-   * CPU. The process's own timers at rest (the load-shedding sampler's 100 Hz histogram) use 2–12 ms of CPU a second
-   * depending on the machine, which on a slow one reaches `idleCpuMs`, and the rest would never come.
+   * CPU. The process's own timers (the load-shedding sampler's 100 Hz histogram, on until the first idle look) use
+   * 2–12 ms of CPU a second depending on the machine, which on a slow one reaches `idleCpuMs`, and the rest would
+   * never come.
    */
   quiet?: () => boolean;
   /** Told at each look that found the process busy (more than `idleCpuMs` in the interval, and not quiet). */

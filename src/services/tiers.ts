@@ -14,48 +14,55 @@ export function setOptimizing(on: boolean): void {
   if (MAGLEV) setFlagsFromString(on ? '--maglev' : '--no-maglev');
 }
 
+/** Something a server needs only while there is work: told true when work comes, false at rest. */
+export type WorkSwitch = (on: boolean) => void;
+
 /**
- * V8's optimizing compilers (TurboFan, and Maglev where node has it) only while there is work. At rest the only
- * JavaScript that runs is a few timers (the load-shedding sampler every second, the idle trim's look every 5 s),
- * and after ~45 s of them TurboFan compiles Node's own timer code (async_hooks' hasHooks): the compiler's machine
- * code, ~5 MiB of the node binary, is paged in for a function that saves nothing at one call a second (measured:
- * RSS at rest 75 → 81 MiB between 40 and 60 s; docs/benchmarks.md). So a server at rest runs without them, as
- * during its start (main.ts), and the next request (the HTTP server's 'request' event, listened to only while at
- * rest) or the next busy look of the idle trim (a worker node's jobs come from Redis, not from requests) turns them
- * back on before the work. Code already optimized is kept either way: the flags only decide whether V8 starts new
- * compilations.
+ * What a server needs only while there is work, off at rest. V8's optimizing compilers (TurboFan, and Maglev where
+ * node has it, `setOptimizing`): at rest the only JavaScript that runs is a few timers (the idle trim's look every
+ * 5 s), and after ~45 s of them TurboFan compiles Node's own timer code (async_hooks' hasHooks): the compiler's
+ * machine code, ~5 MiB of the node binary, is paged in for a function that saves nothing at one call a second
+ * (measured: RSS at rest 75 → 81 MiB between 40 and 60 s; docs/benchmarks.md). The load-shedding sampler
+ * (plugins/pressure.ts): its 100 Hz timer was most of the CPU a server at rest used. So a server at rest runs
+ * without them, as during its start (main.ts), and the next request (the HTTP server's 'request' event, listened to
+ * only while at rest) or the next busy look of the idle trim (a worker node's jobs come from Redis, not from
+ * requests) turns them back on before the work. Code already optimized is kept either way: the flags only decide
+ * whether V8 starts new compilations.
  */
-export class Tiers {
-  private optimizing = false;
+export class WorkSwitches {
+  private working = true;
   private readonly wake = () => this.busy();
 
-  constructor(private readonly server: Server) {}
+  constructor(
+    private readonly server: Server,
+    private readonly switches: readonly WorkSwitch[],
+  ) {}
 
-  /** Work: the optimizing compilers on (a no-op while they are). */
+  /** Work: every switch on (a no-op while they are). */
   busy(): void {
-    if (this.optimizing) return;
-    this.optimizing = true;
+    if (this.working) return;
+    this.working = true;
     this.server.off('request', this.wake);
-    setOptimizing(true);
+    for (const on of this.switches) on(true);
   }
 
-  /** At rest: no optimizing compiler until the next request, or the next busy look. */
+  /** At rest: every switch off until the next request, or the next busy look. */
   rest(): void {
-    if (!this.optimizing) return;
-    this.optimizing = false;
-    setOptimizing(false);
+    if (!this.working) return;
+    this.working = false;
+    for (const on of this.switches) on(false);
     this.server.once('request', this.wake);
   }
 
-  /** Whether V8 may start optimizing compilations now. */
+  /** Whether the switches are on. */
   get on(): boolean {
-    return this.optimizing;
+    return this.working;
   }
 
-  /** Started at rest (`--no-opt` from the start-up): armed for the first request. */
-  static atRest(server: Server): Tiers {
-    const tiers = new Tiers(server);
-    server.once('request', tiers.wake);
+  /** At rest from now (the start-up's end: `--no-opt` is set already, and turning it off again costs nothing). */
+  static atRest(server: Server, switches: readonly WorkSwitch[]): WorkSwitches {
+    const tiers = new WorkSwitches(server, switches);
+    tiers.rest();
     return tiers;
   }
 }

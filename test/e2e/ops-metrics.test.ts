@@ -250,6 +250,24 @@ describe('load shedding', () => {
     expect(valueOf(samples, 'execd_requests_shed_total')).toBeGreaterThanOrEqual(1);
   });
 
+  it('sampling off (a server at rest: main.ts) sheds nothing however long the loop stalls; on again, it sheds', async () => {
+    t = await startApp({ EXECD_MAX_EVENT_LOOP_DELAY_MS: '20' });
+    const app = t;
+    const stallThenAsk = async () => {
+      const end = Date.now() + 250;
+      while (Date.now() < end) {
+        // block the event loop (the server's: it runs in this process)
+      }
+      return (await app.http.get('/v1/info').set(AUTH)).status;
+    };
+    app.app.loadShedding!.sample(false);
+    for (let i = 0; i < 4; i++) expect(await stallThenAsk()).toBe(200);
+    app.app.loadShedding!.sample(true);
+    let shed = false;
+    for (let i = 0; i < 20 && !shed; i++) shed = (await stallThenAsk()) === 503;
+    expect(shed, 'no request was shed once sampling was on again').toBe(true);
+  });
+
   it('EXECD_MAX_EVENT_LOOP_DELAY_MS=0 turns it off', async () => {
     t = await startApp({ EXECD_MAX_EVENT_LOOP_DELAY_MS: '0' });
     const end = Date.now() + 300;
@@ -257,5 +275,6 @@ describe('load shedding', () => {
       // block
     }
     expect((await t.http.get('/v1/info').set(AUTH)).status).toBe(200);
+    expect(t.app.loadShedding).toBeNull();
   });
 });

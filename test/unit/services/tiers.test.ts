@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { requestSeen, Tiers } from '../../../src/services/tiers.js';
+import { requestSeen, WorkSwitches } from '../../../src/services/tiers.js';
 
 /** A real HTTP server on loopback that answers 204, and a GET to it. */
 async function server(): Promise<{ srv: Server; get: () => Promise<number> }> {
@@ -23,45 +23,51 @@ async function server(): Promise<{ srv: Server; get: () => Promise<number> }> {
   return { srv, get };
 }
 
-describe('TurboFan only while there is work (services/tiers.ts)', () => {
-  let tiers: Tiers | null = null;
+describe('WorkSwitches: what a server needs only while there is work (services/tiers.ts)', () => {
   let srv: Server | null = null;
   afterEach(async () => {
-    tiers?.busy(); // this worker process goes on with TurboFan, whatever a test left
     srv?.close();
     if (srv) await once(srv, 'close');
-    tiers = srv = null;
+    srv = null;
   });
 
-  it('at rest after the start; the first request turns it on and stops listening; each rest waits for the next request', async () => {
+  it('at rest after the start; the first request turns every switch on and stops listening; each rest waits for the next request', async () => {
     const s = await server();
     srv = s.srv;
     const own = s.srv.listenerCount('request'); // the server's own handler
-    tiers = Tiers.atRest(s.srv);
-    expect(tiers.on).toBe(false);
+    const a: boolean[] = [];
+    const b: boolean[] = [];
+    const work = WorkSwitches.atRest(s.srv, [(on) => a.push(on), (on) => b.push(on)]);
+    expect(work.on).toBe(false);
+    expect(a).toEqual([false]);
     expect(s.srv.listenerCount('request')).toBe(own + 1);
 
     expect(await s.get()).toBe(204); // the request is answered as before
-    expect(tiers.on).toBe(true);
+    expect(work.on).toBe(true);
     expect(s.srv.listenerCount('request')).toBe(own); // nothing more per request while busy
+    expect(await s.get()).toBe(204);
 
-    tiers.rest();
-    tiers.rest(); // a second idle look: still one listener
-    expect(tiers.on).toBe(false);
+    work.rest();
+    work.rest(); // a second idle look: still one listener, each switch told once
+    expect(work.on).toBe(false);
     expect(s.srv.listenerCount('request')).toBe(own + 1);
     expect(await s.get()).toBe(204);
-    expect(tiers.on).toBe(true);
+    expect(work.on).toBe(true);
     expect(s.srv.listenerCount('request')).toBe(own);
+    expect(a).toEqual([false, true, false, true]);
+    expect(b).toEqual(a);
   });
 
-  it('a busy look (a worker node: jobs, no requests) turns it on without a request, and drops the listener', async () => {
+  it('a busy look (a worker node: jobs, no requests) turns them on without a request, and drops the listener', async () => {
     const s = await server();
     srv = s.srv;
     const own = s.srv.listenerCount('request');
-    tiers = Tiers.atRest(s.srv);
-    tiers.busy();
-    tiers.busy();
-    expect(tiers.on).toBe(true);
+    const seen: boolean[] = [];
+    const work = WorkSwitches.atRest(s.srv, [(on) => seen.push(on)]);
+    work.busy();
+    work.busy();
+    expect(work.on).toBe(true);
+    expect(seen).toEqual([false, true]);
     expect(s.srv.listenerCount('request')).toBe(own);
   });
 });
