@@ -11,6 +11,7 @@
  * Targets: issue "Foundation": ≥ 85 % of the raw rate at 8, p50 within 1 ms of raw;
  * issue 22: execd's CPU per run ≤ webhook's, and ≥ 1.15× webhook's rate at 8 connections.
  *   npx tsx bench/run.ts [seconds-per-measurement=5] [rounds=3] [warm-up=10000]
+ * (BENCH_NODE_PEER=1 adds a third server: a bare node:http server spawning with child_process, the floor of Node.)
  * (webhook: the Debian package `webhook`; without it its lines are left out.)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -96,6 +97,50 @@ async function startWebhook(bin: string, dir: string): Promise<Target> {
   };
 }
 
+/**
+ * With BENCH_NODE_PEER=1: the floor of a server written plainly in Node, a bare node:http server that runs each POST's
+ * argv with child_process.spawn (pipes, an empty environment) and answers its exit code and stdout as JSON.
+ */
+const NODE_PEER = `
+import { createServer } from 'node:http';
+import { spawn } from 'node:child_process';
+createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const { argv } = JSON.parse(Buffer.concat(chunks));
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: {} });
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.resume();
+    child.on('close', (exitCode) => {
+      const json = JSON.stringify({ exitCode, stdout });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
+    });
+  });
+}).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+
+async function startNodePeer(): Promise<Target> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--input-type=module', '-e', NODE_PEER], { env: { PATH: process.env.PATH!, PORT: String(port) }, stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}/`;
+  for (let i = 0; (await postJson(url, body).catch(() => null))?.status !== 200; i++) {
+    if (child.exitCode !== null || i > 200) throw new Error('the bare node:http peer did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name: 'bare node:http',
+    url,
+    body,
+    pids: () => [child.pid!],
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await once(child, 'exit');
+    },
+  };
+}
+
 async function startExecdTarget(): Promise<Target> {
   // Default settings, logging at info (an audit line per run) to /dev/null, as webhook logs its lines at its default level.
   const env: Record<string, string> = { EXECD_LOG_LEVEL: 'info' };
@@ -155,6 +200,7 @@ try {
   else console.log('webhook is not installed (Debian package `webhook`): its lines are left out');
   const execd = await startExecdTarget();
   targets.push(execd);
+  if (process.env.BENCH_NODE_PEER === '1') targets.push(await startNodePeer());
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`bench/run.ts: node ${process.version}, ${seconds}s per measurement, median of ${rounds} interleaved rounds after ${warmUp} requests of warm-up each, load ${load}, ${new Date().toISOString()}`);
   console.log(`  RSS after start-up and one run: ${targets.map((t) => `${t.name} ${rssMiB(t.pids()[0]!).toFixed(1)} MiB`).join(', ')}`);
@@ -179,7 +225,7 @@ try {
   for (const c of CONNS) {
     console.log(`concurrency ${c}`);
     console.log(row(`raw@${c}`, 'raw child_process.spawn'));
-    for (const t of targets) console.log(row(`${t.name}@${c}`, t.name === 'webhook' ? 'webhook POST /hooks/true' : `${t.name} POST /v1/run`));
+    for (const t of targets) console.log(row(`${t.name}@${c}`, t.name === 'webhook' ? 'webhook POST /hooks/true' : t === execd ? `${t.name} POST /v1/run` : `${t.name} + child_process`));
     const e = `${execd.name}@${c}`;
     console.log(`  execd/raw ${(med(e, (s) => s.rate) / med(`raw@${c}`, (s) => s.rate) * 100).toFixed(1)} % (target ≥ 85 % at 8); p50 +${(med(e, (s) => s.p50) - med(`raw@${c}`, (s) => s.p50)).toFixed(2)} ms (target ≤ 1 ms)`);
     if (bin) {

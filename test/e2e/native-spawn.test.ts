@@ -44,9 +44,17 @@ function mallocArenas(maps: string): number {
   return n;
 }
 const arenasOf = (pid: number) => mallocArenas(readFileSync(`/proc/${pid}/maps`, 'utf8'));
-/** The arenas a node has made by its first line of JavaScript (this node, in an empty environment). */
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+/**
+ * The most arenas this node made by its first line of JavaScript in 5 starts (an empty environment). Where its start
+ * makes them (Node 24) it is a race of its threads: one start may make none while the server's next one makes four.
+ */
 const arenasBeforeJs = () =>
-  mallocArenas(spawnSync(process.execPath, ['-e', "process.stdout.write(require('node:fs').readFileSync('/proc/self/maps', 'utf8'))"], { encoding: 'utf8', env: {} }).stdout);
+  Math.max(
+    ...Array.from({ length: 5 }, () =>
+      mallocArenas(spawnSync(process.execPath, ['-e', "process.stdout.write(require('node:fs').readFileSync('/proc/self/maps', 'utf8'))"], { encoding: 'utf8', env: {} }).stdout),
+    ),
+  );
 
 /** Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]. */
 function statFields(pid: number): string[] | null {
@@ -397,7 +405,9 @@ describe.skipIf(unavailable !== null && !required)('native spawner: scheduling',
       // Started without MALLOC_ARENA_MAX, it kept to two malloc arenas (main.ts): the main one and at most one more.
       // Only where node's own start made none before the first line of JavaScript (Node 22); Node 24's makes 2-5,
       // as its threads race, and only MALLOC_ARENA_MAX (npm start, the Dockerfile, execd.service) bounds those.
-      if (arenasBeforeJs() <= 1) expect(arenasOf(server.child.pid!)).toBeLessThanOrEqual(1);
+      // Node 24's start makes them (4 in each of 8 starts on a quiet machine), but in a CI run under load a sampled
+      // start made none while the server's made 4: on that line the sample is not trusted.
+      if (NODE_MAJOR < 24 && arenasBeforeJs() <= 1) expect(arenasOf(server.child.pid!)).toBeLessThanOrEqual(1);
     } finally {
       stopServer(server);
     }
