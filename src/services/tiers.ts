@@ -61,9 +61,9 @@ export class WorkSwitches {
 
   /** At rest from now (the start-up's end: `--no-opt` is set already, and turning it off again costs nothing). */
   static atRest(server: Server, switches: readonly WorkSwitch[]): WorkSwitches {
-    const tiers = new WorkSwitches(server, switches);
-    tiers.rest();
-    return tiers;
+    const work = new WorkSwitches(server, switches);
+    work.rest();
+    return work;
   }
 }
 
