@@ -61,6 +61,8 @@ function rssMiB(pid: number): number {
 
 interface Target {
   name: string;
+  /** Its line in the results. */
+  label: string;
   url: string;
   body: unknown;
   /** The processes whose CPU is the server's: the server and its long-lived helpers. */
@@ -87,6 +89,7 @@ async function startWebhook(bin: string, dir: string): Promise<Target> {
   }
   return {
     name: 'webhook',
+    label: 'webhook POST /hooks/true',
     url,
     body: {},
     pids: () => [child.pid!],
@@ -131,6 +134,7 @@ async function startNodePeer(): Promise<Target> {
   }
   return {
     name: 'bare node:http',
+    label: 'bare node:http + child_process',
     url,
     body,
     pids: () => [child.pid!],
@@ -152,7 +156,8 @@ async function startExecdTarget(): Promise<Target> {
   const info = JSON.parse((await getJson(`${execd.url}/v1/info`)).body) as { spawner: string };
   const pid = execd.child.pid!;
   const helpers = children(pid).map((c) => c.pid); // the spawn helpers, started with the server
-  return { name: `execd [${info.spawner}]`, url: `${execd.url}/v1/run`, body, pids: () => [pid, ...helpers], stop: () => execd.stop() };
+  const name = `execd [${info.spawner}]`;
+  return { name, label: `${name} POST /v1/run`, url: `${execd.url}/v1/run`, body, pids: () => [pid, ...helpers], stop: () => execd.stop() };
 }
 
 interface Sample extends LoopResult {
@@ -225,7 +230,7 @@ try {
   for (const c of CONNS) {
     console.log(`concurrency ${c}`);
     console.log(row(`raw@${c}`, 'raw child_process.spawn'));
-    for (const t of targets) console.log(row(`${t.name}@${c}`, t.name === 'webhook' ? 'webhook POST /hooks/true' : t === execd ? `${t.name} POST /v1/run` : `${t.name} + child_process`));
+    for (const t of targets) console.log(row(`${t.name}@${c}`, t.label));
     const e = `${execd.name}@${c}`;
     console.log(`  execd/raw ${(med(e, (s) => s.rate) / med(`raw@${c}`, (s) => s.rate) * 100).toFixed(1)} % (target ≥ 85 % at 8); p50 +${(med(e, (s) => s.p50) - med(`raw@${c}`, (s) => s.p50)).toFixed(2)} ms (target ≤ 1 ms)`);
     if (bin) {

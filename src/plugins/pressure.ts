@@ -42,7 +42,7 @@ export function registerLoadShedding(app: FastifyInstance, maxEventLoopDelayMs: 
   const sampleMs = Math.min(1000, Math.max(100, maxEventLoopDelayMs));
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   let delayMs = 0;
-  const sample = (): void => {
+  const read = (): void => {
     const mean = Math.max(0, histogram.mean / 1e6 - RESOLUTION_MS);
     delayMs = Number.isNaN(mean) ? Number.POSITIVE_INFINITY : mean;
     histogram.reset();
@@ -54,7 +54,7 @@ export function registerLoadShedding(app: FastifyInstance, maxEventLoopDelayMs: 
       if (on) {
         histogram.reset();
         histogram.enable();
-        timer = setInterval(sample, sampleMs).unref();
+        timer = setInterval(read, sampleMs).unref();
       } else {
         histogram.disable();
         clearInterval(timer!);
